@@ -1,0 +1,524 @@
+"""glTF 2.0 (``.glb`` and ``.gltf``) as HM3D, MP3D and Gibson ship their scenes.
+
+What is read: the default scene's node tree with every node's transform
+(matrix or translation/rotation/scale) applied; every triangle primitive
+(modes 4, 5 and 6; points and lines are skipped) of every mesh; positions,
+``TEXCOORD_n`` (with ``KHR_texture_transform``), ``COLOR_0``; materials'
+base colour factor and texture (``pbrMetallicRoughness``, or
+``KHR_materials_pbrSpecularGlossiness``'s diffuse); samplers' wrap modes;
+images embedded in buffer views, in data URIs or in files beside the glTF,
+including Basis Universal images (``image/x-basis`` / ``image/basis`` behind
+``GOOGLE_texture_basis``, KTX 2 behind ``KHR_texture_basisu``).
+
+Axes. Habitat stages are stored Z-up (their ``*.stage_config.json`` says
+``up [0,0,1]``, ``front [0,1,0]``); the loader rotates them into the Y-up world
+with ``(x, y, z) -> (x, z, -y)``. The ``up`` argument gives a dataset's
+convention; a ``<name>.stage_config.json`` beside the file, when present,
+overrides it with its own ``up``/``front``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import struct
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from renderers.scene import Material, Scene, SceneFormatError, Texture, Wrap
+from renderers.sources import SceneSource, read_bytes, register_source
+from renderers.sources.textures import decode_image
+
+__all__ = ["GltfSource", "rotation_from_up_front", "stage_config_axes"]
+
+log = logging.getLogger(__name__)
+
+_GLB_MAGIC = b"glTF"
+_CHUNK_JSON = 0x4E4F534A
+_CHUNK_BIN = 0x004E4942
+
+_COMPONENT_DTYPES = {
+    5120: np.int8,
+    5121: np.uint8,
+    5122: np.int16,
+    5123: np.uint16,
+    5125: np.uint32,
+    5126: np.float32,
+}
+_TYPE_SIZES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+
+# Extensions whose data we cannot decode; a file that requires one is refused.
+_UNSUPPORTED_EXTENSIONS = {
+    "KHR_draco_mesh_compression": "Draco-compressed geometry",
+    "EXT_meshopt_compression": "meshopt-compressed buffers",
+    "KHR_mesh_quantization": None,  # plain integer attributes: we read them
+}
+_TEXTURE_SOURCE_EXTENSIONS = ("GOOGLE_texture_basis", "KHR_texture_basisu", "EXT_texture_webp")
+
+# Habitat's world frame: up +Y, front -Z.
+_WORLD_UP = np.array([0.0, 1.0, 0.0])
+_WORLD_FRONT = np.array([0.0, 0.0, -1.0])
+_DEFAULT_AXES = {"z": ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0)), "y": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0))}
+
+
+def rotation_from_up_front(up, front) -> np.ndarray:
+    """The 4x4 rotation taking a file's ``up``/``front`` to the world's +Y/-Z.
+
+    Parameters
+    ----------
+    up, front : (3,) float
+        Orthogonal directions in file coordinates (Habitat's stage config).
+
+    Returns
+    -------
+    (4, 4) float64
+        For ``up=(0,0,1), front=(0,1,0)`` this is ``(x, y, z) -> (x, z, -y)``.
+    """
+    up = np.asarray(up, dtype=np.float64)
+    front = np.asarray(front, dtype=np.float64)
+    if np.linalg.norm(up) == 0 or np.linalg.norm(front) == 0 or abs(np.dot(up, front)) > 1e-6:
+        raise ValueError(f"up {up.tolist()} and front {front.tolist()} must be orthogonal and non-zero")
+    up, front = up / np.linalg.norm(up), front / np.linalg.norm(front)
+    src = np.stack([up, front, np.cross(up, front)], axis=1)
+    dst = np.stack([_WORLD_UP, _WORLD_FRONT, np.cross(_WORLD_UP, _WORLD_FRONT)], axis=1)
+    out = np.eye(4)
+    out[:3, :3] = dst @ src.T
+    return out
+
+
+def stage_config_axes(mesh_path: Path) -> tuple[list[float], list[float]] | None:
+    """``(up, front)`` from a Habitat ``<name>.stage_config.json`` beside the mesh, if any."""
+    name = mesh_path.name
+    for suffix in (".basis.glb", ".glb", ".gltf"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    config = mesh_path.with_name(name + ".stage_config.json")
+    if not config.is_file():
+        return None
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise SceneFormatError(config, f"unreadable stage config: {e}") from None
+    if "up" not in cfg and "front" not in cfg:
+        return None
+    default_up, default_front = _DEFAULT_AXES["y"]
+    return list(cfg.get("up", default_up)), list(cfg.get("front", default_front))
+
+
+@register_source
+class GltfSource(SceneSource):
+    """glTF 2.0 binary (``.glb``) or JSON (``.gltf``) scenes."""
+
+    name = "gltf"
+    suffixes = (".glb", ".gltf")
+
+    def load(self, location: str, *, scene_id: str, up: str) -> Scene:
+        path = Path(location)
+        data = read_bytes(path)
+        doc, bin_chunk = _split_container(data, path)
+        axes = stage_config_axes(path) or _DEFAULT_AXES[up]
+        try:
+            file_to_world = rotation_from_up_front(*axes)
+        except ValueError as e:
+            raise SceneFormatError(path, f"stage config axes: {e}") from None
+        reader = _GltfReader(doc, bin_chunk, path)
+        scene = reader.build(scene_id, file_to_world)
+        return scene.validate()
+
+
+def _split_container(data: bytes, path: Path) -> tuple[dict, bytes | None]:
+    """Parse a .glb container (header, JSON chunk, BIN chunk) or a .gltf JSON file."""
+    if data[:4] == _GLB_MAGIC:
+        if len(data) < 12:
+            raise SceneFormatError(path, f"truncated glb: {len(data)} bytes, shorter than its header")
+        _, version, length = struct.unpack_from("<4sII", data, 0)
+        if version != 2:
+            raise SceneFormatError(path, f"glb version {version} is not supported (only glTF 2.0)")
+        if len(data) < 20:
+            raise SceneFormatError(path, f"truncated glb: {len(data)} bytes, no room for a chunk")
+        if length > len(data):
+            raise SceneFormatError(path, f"truncated glb: header says {length} bytes, file has {len(data)}")
+        chunks: dict[int, bytes] = {}
+        offset = 12
+        while offset + 8 <= length:
+            chunk_len, chunk_type = struct.unpack_from("<II", data, offset)
+            start, end = offset + 8, offset + 8 + chunk_len
+            if end > length:
+                raise SceneFormatError(path, f"truncated glb: chunk at byte {offset} runs past the end")
+            chunks.setdefault(chunk_type, data[start:end])
+            offset = end
+        if _CHUNK_JSON not in chunks:
+            raise SceneFormatError(path, "glb has no JSON chunk")
+        text = chunks[_CHUNK_JSON]
+        bin_chunk = chunks.get(_CHUNK_BIN)
+    elif path.suffix.lower() == ".gltf" or data.lstrip()[:1] == b"{":
+        text, bin_chunk = data, None
+    else:
+        raise SceneFormatError(path, f"not a glTF file: starts {bytes(data[:4])!r}, expected b'glTF'")
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SceneFormatError(path, f"glTF JSON is malformed: {e}") from None
+    if not isinstance(doc, dict) or "asset" not in doc:
+        raise SceneFormatError(path, "glTF JSON has no 'asset' object")
+    version = str(doc["asset"].get("version", ""))
+    if not version.startswith("2"):
+        raise SceneFormatError(path, f"glTF asset version {version!r} is not supported (only 2.x)")
+    for ext in doc.get("extensionsRequired", []):
+        if ext in _UNSUPPORTED_EXTENSIONS and _UNSUPPORTED_EXTENSIONS[ext]:
+            raise SceneFormatError(path, f"requires {ext} ({_UNSUPPORTED_EXTENSIONS[ext]}), which pairgen cannot decode")
+    return doc, bin_chunk
+
+
+@dataclass
+class _Parts:
+    """Per-primitive arrays gathered before they are merged into one Scene."""
+
+    positions: list[np.ndarray] = field(default_factory=list)
+    faces: list[np.ndarray] = field(default_factory=list)
+    uvs: list[np.ndarray | None] = field(default_factory=list)
+    colors: list[np.ndarray | None] = field(default_factory=list)
+    materials: list[int] = field(default_factory=list)
+
+
+class _GltfReader:
+    """Reads one parsed glTF document; every error names the file."""
+
+    def __init__(self, doc: dict, bin_chunk: bytes | None, path: Path) -> None:
+        self.doc = doc
+        self.bin_chunk = bin_chunk
+        self.path = path
+        self._buffers: dict[int, bytes] = {}
+        self._images: dict[int, np.ndarray] = {}
+
+    def fail(self, problem: str) -> SceneFormatError:
+        return SceneFormatError(self.path, problem)
+
+    def item(self, kind: str, index) -> dict:
+        items = self.doc.get(kind, [])
+        if not isinstance(index, int) or not 0 <= index < len(items):
+            raise self.fail(f"refers to {kind[:-1]} {index!r}, but the file has {len(items)} {kind}")
+        return items[index]
+
+    # -- buffers and accessors -------------------------------------------
+
+    def buffer(self, index: int) -> bytes:
+        if index not in self._buffers:
+            buf = self.item("buffers", index)
+            uri = buf.get("uri")
+            if uri is None:
+                if index != 0 or self.bin_chunk is None:
+                    raise self.fail(f"buffer {index} has no uri and there is no glb BIN chunk")
+                data = self.bin_chunk
+            else:
+                data = self.read_uri(uri, f"buffer {index}")
+            if len(data) < buf.get("byteLength", 0):
+                raise self.fail(
+                    f"truncated: buffer {index} declares {buf['byteLength']} bytes, has {len(data)}"
+                )
+            self._buffers[index] = data
+        return self._buffers[index]
+
+    def read_uri(self, uri: str, what: str) -> bytes:
+        if uri.startswith("data:"):
+            header, _, payload = uri.partition(",")
+            if not header.endswith(";base64"):
+                raise self.fail(f"{what}: only base64 data URIs are supported")
+            try:
+                return base64.b64decode(payload, validate=True)
+            except ValueError:
+                raise self.fail(f"{what}: malformed base64 data URI") from None
+        target = self.path.parent / urllib.parse.unquote(uri)
+        try:
+            return target.read_bytes()
+        except OSError as e:
+            raise self.fail(f"{what}: cannot read {target}: {e.strerror or e}") from None
+
+    def buffer_view(self, index: int) -> tuple[memoryview, int | None]:
+        view = self.item("bufferViews", index)
+        data = self.buffer(view.get("buffer", 0))
+        start = view.get("byteOffset", 0)
+        length = view.get("byteLength", 0)
+        if start + length > len(data):
+            raise self.fail(
+                f"truncated: bufferView {index} spans bytes {start}..{start + length} "
+                f"of a {len(data)}-byte buffer"
+            )
+        return memoryview(data)[start : start + length], view.get("byteStride")
+
+    def accessor(self, index: int) -> np.ndarray:
+        """The accessor's elements as an (count, ncomp) array (normalized ints -> float32)."""
+        acc = self.item("accessors", index)
+        try:
+            dtype = np.dtype(_COMPONENT_DTYPES[acc["componentType"]]).newbyteorder("<")
+            ncomp = _TYPE_SIZES[acc["type"]]
+            count = int(acc["count"])
+        except KeyError as e:
+            raise self.fail(f"accessor {index} has a missing or unknown field {e}") from None
+        elem = dtype.itemsize * ncomp
+        if "bufferView" in acc:
+            view, stride = self.buffer_view(acc["bufferView"])
+            stride = stride or elem
+            offset = acc.get("byteOffset", 0)
+            if count and offset + (count - 1) * stride + elem > len(view):
+                raise self.fail(
+                    f"truncated: accessor {index} needs {offset + (count - 1) * stride + elem} bytes "
+                    f"of bufferView {acc['bufferView']}, which has {len(view)}"
+                )
+            if stride == elem:
+                out = np.frombuffer(view, dtype=dtype, count=count * ncomp, offset=offset)
+                out = out.reshape(count, ncomp).copy()
+            else:
+                rows = np.frombuffer(view, dtype=np.uint8, count=(count - 1) * stride + elem, offset=offset)
+                idx = np.arange(count)[:, None] * stride + np.arange(elem)[None, :]
+                out = rows[idx].view(dtype).reshape(count, ncomp)
+        else:
+            out = np.zeros((count, ncomp), dtype=dtype)
+        if "sparse" in acc:
+            out = self._apply_sparse(acc["sparse"], out, dtype, ncomp, index)
+        if acc.get("normalized") and dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            out = np.maximum(out.astype(np.float32) / info.max, -1.0)
+        return out
+
+    def _apply_sparse(self, sparse: dict, out: np.ndarray, dtype, ncomp: int, index: int) -> np.ndarray:
+        n = int(sparse.get("count", 0))
+        idx_info, val_info = sparse.get("indices", {}), sparse.get("values", {})
+        view, _ = self.buffer_view(idx_info.get("bufferView", -1))
+        idx_dtype = np.dtype(_COMPONENT_DTYPES.get(idx_info.get("componentType"), np.uint32))
+        idx = np.frombuffer(view, dtype=idx_dtype, count=n, offset=idx_info.get("byteOffset", 0))
+        view, _ = self.buffer_view(val_info.get("bufferView", -1))
+        vals = np.frombuffer(view, dtype=dtype, count=n * ncomp, offset=val_info.get("byteOffset", 0))
+        if n and int(idx.max()) >= len(out):
+            raise self.fail(f"accessor {index}: sparse index {int(idx.max())} out of range")
+        out = out.copy()
+        out[idx.astype(np.int64)] = vals.reshape(n, ncomp)
+        return out
+
+    # -- images and materials ----------------------------------------------
+
+    def image(self, index: int) -> np.ndarray:
+        if index not in self._images:
+            img = self.item("images", index)
+            label = f"image {index}" + (f" ({img['name']})" if img.get("name") else "")
+            if "bufferView" in img:
+                view, _ = self.buffer_view(img["bufferView"])
+                data = bytes(view)
+            elif "uri" in img:
+                label = f"image {index} ({img['uri'][:60]})"
+                data = self.read_uri(img["uri"], label)
+            else:
+                raise self.fail(f"{label} has neither a bufferView nor a uri")
+            self._images[index] = decode_image(data, path=self.path, what=label)
+        return self._images[index]
+
+    def texture(self, index: int) -> Texture:
+        tex = self.item("textures", index)
+        source = tex.get("source")
+        for ext in _TEXTURE_SOURCE_EXTENSIONS:
+            ext_source = tex.get("extensions", {}).get(ext, {}).get("source")
+            if ext_source is not None:
+                source = ext_source
+                break
+        if source is None:
+            raise self.fail(f"texture {index} has no image source")
+        sampler = self.item("samplers", tex["sampler"]) if "sampler" in tex else {}
+        try:
+            wrap_s = Wrap(sampler.get("wrapS", Wrap.REPEAT))
+            wrap_t = Wrap(sampler.get("wrapT", Wrap.REPEAT))
+        except ValueError as e:
+            raise self.fail(f"texture {index}: unknown sampler wrap mode ({e})") from None
+        return Texture(self.image(source), wrap_s, wrap_t, name=f"{self.path.name}:image{source}")
+
+    def material(self, index: int) -> tuple[Material, dict | None]:
+        """The material and its base-colour textureInfo (for texCoord/transform)."""
+        mat = self.item("materials", index)
+        pbr = mat.get("pbrMetallicRoughness", {})
+        factor = pbr.get("baseColorFactor", [1.0, 1.0, 1.0, 1.0])
+        info = pbr.get("baseColorTexture")
+        spec_gloss = mat.get("extensions", {}).get("KHR_materials_pbrSpecularGlossiness")
+        if info is None and spec_gloss:
+            info = spec_gloss.get("diffuseTexture")
+            factor = spec_gloss.get("diffuseFactor", factor)
+        texture = self.texture(info["index"]) if info is not None and "index" in info else None
+        if info is not None and "index" not in info:
+            raise self.fail(f"material {index}: base colour texture has no index")
+        name = mat.get("name", f"material{index}")
+        color = tuple(float(c) for c in (list(factor) + [1.0] * 4)[:4])
+        return Material(name=name, base_color=color, texture=texture), info
+
+    # -- the node tree ---------------------------------------------------------
+
+    def build(self, scene_id: str, file_to_world: np.ndarray) -> Scene:
+        doc = self.doc
+        for ext in doc.get("extensionsUsed", []):
+            if _UNSUPPORTED_EXTENSIONS.get(ext):
+                log.warning("%s uses %s; primitives that need it are skipped", self.path, ext)
+        scenes = doc.get("scenes", [])
+        if scenes:
+            roots = self.item("scenes", doc.get("scene", 0)).get("nodes", [])
+        else:
+            children = {c for n in doc.get("nodes", []) for c in n.get("children", [])}
+            roots = [i for i in range(len(doc.get("nodes", []))) if i not in children]
+        parts = _Parts()
+        material_slots: dict[int | None, int] = {}
+        materials: list[Material] = []
+        infos: list[dict | None] = []
+        stack = [(r, file_to_world) for r in reversed(roots)]  # pre-order, document order
+        visited = 0
+        while stack:
+            index, parent = stack.pop()
+            visited += 1
+            if visited > 1_000_000:
+                raise self.fail("node hierarchy has a cycle")
+            node = self.item("nodes", index)
+            world = parent @ _local_matrix(node, self.fail, index)
+            if "mesh" in node:
+                mesh = self.item("meshes", node["mesh"])
+                for p, prim in enumerate(mesh.get("primitives", [])):
+                    key = prim.get("material")
+                    if key not in material_slots:
+                        material_slots[key] = len(materials)
+                        mat, info = self.material(key) if key is not None else (Material("default"), None)
+                        materials.append(mat)
+                        infos.append(info)
+                    slot = material_slots[key]
+                    self._primitive(prim, world, slot, infos[slot], parts, f"mesh {node['mesh']} primitive {p}")
+            stack.extend((c, world) for c in reversed(node.get("children", [])))
+        if not parts.faces:
+            raise self.fail("no triangles: the scene has no triangle primitives")
+        return self._merge(parts, materials, scene_id, file_to_world)
+
+    def _primitive(self, prim: dict, world: np.ndarray, slot: int, info: dict | None,
+                   parts: _Parts, label: str) -> None:
+        if "extensions" in prim and "KHR_draco_mesh_compression" in prim["extensions"]:
+            raise self.fail(f"{label} is Draco-compressed, which pairgen cannot decode")
+        mode = prim.get("mode", 4)
+        if mode not in (4, 5, 6):
+            log.debug("%s: %s has mode %d (points/lines), skipped", self.path, label, mode)
+            return
+        attrs = prim.get("attributes", {})
+        if "POSITION" not in attrs:
+            raise self.fail(f"{label} has no POSITION attribute")
+        pos = self.accessor(attrs["POSITION"]).astype(np.float64)
+        if pos.shape[1] != 3:
+            raise self.fail(f"{label}: POSITION must be VEC3")
+        if "indices" in prim:
+            idx = self.accessor(prim["indices"]).reshape(-1).astype(np.int64)
+        else:
+            idx = np.arange(len(pos), dtype=np.int64)
+        faces = _triangles_from_mode(idx, mode)
+        if len(faces) == 0:
+            return
+        if int(faces.max()) >= len(pos) or int(faces.min()) < 0:
+            raise self.fail(f"{label}: index {int(faces.max())} out of range for {len(pos)} vertices")
+        world_pos = pos @ world[:3, :3].T + world[:3, 3]
+        if np.linalg.det(world[:3, :3]) < 0:
+            faces = faces[:, ::-1]
+        uv = None
+        tex_coord = info.get("texCoord", 0) if info else 0
+        if f"TEXCOORD_{tex_coord}" in attrs:
+            uv = self.accessor(attrs[f"TEXCOORD_{tex_coord}"]).astype(np.float32)[:, :2]
+            transform = (info or {}).get("extensions", {}).get("KHR_texture_transform")
+            if transform:
+                uv = _texture_transform(uv, transform)
+        color = None
+        if "COLOR_0" in attrs:
+            color = _linear_to_srgb8(self.accessor(attrs["COLOR_0"])[:, :3])
+        parts.positions.append(world_pos.astype(np.float32))
+        parts.faces.append(faces)
+        parts.uvs.append(uv)
+        parts.colors.append(color)
+        parts.materials.append(slot)
+
+    def _merge(self, parts: _Parts, materials: list[Material], scene_id: str,
+               file_to_world: np.ndarray) -> Scene:
+        offsets = np.cumsum([0] + [len(p) for p in parts.positions])
+        vertices = np.concatenate(parts.positions)
+        faces = np.concatenate([f + o for f, o in zip(parts.faces, offsets)]).astype(np.uint32)
+        face_materials = np.concatenate(
+            [np.full(len(f), m, dtype=np.uint16) for f, m in zip(parts.faces, parts.materials)]
+        )
+        uvs = None
+        if any(u is not None for u in parts.uvs):
+            uvs = np.concatenate(
+                [u if u is not None else np.zeros((len(p), 2), np.float32) for u, p in zip(parts.uvs, parts.positions)]
+            )
+        colors = None
+        if any(c is not None for c in parts.colors):
+            colors = np.concatenate(
+                [c if c is not None else np.full((len(p), 3), 255, np.uint8) for c, p in zip(parts.colors, parts.positions)]
+            )
+        return Scene(
+            name=scene_id,
+            vertices=vertices,
+            faces=faces,
+            uvs=uvs,
+            vertex_colors=colors,
+            face_materials=face_materials,
+            materials=tuple(materials),
+            source=str(self.path),
+            file_to_world=file_to_world,
+            extras={"primitives": len(parts.faces)},
+        )
+
+
+def _local_matrix(node: dict, fail, index: int) -> np.ndarray:
+    """A node's local 4x4 transform from ``matrix`` (column-major) or T * R * S."""
+    if "matrix" in node:
+        m = np.asarray(node["matrix"], dtype=np.float64)
+        if m.shape != (16,):
+            raise fail(f"node {index}: matrix must have 16 numbers")
+        return m.reshape(4, 4).T
+    out = np.eye(4)
+    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
+    n = np.sqrt(x * x + y * y + z * z + w * w)
+    if n == 0:
+        raise fail(f"node {index}: zero rotation quaternion")
+    x, y, z, w = x / n, y / n, z / n, w / n
+    rot = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    out[:3, :3] = rot * np.asarray(node.get("scale", [1.0, 1.0, 1.0]))[None, :]
+    out[:3, 3] = node.get("translation", [0.0, 0.0, 0.0])
+    return out
+
+
+def _triangles_from_mode(idx: np.ndarray, mode: int) -> np.ndarray:
+    """(F, 3) int64 triangles from an index list in TRIANGLES, STRIP or FAN mode."""
+    if mode == 4:
+        return idx[: len(idx) // 3 * 3].reshape(-1, 3)
+    if len(idx) < 3:
+        return np.zeros((0, 3), np.int64)
+    k = np.arange(len(idx) - 2)
+    if mode == 5:  # strip: odd triangles swap their first two vertices to keep the winding
+        a = np.where(k % 2 == 0, idx[k], idx[k + 1])
+        b = np.where(k % 2 == 0, idx[k + 1], idx[k])
+        return np.stack([a, b, idx[k + 2]], axis=1)
+    return np.stack([np.full_like(k, idx[0]), idx[k + 1], idx[k + 2]], axis=1)  # fan
+
+
+def _texture_transform(uv: np.ndarray, t: dict) -> np.ndarray:
+    """Apply KHR_texture_transform (offset, rotation, scale) to (N, 2) uvs."""
+    ox, oy = t.get("offset", [0.0, 0.0])
+    sx, sy = t.get("scale", [1.0, 1.0])
+    r = t.get("rotation", 0.0)
+    c, s = np.cos(r), np.sin(r)
+    m = np.array([[c * sx, s * sy, ox], [-s * sx, c * sy, oy]], dtype=np.float64)
+    return (uv @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def _linear_to_srgb8(c: np.ndarray) -> np.ndarray:
+    """Linear colours in [0, 1] (glTF COLOR_0) to sRGB uint8."""
+    c = np.clip(c.astype(np.float64), 0.0, 1.0)
+    srgb = np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
+    return np.round(srgb * 255).astype(np.uint8)
