@@ -33,6 +33,7 @@ __all__ = [
     "SceneFormatError",
     "Texture",
     "Wrap",
+    "triangle_areas",
     "z_up_to_y_up",
 ]
 
@@ -119,8 +120,7 @@ class NavMesh:
     @property
     def triangle_areas(self) -> np.ndarray:
         """(T,) float64 area of each triangle in square metres."""
-        t = self.triangles.astype(np.float64)
-        return 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+        return triangle_areas(self.triangles)
 
     @property
     def area(self) -> float:
@@ -243,6 +243,22 @@ class Scene:
             if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
                 fail(f"texture {t.name!r} must be (H, W, 3|4) uint8, got {img.shape} {img.dtype}")
         return self
+
+
+def triangle_areas(triangles: np.ndarray) -> np.ndarray:
+    """Areas of triangles.
+
+    Parameters
+    ----------
+    triangles : (T, 3, 3) float
+        Corner coordinates.
+
+    Returns
+    -------
+    (T,) float64
+    """
+    t = np.asarray(triangles, dtype=np.float64)
+    return 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
 
 
 def z_up_to_y_up(points: np.ndarray) -> np.ndarray:
