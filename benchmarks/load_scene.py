@@ -2,8 +2,10 @@
 
 Each measured load runs in a fresh Python process, so its peak resident memory
 is its own: the process imports pairgen, records its resident set (the
-baseline), then builds one scene, reporting wall time, the peak resident set,
-and the peak of numpy/Python allocations during the build (tracemalloc).
+baseline), then loads one scene, reporting wall time and the peak resident
+set. A second fresh process loads the same scene under tracemalloc, for the
+peak of numpy/Python allocations during the load (tracing slows it down, so
+its time is not reported).
 
     python benchmarks/load_scene.py                 # large preset, 3 seeds
     python benchmarks/load_scene.py --preset medium --seeds 5
@@ -36,12 +38,12 @@ def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 base = rss_mib()
-tracemalloc.start()
+if {trace!r}:
+    tracemalloc.start()
 t0 = time.perf_counter()
 scene = load_scene({source!r}, {location!r}, scene_id="bench", up="y")
 seconds = time.perf_counter() - t0
-_, traced_peak = tracemalloc.get_traced_memory()
-tracemalloc.stop()
+traced_peak = tracemalloc.get_traced_memory()[1] if {trace!r} else 0
 print(json.dumps(dict(
     seconds=seconds, triangles=scene.num_triangles, vertices=len(scene.vertices),
     materials=len(scene.materials), scene_mib=scene.nbytes / 2**20,
@@ -52,10 +54,17 @@ print(json.dumps(dict(
 """
 
 
-def measure(source: str, location: str) -> dict:
-    code = CHILD.format(root=str(ROOT), source=source, location=location)
+def _child(source: str, location: str, trace: bool) -> dict:
+    code = CHILD.format(root=str(ROOT), source=source, location=location, trace=trace)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(source: str, location: str) -> dict:
+    """One untraced load (time, resident memory) and one traced load (allocations)."""
+    result = _child(source, location, trace=False)
+    result["traced_peak_mib"] = _child(source, location, trace=True)["traced_peak_mib"]
+    return result
 
 
 def main() -> None:
