@@ -1,23 +1,4 @@
 """Dataset descriptors (where each dataset keeps its scenes) and manifest schemas."""
 
-from manifests.datasets import (
-    DATASETS,
-    DatasetError,
-    DatasetSpec,
-    SceneRecord,
-    SyntheticOptions,
-    discover,
-    get_dataset,
-    parse_dataset_list,
-)
-
-__all__ = [
-    "DATASETS",
-    "DatasetError",
-    "DatasetSpec",
-    "SceneRecord",
-    "SyntheticOptions",
-    "discover",
-    "get_dataset",
-    "parse_dataset_list",
-]
+from manifests.datasets import *  # noqa: F403
+from manifests.datasets import __all__  # noqa: F401

@@ -52,10 +52,10 @@ _COMPONENT_DTYPES = {
 _TYPE_SIZES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 
 # Extensions whose data we cannot decode; a file that requires one is refused.
+# (KHR_mesh_quantization needs nothing: its integer attributes are read as such.)
 _UNSUPPORTED_EXTENSIONS = {
     "KHR_draco_mesh_compression": "Draco-compressed geometry",
     "EXT_meshopt_compression": "meshopt-compressed buffers",
-    "KHR_mesh_quantization": None,  # plain integer attributes: we read them
 }
 _TEXTURE_SOURCE_EXTENSIONS = ("GOOGLE_texture_basis", "KHR_texture_basisu", "EXT_texture_webp")
 
@@ -170,7 +170,7 @@ def _split_container(data: bytes, path: Path) -> tuple[dict, bytes | None]:
     if not version.startswith("2"):
         raise SceneFormatError(path, f"glTF asset version {version!r} is not supported (only 2.x)")
     for ext in doc.get("extensionsRequired", []):
-        if ext in _UNSUPPORTED_EXTENSIONS and _UNSUPPORTED_EXTENSIONS[ext]:
+        if ext in _UNSUPPORTED_EXTENSIONS:
             raise SceneFormatError(path, f"requires {ext} ({_UNSUPPORTED_EXTENSIONS[ext]}), which pairgen cannot decode")
     return doc, bin_chunk
 
@@ -357,7 +357,7 @@ class _GltfReader:
     def build(self, scene_id: str, file_to_world: np.ndarray) -> Scene:
         doc = self.doc
         for ext in doc.get("extensionsUsed", []):
-            if _UNSUPPORTED_EXTENSIONS.get(ext):
+            if ext in _UNSUPPORTED_EXTENSIONS:
                 log.warning("%s uses %s; primitives that need it are skipped", self.path, ext)
         scenes = doc.get("scenes", [])
         if scenes:

@@ -425,13 +425,22 @@ def _crate(rng, w, d, h):
     return parts
 
 
-def _lamp(rng, w, d, h):
+def _pedestal(w, h, base: tuple[float, float], pole: tuple[float, float], top: tuple[float, str]):
+    """A round base, a metal pole and a top of full width: lamps and stools.
+
+    ``base`` is (radius, height), ``pole`` (radius, height of its upper end),
+    ``top`` (height of its lower end, material kind).
+    """
     c = (w / 2, w / 2)
     return [
-        ("prism", c, 0.3 * w, 0, 0.03, "metal"),
-        ("prism", c, 0.02, 0.03, h - 0.3, "metal"),
-        ("prism", c, w / 2, h - 0.35, h, "fabric"),
+        ("prism", c, base[0], 0, base[1], "metal"),
+        ("prism", c, pole[0], base[1], pole[1], "metal"),
+        ("prism", c, w / 2, top[0], h, top[1]),
     ]
+
+
+def _lamp(rng, w, d, h):
+    return _pedestal(w, h, base=(0.3 * w, 0.03), pole=(0.02, h - 0.3), top=(h - 0.35, "fabric"))
 
 
 def _plant(rng, w, d, h):
@@ -440,12 +449,7 @@ def _plant(rng, w, d, h):
 
 
 def _stool(rng, w, d, h):
-    c = (w / 2, w / 2)
-    return [
-        ("prism", c, 0.4 * w, 0, 0.02, "metal"),
-        ("prism", c, 0.03, 0.02, h - 0.04, "metal"),
-        ("prism", c, w / 2, h - 0.04, h, "wood"),
-    ]
+    return _pedestal(w, h, base=(0.4 * w, 0.02), pole=(0.03, h - 0.04), top=(h - 0.04, "wood"))
 
 
 # kind: (weight, width, depth (None: the width), height in metres, stands against a wall, builder)
