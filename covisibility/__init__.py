@@ -1,10 +1,11 @@
-"""Pure array geometry: camera conventions, (un)projection, covisibility.
+"""Pure array geometry for pair selection: covisibility by depth reprojection.
 
-Conventions (DESIGN.md): OpenCV cameras (x right, y down, z forward), poses
-``cam2world`` 4x4, planar z-depth in metres with 0 = invalid, pixel ``(i, j)``
-centred at ``(u, v) = (i, j)``.
+The camera conventions it relies on (DESIGN.md: OpenCV cameras, ``cam2world``
+poses, planar depth with 0 = invalid, pixel ``(i, j)`` centred at
+``(u, v) = (i, j)``) are the renderer's, in :mod:`renderers.camera`; they are
+re-exported here so later stages depend on earlier ones, never the reverse.
 """
 
-from covisibility.camera import intrinsics_from_hfov, project, unproject_depth
+from renderers.camera import intrinsics_from_hfov, pixel_rays, project, unproject_depth
 
-__all__ = ["intrinsics_from_hfov", "project", "unproject_depth"]
+__all__ = ["intrinsics_from_hfov", "pixel_rays", "project", "unproject_depth"]
