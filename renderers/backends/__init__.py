@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from renderers.registry import Registry
 from renderers.scene import Scene
 
 __all__ = ["RenderBackend", "RenderedView", "SceneRenderer", "available_backends", "get_backend", "register_backend"]
@@ -73,26 +74,10 @@ class RenderBackend(abc.ABC):
         """Prepare ``scene`` for rendering (once per scene, many views)."""
 
 
-_REGISTRY: dict[str, RenderBackend] = {}
-
-
-def register_backend(cls: type[RenderBackend]) -> type[RenderBackend]:
-    """Class decorator: add a backend under ``cls.name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"render backend {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
-
-
-def available_backends() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_backend(name: str) -> RenderBackend:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown render backend {name!r}; known: {', '.join(available_backends())}") from None
+_REGISTRY: Registry[RenderBackend] = Registry("render backend")
+register_backend = _REGISTRY.register  # class decorator: add a backend under cls.name
+available_backends = _REGISTRY.names
+get_backend = _REGISTRY.get
 
 
 from renderers.backends import raycast  # noqa: E402,F401  (registers "raycast")

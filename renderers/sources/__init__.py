@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import ClassVar
 
+from renderers.registry import Registry
 from renderers.scene import Scene, SceneFormatError
 
 __all__ = ["SceneSource", "available_sources", "get_source", "load_scene", "register_source"]
@@ -52,28 +53,10 @@ class SceneSource(abc.ABC):
         """
 
 
-_REGISTRY: dict[str, SceneSource] = {}
-
-
-def register_source(cls: type[SceneSource]) -> type[SceneSource]:
-    """Class decorator: add a source to the registry under ``cls.name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"scene source {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
-
-
-def available_sources() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_source(name: str) -> SceneSource:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown scene source {name!r}; known: {', '.join(available_sources())}"
-        ) from None
+_REGISTRY: Registry[SceneSource] = Registry("scene source")
+register_source = _REGISTRY.register  # class decorator: add a source under cls.name
+available_sources = _REGISTRY.names
+get_source = _REGISTRY.get
 
 
 def load_scene(
