@@ -95,6 +95,10 @@ class SyntheticOptions:
     preset: str = "medium"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise DatasetError(f"the synthetic scene count (--synthetic-count) must be >= 0, got {self.count}")
+
 
 Finder = Callable[[Path, "DatasetSpec"], Iterator[SceneRecord]]
 
@@ -130,10 +134,14 @@ class DatasetSpec:
 
 def _record(spec: DatasetSpec, split: str, scene_id: str, mesh: Path | None,
             navmesh: Path | None, problems: list[str] | None = None) -> SceneRecord:
+    """A record for ``mesh`` (the expected file); a missing or empty one is its problem."""
     problems = list(problems or [])
     if mesh is not None:
         try:
-            if mesh.stat().st_size == 0:
+            if not mesh.is_file():
+                problems.append(f"{mesh.parent}: no {mesh.name}")
+                mesh = None
+            elif mesh.stat().st_size == 0:
                 problems.append(f"{mesh}: file is empty")
         except OSError as e:
             problems.append(f"{mesh}: cannot read: {e.strerror or e}")
@@ -169,26 +177,19 @@ def _find_hm3d(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
 def _find_scannet(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
     """``sceneXXXX_XX/sceneXXXX_XX_vh_clean_2.ply``."""
     for scene_dir in _subfolders(folder):
-        mesh = scene_dir / f"{scene_dir.name}_vh_clean_2.ply"
-        problems = [] if mesh.is_file() else [f"{scene_dir}: no {mesh.name}"]
-        yield _record(spec, folder.name, scene_dir.name, mesh if mesh.is_file() else None, None, problems)
+        yield _record(spec, folder.name, scene_dir.name, scene_dir / f"{scene_dir.name}_vh_clean_2.ply", None)
 
 
 def _find_replica(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
     """``<room>/mesh.ply`` with ``<room>/habitat/mesh_semantic.navmesh`` when present."""
     for room in _subfolders(folder):
-        mesh = room / "mesh.ply"
-        problems = [] if mesh.is_file() else [f"{room}: no mesh.ply"]
-        navmesh = room / "habitat" / "mesh_semantic.navmesh"
-        yield _record(spec, "", room.name, mesh if mesh.is_file() else None, navmesh, problems)
+        yield _record(spec, "", room.name, room / "mesh.ply", room / "habitat" / "mesh_semantic.navmesh")
 
 
 def _find_mp3d(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
     """``<scan>/<scan>.glb`` + ``<scan>/<scan>.navmesh``."""
     for scan in _subfolders(folder):
-        mesh = scan / f"{scan.name}.glb"
-        problems = [] if mesh.is_file() else [f"{scan}: no {mesh.name}"]
-        yield _record(spec, "", scan.name, mesh if mesh.is_file() else None, scan / f"{scan.name}.navmesh", problems)
+        yield _record(spec, "", scan.name, scan / f"{scan.name}.glb", scan / f"{scan.name}.navmesh")
 
 
 def _find_gibson(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:

@@ -8,6 +8,7 @@ stderr and a non-zero exit, never a traceback (``--debug`` shows it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -22,7 +23,7 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("pairgen")
 
 DEFAULT_DATA_ROOT = "data/scene_datasets"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -84,12 +85,10 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
     specs = parse_dataset_list(args.scenes)
     synthetic = SyntheticOptions(count=args.synthetic_count, preset=args.synthetic_preset, seed=args.seed)
-    if args.synthetic_count < 0:
-        raise DatasetError(f"--synthetic-count must be >= 0, got {args.synthetic_count}")
     records = []
     for spec in specs:
         records.extend(discover(spec, args.data_root, args.split, synthetic))
-    with _progress(len(records), "loading scenes", "scene") if args.triangles else _NullProgress() as bar:
+    with _progress(len(records), "loading scenes", "scene") if args.triangles else contextlib.nullcontext() as bar:
         rows = describe(records, triangles=args.triangles, progress=bar)
     if args.json:
         for row in rows:
@@ -99,14 +98,6 @@ def cmd_scenes(args: argparse.Namespace) -> int:
     bad = sum(1 for r in rows if r["problems"])
     print(f"{len(rows)} scenes, {len(rows) - bad} usable, {bad} with problems", file=sys.stderr)
     return EXIT_FAILED if (args.strict and bad) else EXIT_OK
-
-
-class _NullProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _print_table(rows: list[dict], data_root: Path, triangles: bool) -> None:

@@ -164,6 +164,7 @@ def test_scenes_command_unreadable_file_is_a_scene_problem(data_root, capsys):
     [
         (["scenes", "--scenes", "hm3d", "--data-root", "/nonexistent/root"], "data root /nonexistent/root does not exist"),
         (["scenes", "--scenes", "hm3d,bogus"], "unknown dataset 'bogus'"),
+        (["scenes", "--scenes", "synthetic", "--synthetic-count", "-1"], "(--synthetic-count) must be >= 0"),
     ],
 )
 def test_scenes_command_bad_arguments_one_message(argv, phrase, capsys):

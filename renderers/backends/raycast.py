@@ -81,8 +81,9 @@ class _RaycastRenderer(SceneRenderer):
 
     def rays(self, K: np.ndarray, cam2world: np.ndarray, width: int, height: int) -> np.ndarray:
         """(H, W, 6) float32 rays: origin and direction with camera-frame z = 1."""
-        dirs = pixel_rays(K, width, height) @ np.asarray(cam2world, dtype=np.float64)[:3, :3].T
-        origin = np.broadcast_to(np.asarray(cam2world, dtype=np.float64)[:3, 3], dirs.shape)
+        c2w = np.asarray(cam2world, dtype=np.float64)
+        dirs = pixel_rays(K, width, height) @ c2w[:3, :3].T
+        origin = np.broadcast_to(c2w[:3, 3], dirs.shape)
         return np.concatenate([origin, dirs], axis=-1).astype(np.float32)
 
     def render(self, K: np.ndarray, cam2world: np.ndarray, width: int, height: int) -> RenderedView:

@@ -358,7 +358,8 @@ class _GltfReader:
         doc = self.doc
         for ext in doc.get("extensionsUsed", []):
             if ext in _UNSUPPORTED_EXTENSIONS:
-                log.warning("%s uses %s; primitives that need it are skipped", self.path, ext)
+                log.warning("%s uses %s, which pairgen cannot decode: its fallback data is read, "
+                            "and a primitive that has none is an error", self.path, ext)
         scenes = doc.get("scenes", [])
         if scenes:
             roots = self.item("scenes", doc.get("scene", 0)).get("nodes", [])
