@@ -15,14 +15,18 @@ import sys
 from pathlib import Path
 
 from manifests import DatasetError, SyntheticOptions, discover, parse_dataset_list
+from manifests.io import OutputError
 from pairgen import __version__
+from renderers.backends import BackendUnavailable, available_backends
 from renderers.scene import SceneFormatError
+from renderers.viewpoints import ViewConfig
 
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("pairgen")
 
 DEFAULT_DATA_ROOT = "data/scene_datasets"
+DEFAULT_OUT = "data/pairgen"
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -39,7 +43,40 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-count", type=int, default=4, metavar="N", help="how many procedural apartments 'synthetic' holds")
     p.add_argument("--synthetic-preset", default="medium", choices=("small", "medium", "large"),
                    help="size of the procedural apartments (large: about 1 M triangles)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first procedural apartment")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the first procedural apartment (and, for render, of the viewpoint sampling)")
+
+
+def _pair(text: str, what: str) -> tuple[float, float]:
+    """'1.2,1.8' -> (1.2, 1.8)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} takes MIN,MAX (two numbers), got {text!r}") from None
+    return lo, hi
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    """'256' -> (256, 256); '320x240' -> (320, 240)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"resolution takes SIZE or WIDTHxHEIGHT (at least 8), got {text!r}")
+    return parts[0], parts[1]
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="CPUs of the local Ray started when --ray-address is not given (default: all)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join this Ray cluster ('auto' for the one `ray start` began here) instead of starting one")
+    p.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="times a scene is retried when its worker process dies")
+    p.add_argument("--no-ray", action="store_true", help="run every scene in this process, one after the other (debugging)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +108,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per scene instead of a table")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any scene has a problem")
     p.set_defaults(func=cmd_scenes)
+
+    d = ViewConfig()
+    p = sub.add_parser(
+        "render",
+        help="render views (RGB, depth, pose) of every scene into OUT/views",
+        description="Render views of every scene into OUT/views/<dataset>/<scene_id>.parquet, one Ray task a "
+        "scene. Cameras stand on the navmesh or on the floor found in the geometry, in walks whose views "
+        "overlap at every level. A rerun skips finished scenes; a scene that fails is recorded in "
+        "OUT/views/manifest.json with its reason and the others go on.",
+        epilog="examples:\n"
+        "  pairgen render --scenes hm3d\n"
+        "  pairgen render --scenes synthetic --views-per-scene 100 --out /tmp/pg\n"
+        "  pairgen render --scenes scannet,replica --resolution 320x240 --hfov 75 --ray-address auto",
+        formatter_class=_Formatter,
+    )
+    _add_dataset_options(p)
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: views go to OUT/views")
+    p.add_argument("--backend", default="raycast", choices=available_backends(),
+                   help="renderer: raycast (Open3D/Embree, CPU, default) or habitat (needs habitat-sim from conda)")
+    p.add_argument("--views-per-scene", type=int, default=d.views, metavar="N", help="views kept per scene")
+    p.add_argument("--resolution", type=_resolution, default=(d.width, d.height), metavar="WxH",
+                   help="image size: SIZE or WIDTHxHEIGHT")
+    p.add_argument("--hfov", type=float, default=d.hfov, help="horizontal field of view, degrees")
+    p.add_argument("--camera-height", type=lambda t: _pair(t, "--camera-height"), default=d.camera_height,
+                   metavar="MIN,MAX", help="camera height above the floor, metres")
+    p.add_argument("--tilt", type=float, default=d.tilt, help="largest pitch up or down, degrees")
+    p.add_argument("--roll", type=float, default=d.roll, help="largest roll, degrees")
+    p.add_argument("--min-valid", type=float, default=d.min_valid,
+                   help="least share of pixels with valid depth for a view to be kept")
+    p.add_argument("--min-distance", type=float, default=d.near, metavar="M",
+                   help="surfaces nearer than this (metres) may fill at most --max-near of a kept view")
+    p.add_argument("--max-near", type=float, default=d.max_near, metavar="FRACTION",
+                   help="largest share of a kept view nearer than --min-distance")
+    p.add_argument("--walk-length", type=int, default=d.walk, metavar="N", help="views per walk")
+    p.add_argument("--step", type=lambda t: _pair(t, "--step"), default=d.step, metavar="MIN,MAX",
+                   help="metres between a view and the one it branches from")
+    p.add_argument("--turn", type=float, default=d.turn, help="largest yaw change from that view, degrees")
+    p.add_argument("--image-format", default="jpeg", choices=("jpeg", "png"), help="encoding of the RGB images")
+    p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality, 1-100")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace views rendered with another config instead of refusing")
+    _add_cluster_options(p)
+    p.set_defaults(func=cmd_render)
     return parser
 
 
@@ -80,14 +160,32 @@ def _progress(total: int, desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit, disable=None, file=sys.stderr, dynamic_ncols=True)
 
 
-def cmd_scenes(args: argparse.Namespace) -> int:
-    from pairgen.scenes import describe
-
+def _discover(args: argparse.Namespace) -> list:
     specs = parse_dataset_list(args.scenes)
     synthetic = SyntheticOptions(count=args.synthetic_count, preset=args.synthetic_preset, seed=args.seed)
     records = []
     for spec in specs:
         records.extend(discover(spec, args.data_root, args.split, synthetic))
+    return records
+
+
+def _distributor(args: argparse.Namespace):
+    """run_local or run_ray with the cluster options bound."""
+    from functools import partial
+
+    from pairgen.distribute import run_local, run_ray
+
+    if args.no_ray:
+        return run_local
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    return partial(run_ray, address=args.ray_address, workers=args.workers, retries=args.retries)
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    from pairgen.scenes import describe
+
+    records = _discover(args)
     with _progress(len(records), "loading scenes", "scene") if args.triangles else contextlib.nullcontext() as bar:
         rows = describe(records, triangles=args.triangles, progress=bar)
     if args.json:
@@ -98,6 +196,40 @@ def cmd_scenes(args: argparse.Namespace) -> int:
     bad = sum(1 for r in rows if r["problems"])
     print(f"{len(rows)} scenes, {len(rows) - bad} usable, {bad} with problems", file=sys.stderr)
     return EXIT_FAILED if (args.strict and bad) else EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from pairgen.render import RenderConfig, run_render
+
+    views = ViewConfig(
+        views=args.views_per_scene, width=args.resolution[0], height=args.resolution[1], hfov=args.hfov,
+        camera_height=args.camera_height, tilt=args.tilt, roll=args.roll, min_valid=args.min_valid,
+        near=args.min_distance, max_near=args.max_near, walk=args.walk_length, step=args.step, turn=args.turn,
+    )  # fmt: skip
+    config = RenderConfig(backend=args.backend, seed=args.seed, image_format=args.image_format,
+                          jpeg_quality=args.jpeg_quality, views=views)  # fmt: skip
+    _check_backend(args.backend)
+    records = _discover(args)
+    distributor = _distributor(args)
+    log.info("rendering %d scene(s) into %s (config %s)", len(records), args.out / "views", config.hash)
+    with _progress(len(records), "rendering", "scene") as bar:
+        summary = run_render(records, args.out, config, distributor=distributor, overwrite=args.overwrite,
+                             progress=bar)  # fmt: skip
+    for key, reason in list(summary.failures.items())[:10]:
+        print(f"  FAILED {key}: {reason}", file=sys.stderr)
+    if len(summary.failures) > 10:
+        print(f"  ... and {len(summary.failures) - 10} more (see {args.out / 'views' / 'manifest.json'})",
+              file=sys.stderr)  # fmt: skip
+    print(summary.line(), file=sys.stderr)
+    print(f"views: {args.out / 'views'}  (manifest: {args.out / 'views' / 'manifest.json'})", file=sys.stderr)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _check_backend(name: str) -> None:
+    """Fail before any work (one message, the install route) when the backend's engine is missing."""
+    from renderers.backends import get_backend
+
+    get_backend(name).check_available()
 
 
 def _print_table(rows: list[dict], data_root: Path, triangles: bool) -> None:
@@ -133,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.func(args)
-    except (DatasetError, SceneFormatError) as e:
+    except (DatasetError, SceneFormatError, OutputError, BackendUnavailable, ValueError) as e:
         if args.debug:
             raise
         print(f"pairgen: error: {e}", file=sys.stderr)

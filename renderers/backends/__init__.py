@@ -24,7 +24,20 @@ import numpy as np
 from renderers.registry import Registry
 from renderers.scene import Scene
 
-__all__ = ["RenderBackend", "RenderedView", "SceneRenderer", "available_backends", "get_backend", "register_backend"]
+__all__ = [
+    "BackendUnavailable",
+    "RenderBackend",
+    "RenderedView",
+    "SceneRenderer",
+    "available_backends",
+    "build_raycaster",
+    "get_backend",
+    "register_backend",
+]
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend whose engine does not import here; the message says how to install it."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,12 +60,45 @@ class RenderedView:
         return float(np.count_nonzero(self.depth) / self.depth.size)
 
 
+def build_raycaster(scene: Scene):
+    """An Open3D ``RaycastingScene`` (Embree BVH) holding ``scene``'s triangles."""
+    import open3d as o3d
+
+    raycaster = o3d.t.geometry.RaycastingScene()
+    raycaster.add_triangles(
+        o3d.core.Tensor(np.ascontiguousarray(scene.vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.ascontiguousarray(scene.faces, dtype=np.uint32)),
+    )
+    return raycaster
+
+
 class SceneRenderer(abc.ABC):
-    """A scene opened by a backend; renders views until closed."""
+    """A scene opened by a backend; renders views until closed.
+
+    Subclasses set ``self.scene`` (the :class:`Scene` opened).
+    """
+
+    scene: Scene
+    _raycaster = None
+    #: whether a small render costs proportionally less (viewpoint sampling then
+    #: screens candidates on a thumbnail first); False where changing the size
+    #: rebuilds something expensive (habitat-sim's sensors)
+    screening: bool = True
 
     @abc.abstractmethod
     def render(self, K: np.ndarray, cam2world: np.ndarray, width: int, height: int) -> RenderedView:
         """Render one pinhole view (``K`` (3, 3), ``cam2world`` (4, 4))."""
+
+    def raycaster(self):
+        """The scene's triangles in an Open3D ``RaycastingScene``, for geometric queries.
+
+        Viewpoint sampling casts rays (floor search, line of sight) whatever the
+        backend; a backend that already holds one returns it, the others build
+        it on first use.
+        """
+        if self._raycaster is None:
+            self._raycaster = build_raycaster(self.scene)
+        return self._raycaster
 
     def close(self) -> None:
         """Release what :meth:`RenderBackend.open` built."""
@@ -69,6 +115,9 @@ class RenderBackend(abc.ABC):
 
     name: ClassVar[str]
 
+    def check_available(self) -> None:
+        """Raise :class:`BackendUnavailable` when this backend's engine cannot run here."""
+
     @abc.abstractmethod
     def open(self, scene: Scene) -> SceneRenderer:
         """Prepare ``scene`` for rendering (once per scene, many views)."""
@@ -81,3 +130,4 @@ get_backend = _REGISTRY.get
 
 
 from renderers.backends import raycast  # noqa: E402,F401  (registers "raycast")
+from renderers.backends import habitat  # noqa: E402,F401  (registers "habitat"; habitat-sim imported on open)

@@ -1,0 +1,176 @@
+"""Files that appear under their final name only when complete.
+
+Every output of the pipeline goes through here: written to a temporary name in
+the destination folder, flushed and fsynced, renamed over the final name
+(atomic on POSIX file systems), then the folder is fsynced so the rename
+itself survives a crash. A reader therefore sees either the old complete file
+or the new complete one, never a truncated one; a crash leaves at most a
+``.tmp-*`` file, which :func:`remove_stale_temporaries` clears on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "OutputError",
+    "atomic_path",
+    "read_json",
+    "read_parquet_checked",
+    "remove_stale_temporaries",
+    "write_json_atomic",
+    "write_parquet_atomic",
+]
+
+TMP_PREFIX = ".tmp-"
+
+
+class OutputError(OSError):
+    """An output folder or file that cannot be written or read back."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it becomes ``path``.
+
+    The caller writes the temporary file completely (and closes it); on a clean
+    exit it is fsynced and renamed, on an exception it is removed.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"{path.parent}: cannot write here ({e.strerror or e})") from e
+    os.close(fd)
+    tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from the user's group
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    """Read a JSON object; a damaged file raises :class:`OutputError` naming it."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OutputError(f"{path}: cannot be read as JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise OutputError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete the ``.tmp-*`` leftovers of interrupted writes under ``folder``; return how many."""
+    folder = Path(folder)
+    count = 0
+    if folder.is_dir():
+        for tmp in folder.rglob(TMP_PREFIX + "*"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                count += 1
+    return count
+
+
+def _leaf_paths(field: pa.Field, prefix: str = "") -> Iterator[tuple[str, pa.DataType]]:
+    """Parquet column paths (``image.bytes``, ``K.list.element``) of an Arrow field."""
+    name = prefix + field.name
+    t = field.type
+    if pa.types.is_struct(t):
+        for child in t:
+            yield from _leaf_paths(child, name + ".")
+    elif pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        yield from _leaf_paths(pa.field("element", t.value_type), name + ".list.")
+    else:
+        yield name, t
+
+
+def write_parquet_atomic(
+    path: str | Path,
+    table: pa.Table,
+    *,
+    metadata: dict[str, str] | None = None,
+    row_group_size: int = 256,
+) -> None:
+    """Write ``table`` to ``path`` atomically.
+
+    Binary columns (already-encoded images and depth) are stored uncompressed
+    and without dictionary encoding; every other column uses zstd.
+    ``metadata`` (str -> str, usually JSON) joins the schema's key-value
+    metadata.
+    """
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    leaves = [leaf for f in table.schema for leaf in _leaf_paths(f)]
+    blob = {p for p, t in leaves if pa.types.is_binary(t) or pa.types.is_large_binary(t)}
+    compression = {p: ("none" if p in blob else "zstd") for p, _ in leaves}
+    with atomic_path(path) as tmp:
+        pq.write_table(
+            table,
+            tmp,
+            compression=compression,
+            use_dictionary=[p for p, _ in leaves if p not in blob],
+            row_group_size=row_group_size,
+            write_statistics=[p for p, _ in leaves if p not in blob],
+        )
+
+
+def read_parquet_checked(path: str | Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet file that must carry ``schema``'s fields (extra fields are allowed).
+
+    Raises
+    ------
+    OutputError
+        The file cannot be read, or a field is missing or has another type;
+        the message names the file and the field.
+    """
+    path = Path(path)
+    try:
+        found = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as e:
+        raise OutputError(f"{path}: not a readable Parquet file ({e})") from e
+    for field in schema:
+        if field.name not in found.names:
+            raise OutputError(f"{path}: column {field.name!r} is missing (expected {field.type})")
+        got = found.field(field.name).type
+        if not got.equals(field.type):
+            raise OutputError(f"{path}: column {field.name!r} is {got}, expected {field.type}")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        raise OutputError(f"{path}: cannot be read ({e})") from e
