@@ -71,7 +71,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="CPUs of the local Ray started when --ray-address is not given (default: all)")
+                   help="CPUs of the local Ray started when --ray-address is not given (None: all of them)")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="join this Ray cluster ('auto' for the one `ray start` began here) instead of starting one")
     p.add_argument("--retries", type=int, default=2, metavar="N",
@@ -128,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="raycast", choices=available_backends(),
                    help="renderer: raycast (Open3D/Embree, CPU, default) or habitat (needs habitat-sim from conda)")
     p.add_argument("--views-per-scene", type=int, default=d.views, metavar="N", help="views kept per scene")
-    p.add_argument("--resolution", type=_resolution, default=(d.width, d.height), metavar="WxH",
+    p.add_argument("--resolution", type=_resolution, default=f"{d.width}x{d.height}", metavar="WxH",
                    help="image size: SIZE or WIDTHxHEIGHT")
     p.add_argument("--hfov", type=float, default=d.hfov, help="horizontal field of view, degrees")
-    p.add_argument("--camera-height", type=lambda t: _pair(t, "--camera-height"), default=d.camera_height,
+    p.add_argument("--camera-height", type=lambda t: _pair(t, "--camera-height"), default="{},{}".format(*d.camera_height),
                    metavar="MIN,MAX", help="camera height above the floor, metres")
     p.add_argument("--tilt", type=float, default=d.tilt, help="largest pitch up or down, degrees")
     p.add_argument("--roll", type=float, default=d.roll, help="largest roll, degrees")
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-near", type=float, default=d.max_near, metavar="FRACTION",
                    help="largest share of a kept view nearer than --min-distance")
     p.add_argument("--walk-length", type=int, default=d.walk, metavar="N", help="views per walk")
-    p.add_argument("--step", type=lambda t: _pair(t, "--step"), default=d.step, metavar="MIN,MAX",
+    p.add_argument("--step", type=lambda t: _pair(t, "--step"), default="{},{}".format(*d.step), metavar="MIN,MAX",
                    help="metres between a view and the one it branches from")
     p.add_argument("--turn", type=float, default=d.turn, help="largest yaw change from that view, degrees")
     p.add_argument("--image-format", default="jpeg", choices=("jpeg", "png"), help="encoding of the RGB images")

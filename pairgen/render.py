@@ -58,6 +58,10 @@ class ConfigMismatch(ValueError):
     """An output folder holds results of another config."""
 
 
+class TooFewViews(ValueError):
+    """A scene where too few candidate views passed the checks."""
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     """Everything that decides what a scene's views file holds (hashed)."""
@@ -152,7 +156,7 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         wanted = config.views.views
         if stats.kept < max(1, int(np.ceil(MIN_KEPT * wanted))):
             rejected = ", ".join(f"{n} {why}" for why, n in stats.rejected.most_common()) or "none"
-            raise NoFloorError(
+            raise TooFewViews(
                 f"only {stats.kept} of {wanted} views passed the checks after {stats.candidates} candidates "
                 f"(rejected: {rejected})"
             )
@@ -167,7 +171,9 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         )  # fmt: skip
         write_views(path, table, meta)
         result["status"] = "ok"
-    except (SceneFormatError, NoFloorError, OutputError) as e:
+    except NoFloorError as e:
+        result["reason"] = f"no navigable floor: {e}"
+    except (SceneFormatError, TooFewViews, OutputError) as e:
         result["reason"] = str(e)
     except Exception as e:  # noqa: BLE001  (one bad scene never stops the run)
         log.debug("%s failed", record.key, exc_info=True)
