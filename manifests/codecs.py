@@ -18,11 +18,11 @@ from PIL import Image
 
 __all__ = [
     "DEPTH_SCALE",
-    "depth_to_mm",
     "IMAGE_FORMATS",
     "MAX_DEPTH_M",
     "decode_depth",
     "decode_rgb",
+    "depth_to_mm",
     "encode_depth",
     "encode_rgb",
 ]

@@ -88,7 +88,7 @@ def run_ray(
                 task = pending.pop(ref)
                 try:
                     result = ray.get(ref)
-                except Exception as e:  # noqa: BLE001  (worker died past its retries, or fn raised)
+                except Exception as e:  # worker died past its retries, or fn raised
                     log.debug("task failed", exc_info=True)
                     result = on_error(task, e)
                 on_result(task, result)

@@ -175,7 +175,7 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         result["reason"] = f"no navigable floor: {e}"
     except (SceneFormatError, TooFewViews, OutputError) as e:
         result["reason"] = str(e)
-    except Exception as e:  # noqa: BLE001  (one bad scene never stops the run)
+    except Exception as e:  # one bad scene never stops the run
         log.debug("%s failed", record.key, exc_info=True)
         result["reason"] = f"{type(e).__name__}: {e}"
     result["seconds"] = round(time.perf_counter() - start, 3)

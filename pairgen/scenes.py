@@ -9,7 +9,7 @@ from manifests import SceneRecord
 from renderers.scene import Scene, SceneFormatError
 from renderers.sources import load_scene
 
-__all__ = ["load_record", "describe"]
+__all__ = ["describe", "load_record"]
 
 log = logging.getLogger(__name__)
 

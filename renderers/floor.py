@@ -42,7 +42,7 @@ import numpy as np
 
 from renderers.scene import NavMesh, Scene
 
-__all__ = ["Floor", "FloorConfig", "NoFloorError", "floor_from_geometry", "floor_from_navmesh", "find_floor"]
+__all__ = ["Floor", "FloorConfig", "NoFloorError", "find_floor", "floor_from_geometry", "floor_from_navmesh"]
 
 log = logging.getLogger(__name__)
 
