@@ -7,5 +7,15 @@ re-exported here so later stages depend on earlier ones, never the reverse.
 """
 
 from renderers.camera import intrinsics_from_hfov, pixel_rays, project, unproject_depth
+from covisibility.reprojection import DEPTH_ABS_TOL, DEPTH_REL_TOL, covisibility, covisible_mask
 
-__all__ = ["intrinsics_from_hfov", "pixel_rays", "project", "unproject_depth"]
+__all__ = [
+    "DEPTH_ABS_TOL",
+    "DEPTH_REL_TOL",
+    "covisibility",
+    "covisible_mask",
+    "intrinsics_from_hfov",
+    "pixel_rays",
+    "project",
+    "unproject_depth",
+]
