@@ -90,3 +90,61 @@ def test_sampled_views_hold_many_pairs_near_half_overlap():
     in_band = ((pairs >= 0.4) & (pairs <= 0.8)).sum()
     assert in_band >= len(views)  # at least one good pair per view on average
     assert (pairs > 0.95).mean() < 0.05  # not near-duplicates
+
+
+@pytest.fixture(scope="module")
+def scene_views():
+    scene = load_scene("synthetic", "small/2", scene_id="apartment")
+    config = ViewConfig(views=40, width=96, height=96)
+    with get_backend("raycast").open(scene) as renderer:
+        caster = renderer.raycaster()
+        views = list(sample_views(renderer.render, floor_from_geometry(scene, caster), caster, config,
+                                  np.random.default_rng(3)))  # fmt: skip
+    depths = np.stack([v.render.depth for v in views])
+    return depths, np.stack([v.K for v in views]), np.stack([v.cam2world for v in views])
+
+
+def test_batch_matches_the_single_pair_reference(scene_views):
+    from covisibility.batch import covisibility_pairs
+
+    depths, Ks, poses = scene_views
+    result = covisibility_pairs(depths, Ks, poses)
+    assert result.candidates == len(result.pairs) == 40 * 39 // 2
+    for k in range(0, len(result.pairs), 37):
+        a, b = result.pairs[k]
+        ref = covisibility(depths[a], Ks[a], poses[a], depths[b], Ks[b], poses[b])
+        assert result.a_in_b[k] == pytest.approx(ref[0], abs=1e-6)
+        assert result.b_in_a[k] == pytest.approx(ref[1], abs=1e-6)
+
+
+def test_pruning_keeps_every_pair_in_the_band(scene_views):
+    from covisibility.batch import covisibility_pairs
+
+    depths, Ks, poses = scene_views
+    exact = covisibility_pairs(depths, Ks, poses)
+    band = covisibility_pairs(depths, Ks, poses, min_covis=0.4, max_covis=0.8)
+    assert band.bound_pruned + band.coarse_pruned > 0.5 * band.candidates  # most pairs never reach full resolution
+    want = {tuple(p) for p, c in zip(exact.pairs, exact.covisibility) if 0.4 <= c <= 0.8}
+    got = {tuple(p) for p, c in zip(band.pairs, band.covisibility) if 0.4 <= c <= 0.8}
+    assert want and got == want
+
+
+def test_croco_measure_on_a_wall_and_through_a_wall(scene_views):
+    from covisibility.croco import croco_overlap, croco_overlap_pairs
+
+    d = 3.0
+    a, b = camera_pose([0, 1.5, 0], 0.0), camera_pose([1.0, 1.5, 0], 0.0)
+    width = 2 * d * np.tan(np.radians(30.0))
+    ab, ba = croco_overlap(wall_depth(d), K, a, wall_depth(d), K, b)
+    assert ab == pytest.approx(1 - (1.0 - 0.05) / width, abs=0.005)  # the 5 cm radius reaches past the edge
+    assert ba == pytest.approx(ab, abs=0.005)
+    # two cameras on either side of a thin wall, facing it: CroCo's measure ignores that they cannot see each other
+    front, back = camera_pose([0, 1.5, 0], 0.0), camera_pose([0, 1.5, -6.0], 180.0)
+    assert min(croco_overlap(wall_depth(d), K, front, wall_depth(d), K, back)) > 0.9
+    assert max(covisibility(wall_depth(d), K, front, wall_depth(d), K, back)) == 0.0
+    depths, Ks, poses = scene_views
+    pairs = np.array([[0, 1], [2, 7]])
+    many = croco_overlap_pairs(depths, Ks, poses, pairs)
+    for k, (i, j) in enumerate(pairs):
+        one = croco_overlap(depths[i], Ks[i], poses[i], depths[j], Ks[j], poses[j])
+        assert (many[0][k], many[1][k]) == pytest.approx(one)

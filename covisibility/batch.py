@@ -1,0 +1,182 @@
+"""Covisibility of many view pairs of one scene: vectorised, with pruning.
+
+Exact answers come from :mod:`covisibility.reprojection`'s definition; this
+module only decides cheaply which pairs need them. Three passes, each on the
+pairs the previous one kept:
+
+1. **frustum bound** (all ordered pairs at once): a ``BOUND_GRID`` x
+   ``BOUND_GRID`` sample of A's valid pixels, unprojected, and the share that
+   lands in front of B and inside its image. Ignoring occlusion, it bounds
+   ``covis(A in B)`` from above up to sampling error; a pair whose bound is
+   below ``min_covis - BOUND_MARGIN`` in either direction cannot reach the
+   band and is dropped (cameras far apart, back to back, frusta that do not
+   meet).
+2. **coarse**: the full test (occlusion included) on every ``stride``-th
+   pixel of A in each direction, against B's full-resolution depth: an
+   unbiased estimate of the covisibility (4,096 samples at 256² with stride
+   4, standard error <= 0.008). Pairs farther than ``COARSE_MARGIN`` outside
+   ``[min_covis, max_covis]`` are dropped.
+3. **exact**: every pixel, for the pairs left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from covisibility.reprojection import DEPTH_ABS_TOL, DEPTH_REL_TOL
+from renderers.camera import pixel_rays
+
+__all__ = ["BOUND_GRID", "BOUND_MARGIN", "COARSE_MARGIN", "PairCovisibility", "covisibility_pairs", "seen_fraction"]
+
+BOUND_GRID = 16  # samples a side for the frustum bound
+BOUND_MARGIN = 0.15  # sampling slack of the bound (16x16 samples)
+COARSE_MARGIN = 0.05  # > 6 standard errors of the coarse estimate at 256^2, stride 4
+
+
+@dataclass(frozen=True, eq=False)
+class PairCovisibility:
+    """Covisibility of the pairs that survived pruning.
+
+    Attributes
+    ----------
+    pairs : (P, 2) int64
+        View indices ``(a, b)`` with ``a < b``.
+    a_in_b, b_in_a : (P,) float32
+        ``covis(A in B)`` and ``covis(B in A)``.
+    candidates : int
+        Pairs considered; ``bound_pruned`` and ``coarse_pruned`` say how many
+        each pass dropped.
+    """
+
+    pairs: np.ndarray
+    a_in_b: np.ndarray
+    b_in_a: np.ndarray
+    candidates: int
+    bound_pruned: int
+    coarse_pruned: int
+
+    @property
+    def covisibility(self) -> np.ndarray:
+        return np.minimum(self.a_in_b, self.b_in_a)
+
+
+def _world_points(depth: np.ndarray, rays: np.ndarray, cam2world: np.ndarray, stride: int) -> np.ndarray:
+    """(M, 3) float32 world points of A's valid pixels on every ``stride``-th row and column."""
+    d = depth[::stride, ::stride]
+    valid = d > 0
+    cam = rays[::stride, ::stride][valid] * d[valid][:, None]  # (M, 3)
+    return (cam @ cam2world[:3, :3].T.astype(np.float32) + cam2world[:3, 3].astype(np.float32)).astype(np.float32)
+
+
+def seen_fraction(
+    points: np.ndarray, n_pixels: int, depths_b: np.ndarray, Ks_b: np.ndarray, poses_b: np.ndarray,
+    *, occlusion: bool = True,
+) -> np.ndarray:  # fmt: skip
+    """Share of A's ``n_pixels`` whose surface ``points`` each of several views B sees.
+
+    Parameters
+    ----------
+    points : (M, 3) float32
+        World points of A's valid pixels (the others count as not seen).
+    n_pixels : int
+        The number of A's pixels these points stand for (H·W, or the strided count).
+    depths_b : (m, H, W) float32
+    Ks_b : (m, 3, 3), poses_b : (m, 4, 4)
+    occlusion : bool
+        False: only in front of B and inside its image (the frustum bound).
+
+    Returns
+    -------
+    (m,) float64
+    """
+    m, h, w = depths_b.shape
+    R = poses_b[:, :3, :3].astype(np.float32)  # (m, 3, 3)
+    t = poses_b[:, :3, 3].astype(np.float32)  # (m, 3)
+    KR = np.einsum("mij,mkj->mik", Ks_b.astype(np.float32), R)  # K R^T: world -> pixels (homogeneous)
+    Kt = np.einsum("mij,mj->mi", KR, t)  # (m, 3)
+    pix = np.einsum("mij,nj->mni", KR, points) - Kt[:, None, :]  # (m, M, 3)
+    z = pix[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.rint(pix[..., 0] / z)
+        v = np.rint(pix[..., 1] / z)
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    if not occlusion:
+        return inside.sum(axis=1) / n_pixels
+    which, idx = np.nonzero(inside)
+    zb = depths_b[which, v[which, idx].astype(np.int64), u[which, idx].astype(np.int64)]
+    za = z[which, idx]
+    ok = (zb > 0) & (np.abs(zb - za) <= DEPTH_ABS_TOL + DEPTH_REL_TOL * za)
+    return np.bincount(which[ok], minlength=m) / n_pixels
+
+
+def covisibility_pairs(
+    depths: np.ndarray,
+    Ks: np.ndarray,
+    poses: np.ndarray,
+    *,
+    min_covis: float = 0.0,
+    max_covis: float = 1.0,
+    stride: int = 4,
+    chunk: int = 64,
+) -> PairCovisibility:
+    """Covisibility of every pair of views that can fall in ``[min_covis, max_covis]``.
+
+    Parameters
+    ----------
+    depths : (N, H, W) float32
+        Planar depth in metres, 0 = invalid; one size for all views.
+    Ks : (N, 3, 3), poses : (N, 4, 4)
+    min_covis, max_covis : float
+        The band of interest: pairs that cannot reach it are pruned (their
+        values are not computed). ``0, 1`` computes every pair exactly.
+    stride : int
+        Pixel stride of the coarse pass (1 skips it).
+    chunk : int
+        Views B handled at once (memory: ``chunk * H * W * 12`` bytes).
+    """
+    n, h, w = depths.shape
+    rays = [pixel_rays(K, w, h).astype(np.float32) for K in Ks]
+    pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, n)], dtype=np.int64).reshape(-1, 2)
+    candidates = len(pairs)
+
+    def directed(pairs: np.ndarray, step: int, occlusion: bool) -> tuple[np.ndarray, np.ndarray]:
+        """covis(a in b) and covis(b in a) for ``pairs``, A sampled every ``step`` pixels."""
+        out = np.zeros((len(pairs), 2))
+        n_pix = len(range(0, h, step)) * len(range(0, w, step))
+        for direction, (src, dst) in enumerate(((0, 1), (1, 0))):
+            order = np.argsort(pairs[:, src], kind="stable")
+            sources = pairs[order, src]
+            bounds = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1], True])
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                a = sources[lo]
+                pts = _world_points(depths[a], rays[a], poses[a], step)
+                for c in range(lo, hi, chunk):
+                    rows = order[c : min(hi, c + chunk)]
+                    b = pairs[rows, dst]
+                    out[rows, direction] = seen_fraction(pts, n_pix, depths[b], Ks[b], poses[b], occlusion=occlusion)
+        return out[:, 0], out[:, 1]
+
+    bound_pruned = coarse_pruned = 0
+    if min_covis > 0 and len(pairs):
+        grid = max(1, h // BOUND_GRID)
+        ab, ba = directed(pairs, grid, occlusion=False)
+        keep = np.minimum(ab, ba) >= min_covis - BOUND_MARGIN
+        bound_pruned = int((~keep).sum())
+        pairs = pairs[keep]
+    if stride > 1 and (min_covis > 0 or max_covis < 1) and len(pairs):
+        ab, ba = directed(pairs, stride, occlusion=True)
+        c = np.minimum(ab, ba)
+        keep = (c >= min_covis - COARSE_MARGIN) & (c <= max_covis + COARSE_MARGIN)
+        coarse_pruned = int((~keep).sum())
+        pairs = pairs[keep]
+    ab, ba = directed(pairs, 1, occlusion=True) if len(pairs) else (np.zeros(0), np.zeros(0))
+    return PairCovisibility(
+        pairs=pairs,
+        a_in_b=ab.astype(np.float32),
+        b_in_a=ba.astype(np.float32),
+        candidates=candidates,
+        bound_pruned=bound_pruned,
+        coarse_pruned=coarse_pruned,
+    )
