@@ -3,9 +3,9 @@
 CroCo's Habitat generator unprojects both views to world point clouds and
 counts, with a k-d tree, the points of one cloud that have a point of the
 other within 5 cm; the count is divided by H·W (invalid pixels count as not
-overlapping) and the pair's score is the minimum of both directions. Unlike
-reprojection it ignores occlusion and whether B's camera could see the point:
-two views of the two sides of a thin wall overlap under it.
+overlapping) and the pair's score is the minimum of both directions. It tests a 3D distance
+where reprojection tests depth along B's rays, so its edges reach ``radius``
+further, and it costs a tree query per point instead of a lookup.
 """
 
 from __future__ import annotations

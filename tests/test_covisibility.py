@@ -129,7 +129,7 @@ def test_pruning_keeps_every_pair_in_the_band(scene_views):
     assert want and got == want
 
 
-def test_croco_measure_on_a_wall_and_through_a_wall(scene_views):
+def test_croco_measure_on_a_wall(scene_views):
     from covisibility.croco import croco_overlap, croco_overlap_pairs
 
     d = 3.0
@@ -138,10 +138,6 @@ def test_croco_measure_on_a_wall_and_through_a_wall(scene_views):
     ab, ba = croco_overlap(wall_depth(d), K, a, wall_depth(d), K, b)
     assert ab == pytest.approx(1 - (1.0 - 0.05) / width, abs=0.005)  # the 5 cm radius reaches past the edge
     assert ba == pytest.approx(ab, abs=0.005)
-    # two cameras on either side of a thin wall, facing it: CroCo's measure ignores that they cannot see each other
-    front, back = camera_pose([0, 1.5, 0], 0.0), camera_pose([0, 1.5, -6.0], 180.0)
-    assert min(croco_overlap(wall_depth(d), K, front, wall_depth(d), K, back)) > 0.9
-    assert max(covisibility(wall_depth(d), K, front, wall_depth(d), K, back)) == 0.0
     depths, Ks, poses = scene_views
     pairs = np.array([[0, 1], [2, 7]])
     many = croco_overlap_pairs(depths, Ks, poses, pairs)
