@@ -151,6 +151,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace views rendered with another config instead of refusing")
     _add_cluster_options(p)
     p.set_defaults(func=cmd_render)
+
+    from pairgen.filter import MEASURES, FilterConfig
+
+    f = FilterConfig()
+    p = sub.add_parser(
+        "filter",
+        help="keep view pairs that overlap about half, as Parquet shards in OUT/pairs",
+        description="Compute the covisibility of view pairs by depth reprojection, keep pairs with "
+        "MIN_COVIS <= covisibility <= MAX_COVIS (up to --pairs-per-scene a scene), and write them as Parquet "
+        "shards with a manifest in OUT/pairs. A rerun with the same config does nothing.",
+        epilog="examples:\n"
+        "  pairgen filter --min-covis 0.5\n"
+        "  pairgen filter --out /tmp/pg --min-covis 0.4 --max-covis 0.9 --pairs-per-scene 500\n"
+        "  pairgen filter --measure croco    # CroCo's k-d-tree overlap (slow)",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/views, writes OUT/pairs")
+    p.add_argument("--min-covis", type=float, default=f.min_covis, help="least covisibility of a kept pair")
+    p.add_argument("--max-covis", type=float, default=f.max_covis,
+                   help="greatest covisibility of a kept pair (drops near-duplicate views)")
+    p.add_argument("--pairs-per-scene", type=int, default=f.pairs_per_scene, metavar="N", help="pairs kept per scene, at most")
+    p.add_argument("--max-pairs-per-view", type=int, default=f.max_pairs_per_view, metavar="N",
+                   help="pairs one view may join, at most")
+    p.add_argument("--measure", default=f.measure, choices=MEASURES,
+                   help="reprojection (DESIGN.md, pruned, fast) or croco (k-d tree, 5 cm, as CroCo's generator)")
+    p.add_argument("--seed", type=int, default=f.seed, help="seed of the pair choice and the shard order")
+    p.add_argument("--shard-size", type=int, default=f.shard_size, metavar="PAIRS", help="pairs a shard")
+    p.add_argument("--overwrite", action="store_true", help="replace pairs of another config instead of refusing")
+    _add_cluster_options(p)
+    p.set_defaults(func=cmd_filter)
     return parser
 
 
@@ -223,6 +253,21 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(summary.line(), file=sys.stderr)
     print(f"views: {args.out / 'views'}  (manifest: {args.out / 'views' / 'manifest.json'})", file=sys.stderr)
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from pairgen.filter import FilterConfig, run_filter
+
+    config = FilterConfig(min_covis=args.min_covis, max_covis=args.max_covis, pairs_per_scene=args.pairs_per_scene,
+                          max_pairs_per_view=args.max_pairs_per_view, measure=args.measure, seed=args.seed,
+                          shard_size=args.shard_size)  # fmt: skip
+    summary = run_filter(args.out, config, distributor=_distributor(args), overwrite=args.overwrite,
+                         progress_factory=_progress)  # fmt: skip
+    for key, reason in list(summary.failures.items())[:10]:
+        print(f"  FAILED {key}: {reason}", file=sys.stderr)
+    print(summary.line(), file=sys.stderr)
+    print(f"pairs: {args.out / 'pairs'}  (manifest: {args.out / 'pairs' / 'manifest.json'})", file=sys.stderr)
+    return EXIT_FAILED if summary.scenes_failed else EXIT_OK
 
 
 def _check_backend(name: str) -> None:

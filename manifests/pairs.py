@@ -1,0 +1,49 @@
+"""The pair shards: ``pairs/shard-NNNNN.parquet``, one row a pair (DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from manifests.views import IMAGE_STRUCT, MAT3, MAT4, huggingface_metadata
+
+__all__ = ["PAIRS_FORMAT", "PAIRS_SCHEMA", "pairs_metadata", "shard_name"]
+
+PAIRS_FORMAT = "pairgen-pairs/1"
+META_KEY = "pairgen"
+
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("dataset", pa.string()),
+        ("scene_id", pa.string()),
+        ("view1_id", pa.int32()),
+        ("view2_id", pa.int32()),
+        ("image1", IMAGE_STRUCT),
+        ("image2", IMAGE_STRUCT),
+        ("depth1", IMAGE_STRUCT),
+        ("depth2", IMAGE_STRUCT),
+        ("K1", MAT3),
+        ("K2", MAT3),
+        ("cam2world1", MAT4),
+        ("cam2world2", MAT4),
+        ("covis_1in2", pa.float32()),
+        ("covis_2in1", pa.float32()),
+        ("covisibility", pa.float32()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.parquet"
+
+
+def pairs_metadata(config_hash: str, pairs: int) -> dict[str, str]:
+    """Schema metadata of a shard: ``pairgen`` (format, config hash, pair count) and ``huggingface``."""
+    return {
+        META_KEY: json.dumps({"format": PAIRS_FORMAT, "config_hash": config_hash, "pairs": pairs}, sort_keys=True),
+        **huggingface_metadata(PAIRS_SCHEMA, ("image1", "image2", "depth1", "depth2")),
+    }

@@ -1,0 +1,105 @@
+"""`pairgen filter` end to end on rendered synthetic views: shards, manifest, reruns, bad options."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from manifests.pairs import PAIRS_SCHEMA
+from pairgen.cli import main
+
+RENDER = ["render", "--scenes", "synthetic", "--synthetic-preset", "small", "--synthetic-count", "3",
+          "--views-per-scene", "24", "--resolution", "64", "--no-ray"]  # fmt: skip
+FILTER = ["filter", "--min-covis", "0.3", "--max-covis", "0.9", "--shard-size", "40", "--no-ray"]
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pg")
+    assert main([*RENDER, "--out", str(out)]) == 0
+    assert main([*FILTER, "--out", str(out)]) == 0
+    return out
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "pairs" / "manifest.json").read_text())
+
+
+def test_shards_hold_the_band_and_copy_the_views_bytes(out):
+    m = manifest(out)
+    assert m["complete"] and m["totals"]["pairs"] > 20 and m["totals"]["shards"] == len(m["shards"])
+    views = {}
+    for f in (out / "views" / "synthetic").glob("*.parquet"):
+        t = pq.read_table(f)
+        views[f.stem] = {r["view_id"]: r for r in t.to_pylist()}
+    ids = set()
+    for shard in m["shards"]:
+        path = out / "pairs" / shard["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == shard["sha256"]
+        table = pq.read_table(path)
+        assert table.schema.equals(PAIRS_SCHEMA, check_metadata=False) and table.num_rows == shard["pairs"]
+        meta = pq.read_schema(path).metadata
+        assert b"huggingface" in meta and b'"Image"' in meta[b"huggingface"]
+        for row in table.to_pylist():
+            assert 0.3 <= row["covisibility"] <= 0.9
+            assert row["covisibility"] == pytest.approx(min(row["covis_1in2"], row["covis_2in1"]))
+            v1, v2 = views[row["scene_id"]][row["view1_id"]], views[row["scene_id"]][row["view2_id"]]
+            assert row["image1"] == v1["image"] and row["depth2"] == v2["depth"]  # bytes copied, not re-encoded
+            np.testing.assert_array_equal(row["cam2world1"], v1["cam2world"])
+            ids.add(row["pair_id"])
+    assert len(ids) == m["totals"]["pairs"]  # unique
+    hist = m["histogram"]
+    assert sum(hist["counts"]) == m["totals"]["pairs"]
+
+
+def test_pairs_of_scenes_are_interleaved(out):
+    scenes = []
+    for shard in manifest(out)["shards"]:
+        scenes += pq.read_table(out / "pairs" / shard["file"], columns=["scene_id"]).column("scene_id").to_pylist()
+    first = scenes[:40]
+    assert len(set(first)) > 1  # consecutive pairs come from several scenes
+
+
+def test_rerun_is_a_no_op(out, capsys):
+    before = {p: p.stat().st_mtime_ns for p in (out / "pairs").iterdir()}
+    assert main([*FILTER, "--out", str(out)]) == 0
+    assert "already complete" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (out / "pairs").iterdir()} == before
+
+
+def test_changed_config_refuses(out, capsys):
+    assert main([*FILTER, "--out", str(out), "--min-covis", "0.4"]) == 1
+    err = capsys.readouterr().err
+    assert "another config" in err and "min_covis: 0.3 -> 0.4" in err
+
+
+def test_lost_shard_is_rewritten_identically(out, tmp_path):
+    import shutil
+
+    copy = tmp_path / "pg"
+    shutil.copytree(out, copy)
+    m = manifest(copy)
+    victim = copy / "pairs" / m["shards"][0]["file"]
+    victim.unlink()
+    (copy / "pairs" / "manifest.json").unlink()  # as if killed before the manifest
+    assert main([*FILTER, "--out", str(copy)]) == 0
+    assert manifest(copy)["shards"] == m["shards"]
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [(["--min-covis", "0.8", "--max-covis", "0.5"], "is above --max-covis"), (["--min-covis", "1.5"], "[0, 1]")],
+)
+def test_contradictory_options(tmp_path, capsys, args, phrase):
+    assert main(["filter", "--out", str(tmp_path), *args]) == 1
+    assert phrase in capsys.readouterr().err
+
+
+def test_no_views_is_one_message(tmp_path, capsys):
+    assert main(["filter", "--out", str(tmp_path), "--no-ray"]) == 1
+    assert "run `pairgen render" in capsys.readouterr().err
