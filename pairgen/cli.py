@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import statistics
 import sys
 from pathlib import Path
 
@@ -181,6 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace pairs of another config instead of refusing")
     _add_cluster_options(p)
     p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser(
+        "inspect",
+        help="statistics of OUT/pairs and a PNG contact sheet of random pairs",
+        description="Print the statistics of a pairs folder (pairs, scenes, datasets, covisibility histogram, "
+        "shard sizes), checked against the shards' footers, and write a PNG contact sheet of random pairs: "
+        "view 1, view 2, and view 1 with its pixels covisible in view 2 tinted green. Exits with status 1 "
+        "when a shard is missing, unreadable or disagrees with the manifest.",
+        epilog="examples:\n"
+        "  pairgen inspect\n"
+        "  pairgen inspect --out /tmp/pg --pairs 16 --seed 3 --sheet /tmp/pg/sheet.png\n"
+        "  pairgen inspect --json > pairs-stats.json",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/pairs")
+    p.add_argument("--sheet", default=None, type=Path, metavar="PATH",
+                   help="where the contact sheet PNG goes (None: OUT/pairs/contact_sheet.png)")
+    p.add_argument("--pairs", type=int, default=8, metavar="N", help="pairs (rows) on the contact sheet")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pairs drawn for the sheet")
+    p.add_argument("--json", action="store_true", help="print the statistics as one JSON object instead of a table")
+    p.set_defaults(func=cmd_inspect)
     return parser
 
 
@@ -268,6 +290,55 @@ def cmd_filter(args: argparse.Namespace) -> int:
     print(summary.line(), file=sys.stderr)
     print(f"pairs: {args.out / 'pairs'}  (manifest: {args.out / 'pairs' / 'manifest.json'})", file=sys.stderr)
     return EXIT_FAILED if summary.scenes_failed else EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from pairgen.inspect import contact_sheet, pairs_statistics
+
+    if args.pairs < 1:
+        raise ValueError(f"--pairs must be at least 1, got {args.pairs}")
+    pairs_dir = args.out / "pairs"
+    stats = pairs_statistics(pairs_dir)
+    sheet_path = args.sheet if args.sheet is not None else pairs_dir / "contact_sheet.png"
+    sheet = contact_sheet(pairs_dir, sheet_path, n=args.pairs, seed=args.seed) if stats["totals"]["pairs"] else None
+    stats["contact_sheet"] = None if sheet is None else {"path": sheet["path"], "pairs": len(sheet["pairs"]),
+                                                         "seed": args.seed}  # fmt: skip
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        _print_statistics(stats)
+    for problem in stats["problems"]:
+        print(f"  PROBLEM {problem}", file=sys.stderr)
+    if stats["problems"]:
+        print(f"{len(stats['problems'])} problem(s) in {pairs_dir}", file=sys.stderr)
+    return EXIT_FAILED if stats["problems"] else EXIT_OK
+
+
+def _print_statistics(stats: dict, bar_width: int = 40) -> None:
+    t = stats["totals"]
+    print(f"{stats['pairs_dir']}  (config {stats['config_hash']})")
+    print(f"  {t['pairs']:,} pairs, {t['scenes']:,} scenes, {t['datasets']} dataset(s), "
+          f"{t['shards']} shard(s), {t['mib']:.1f} MiB")  # fmt: skip
+    per_scene = list(stats["scenes"].values())
+    for name, d in stats["datasets"].items():
+        print(f"  {name}: {d['pairs']:,} pairs from {d['scenes']:,} scenes")
+    if per_scene:
+        print(f"  pairs a scene: min {min(per_scene):,}, median {statistics.median(per_scene):,g}, "
+              f"max {max(per_scene):,}")  # fmt: skip
+    bins, counts = stats["histogram"]["bins"], stats["histogram"]["counts"]
+    used = [i for i, c in enumerate(counts) if c]
+    print("covisibility")
+    if used:
+        top = max(counts)
+        for i in range(used[0], used[-1] + 1):
+            bar = "#" * round(bar_width * counts[i] / top)
+            print(f"  {bins[i]:.2f}-{bins[i + 1]:.2f}  {bar:<{bar_width}}  {counts[i]:,}")
+    s = stats["shard_sizes"]
+    print(f"shards  pairs: min {s['pairs']['min']:,}, median {s['pairs']['median']:,g}, max {s['pairs']['max']:,};  "
+          f"MiB: min {s['mib']['min']:.2f}, median {s['mib']['median']:.2f}, max {s['mib']['max']:.2f}")  # fmt: skip
+    sheet = stats.get("contact_sheet")
+    print(f"contact sheet: {sheet['path']} ({sheet['pairs']} pairs, seed {sheet['seed']})" if sheet
+          else "contact sheet: none (no pairs)")  # fmt: skip
 
 
 def _check_backend(name: str) -> None:

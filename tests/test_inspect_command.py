@@ -1,0 +1,157 @@
+"""`pairgen inspect` on a small rendered and filtered synthetic set: statistics, contact sheet, damaged shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from covisibility.reprojection import covisible_mask
+from manifests.codecs import decode_depth, decode_rgb
+from pairgen.cli import main
+from pairgen.inspect import LABEL_HEIGHT, MIN_PANEL, PAD, contact_sheet, highlight, pairs_statistics
+
+RENDER = ["render", "--scenes", "synthetic", "--synthetic-preset", "small", "--synthetic-count", "3",
+          "--views-per-scene", "24", "--resolution", "64", "--no-ray"]  # fmt: skip
+FILTER = ["filter", "--min-covis", "0.3", "--max-covis", "0.9", "--shard-size", "40", "--no-ray"]
+SIZE = 64  # --resolution
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pg")
+    assert main([*RENDER, "--out", str(out)]) == 0
+    assert main([*FILTER, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def damaged(out, tmp_path) -> Path:
+    """A copy of the set to break."""
+    copy = tmp_path / "pg"
+    shutil.copytree(out, copy)
+    return copy
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "pairs" / "manifest.json").read_text())
+
+
+def all_rows(out: Path) -> dict[str, dict]:
+    rows = {}
+    for shard in manifest(out)["shards"]:
+        for row in pq.read_table(out / "pairs" / shard["file"]).to_pylist():
+            rows[row["pair_id"]] = row
+    return rows
+
+
+def test_statistics_agree_with_manifest_and_shards(out):
+    m, stats = manifest(out), pairs_statistics(out / "pairs")
+    assert stats["problems"] == []
+    rows = all_rows(out)
+    t = stats["totals"]
+    assert t["pairs"] == m["totals"]["pairs"] == len(rows) > 20
+    assert t["shards"] == len(m["shards"]) and t["scenes"] == m["totals"]["scenes"] == 3
+    assert t["datasets"] == 1 and stats["datasets"] == {"synthetic": {"pairs": len(rows), "scenes": 3}}
+    per_scene = {}
+    for r in rows.values():
+        per_scene[f"{r['dataset']}/{r['scene_id']}"] = per_scene.get(f"{r['dataset']}/{r['scene_id']}", 0) + 1
+    assert stats["scenes"] == per_scene
+    assert stats["histogram"] == m["histogram"] and sum(stats["histogram"]["counts"]) == len(rows)
+    assert [s["pairs"] for s in stats["shards"]] == [s["pairs"] for s in m["shards"]]
+    sizes = [(out / "pairs" / s["file"]).stat().st_size for s in m["shards"]]
+    assert t["mib"] == pytest.approx(sum(sizes) / 2**20, abs=1e-3)
+    assert stats["shard_sizes"]["pairs"]["max"] == 40 and stats["shard_sizes"]["pairs"]["min"] >= 1
+
+
+def test_contact_sheet_layout_and_highlight(out, tmp_path):
+    n = 5
+    sheet = contact_sheet(out / "pairs", tmp_path / "sheet.png", n=n, seed=1)
+    scale = -(-MIN_PANEL // SIZE)
+    panel = SIZE * scale
+    with Image.open(tmp_path / "sheet.png") as image:
+        assert image.format == "PNG"
+        pixels = np.asarray(image.convert("RGB"))
+    expected = (3 * panel + 4 * PAD, n * (LABEL_HEIGHT + panel + PAD) + PAD)  # three panels wide, a row a pair
+    assert sheet["size"] == expected and (pixels.shape[1], pixels.shape[0]) == expected
+    rows = all_rows(out)
+    assert len({p["pair_id"] for p in sheet["pairs"]}) == n
+    for i, drawn in enumerate(sheet["pairs"]):
+        row = rows[drawn["pair_id"]]
+        mask = covisible_mask(
+            decode_depth(row["depth1"]["bytes"]), np.reshape(row["K1"], (3, 3)), np.reshape(row["cam2world1"], (4, 4)),
+            decode_depth(row["depth2"]["bytes"]), np.reshape(row["K2"], (3, 3)), np.reshape(row["cam2world2"], (4, 4)),
+        )  # fmt: skip
+        assert mask.mean() == pytest.approx(row["covis_1in2"], abs=1e-6)  # the filter's own measure
+        assert drawn["mask_fraction"] == pytest.approx(row["covis_1in2"], abs=1e-6)
+        assert 0 < mask.mean() < 1
+        top = PAD + i * (LABEL_HEIGHT + panel + PAD) + LABEL_HEIGHT
+        cells = [pixels[top : top + panel : scale, PAD + j * (panel + PAD) :][:, :panel:scale] for j in range(3)]
+        rgb1 = decode_rgb(row["image1"]["bytes"])
+        np.testing.assert_array_equal(cells[0], rgb1)
+        np.testing.assert_array_equal(cells[1], decode_rgb(row["image2"]["bytes"]))
+        np.testing.assert_array_equal(cells[2], highlight(rgb1, mask))
+        lit = cells[2].astype(int) - rgb1.astype(int)
+        assert (lit[mask] != 0).any(axis=-1).mean() > 0.9  # covisible pixels changed...
+        assert lit[mask][:, 1].mean() > 0 and lit[~mask][:, 1].mean() < 0  # ...greener; the others darker
+
+
+def test_contact_sheet_is_deterministic(out, tmp_path):
+    a = contact_sheet(out / "pairs", tmp_path / "a.png", n=4, seed=7)
+    b = contact_sheet(out / "pairs", tmp_path / "b.png", n=4, seed=7)
+    c = contact_sheet(out / "pairs", tmp_path / "c.png", n=4, seed=8)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert a["pairs"] == b["pairs"] and [p["pair_id"] for p in c["pairs"]] != [p["pair_id"] for p in a["pairs"]]
+
+
+def test_cli_table_and_default_sheet(out, capsys):
+    assert main(["inspect", "--out", str(out), "--pairs", "3"]) == 0
+    text = capsys.readouterr().out
+    total = manifest(out)["totals"]["pairs"]
+    assert f"{total} pairs, 3 scenes, 1 dataset(s)" in text and "covisibility" in text and "#" in text
+    sheet = out / "pairs" / "contact_sheet.png"
+    assert f"contact sheet: {sheet}" in text
+    with Image.open(sheet) as image:
+        assert image.height == 3 * (LABEL_HEIGHT + 2 * SIZE + PAD) + PAD
+
+
+def test_cli_json(out, tmp_path, capsys):
+    assert main(["inspect", "--out", str(out), "--json", "--sheet", str(tmp_path / "s.png"), "--pairs", "2"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["totals"]["pairs"] == manifest(out)["totals"]["pairs"] and stats["problems"] == []
+    assert stats["contact_sheet"]["path"] == str(tmp_path / "s.png") and (tmp_path / "s.png").is_file()
+
+
+def test_missing_pairs_is_one_message(tmp_path, capsys):
+    assert main(["inspect", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "run `pairgen filter" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "damage, phrase", [("delete", "but missing"), ("truncate", "truncated"), ("rows", "5 rows, the manifest says 40")]
+)
+def test_damaged_shard_is_a_problem_naming_it(damaged, capsys, damage, phrase):
+    name = manifest(damaged)["shards"][1]["file"]
+    path = damaged / "pairs" / name
+    if damage == "delete":
+        path.unlink()
+    elif damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # a readable shard that lost rows
+        pq.write_table(pq.read_table(path).slice(0, 5), path)
+    problems = pairs_statistics(damaged / "pairs")["problems"]
+    assert any(p.startswith(f"{name}: ") and phrase in p for p in problems)
+    assert main(["inspect", "--out", str(damaged)]) == 1
+    assert f"PROBLEM {name}: " in capsys.readouterr().err
+
+
+def test_shard_not_in_the_manifest_is_a_problem(damaged):
+    shutil.copy(damaged / "pairs" / "shard-00000.parquet", damaged / "pairs" / "shard-00099.parquet")
+    assert any(p.startswith("shard-00099.parquet: on disk but not in the manifest")
+               for p in pairs_statistics(damaged / "pairs")["problems"])  # fmt: skip
