@@ -35,6 +35,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Shows every option's default, keeps the epilog's examples as written."""
 
 
+def _subcommand(sub, name: str, *, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand whose help shows every default and ends with example command lines."""
+    epilog = "examples:\n" + "\n".join("  " + e for e in examples)
+    return sub.add_parser(name, help=help, description=description, epilog=epilog, formatter_class=_Formatter)
+
+
 def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", default="synthetic", metavar="LIST",
                    help="datasets, one or a comma list: hm3d, scannet, replica, mp3d, gibson, synthetic")
@@ -92,16 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "scenes",
         help="list the scenes found under a data root, with their problems",
         description="List the scenes of one or more datasets found under --data-root, and every problem "
         "(missing mesh, unreadable file) per scene, without stopping at the first.",
-        epilog="examples:\n"
-        "  pairgen scenes --scenes synthetic --triangles\n"
-        "  pairgen scenes --scenes hm3d,scannet --data-root data/scene_datasets --split val\n"
-        "  pairgen scenes --scenes replica --json > replica.json",
-        formatter_class=_Formatter,
+        examples=[
+            "pairgen scenes --scenes synthetic --triangles",
+            "pairgen scenes --scenes hm3d,scannet --data-root data/scene_datasets --split val",
+            "pairgen scenes --scenes replica --json > replica.json",
+        ],
     )
     _add_dataset_options(p)
     p.add_argument("--triangles", action="store_true",
@@ -111,18 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scenes)
 
     d = ViewConfig()
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "render",
         help="render views (RGB, depth, pose) of every scene into OUT/views",
         description="Render views of every scene into OUT/views/<dataset>/<scene_id>.parquet, one Ray task a "
         "scene. Cameras stand on the navmesh or on the floor found in the geometry, in walks whose views "
         "overlap at every level. A rerun skips finished scenes; a scene that fails is recorded in "
         "OUT/views/manifest.json with its reason and the others go on.",
-        epilog="examples:\n"
-        "  pairgen render --scenes hm3d\n"
-        "  pairgen render --scenes synthetic --views-per-scene 100 --out /tmp/pg\n"
-        "  pairgen render --scenes scannet,replica --resolution 320x240 --hfov 75 --ray-address auto",
-        formatter_class=_Formatter,
+        examples=[
+            "pairgen render --scenes hm3d",
+            "pairgen render --scenes synthetic --views-per-scene 100 --out /tmp/pg",
+            "pairgen render --scenes scannet,replica --resolution 320x240 --hfov 75 --ray-address auto",
+        ],
     )
     _add_dataset_options(p)
     p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: views go to OUT/views")
@@ -156,17 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     from pairgen.filter import MEASURES, FilterConfig
 
     f = FilterConfig()
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "filter",
         help="keep view pairs that overlap about half, as Parquet shards in OUT/pairs",
         description="Compute the covisibility of view pairs by depth reprojection, keep pairs with "
         "MIN_COVIS <= covisibility <= MAX_COVIS (up to --pairs-per-scene a scene), and write them as Parquet "
         "shards with a manifest in OUT/pairs. A rerun with the same config does nothing.",
-        epilog="examples:\n"
-        "  pairgen filter --min-covis 0.5\n"
-        "  pairgen filter --out /tmp/pg --min-covis 0.4 --max-covis 0.9 --pairs-per-scene 500\n"
-        "  pairgen filter --measure croco    # CroCo's k-d-tree overlap (slow)",
-        formatter_class=_Formatter,
+        examples=[
+            "pairgen filter --min-covis 0.5",
+            "pairgen filter --out /tmp/pg --min-covis 0.4 --max-covis 0.9 --pairs-per-scene 500",
+            "pairgen filter --measure croco    # CroCo's k-d-tree overlap (slow)",
+        ],
     )
     p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/views, writes OUT/pairs")
     p.add_argument("--min-covis", type=float, default=f.min_covis, help="least covisibility of a kept pair")
@@ -183,18 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(p)
     p.set_defaults(func=cmd_filter)
 
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "inspect",
         help="statistics of OUT/pairs and a PNG contact sheet of random pairs",
         description="Print the statistics of a pairs folder (pairs, scenes, datasets, covisibility histogram, "
         "shard sizes), checked against the shards' footers, and write a PNG contact sheet of random pairs: "
         "view 1, view 2, and view 1 with its pixels covisible in view 2 tinted green. Exits with status 1 "
         "when a shard is missing, unreadable or disagrees with the manifest.",
-        epilog="examples:\n"
-        "  pairgen inspect\n"
-        "  pairgen inspect --out /tmp/pg --pairs 16 --seed 3 --sheet /tmp/pg/sheet.png\n"
-        "  pairgen inspect --json > pairs-stats.json",
-        formatter_class=_Formatter,
+        examples=[
+            "pairgen inspect",
+            "pairgen inspect --out /tmp/pg --pairs 16 --seed 3 --sheet /tmp/pg/sheet.png",
+            "pairgen inspect --json > pairs-stats.json",
+        ],
     )
     p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/pairs")
     p.add_argument("--sheet", default=None, type=Path, metavar="PATH",

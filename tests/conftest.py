@@ -16,3 +16,20 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {SHARED_FIXTURES} (../shared is not part of the project)")
     return SHARED_FIXTURES
+
+
+# A small rendered-and-filtered set, built once a session (filter and inspect tests read it).
+RENDER_SMALL = ["render", "--scenes", "synthetic", "--synthetic-preset", "small", "--synthetic-count", "3",
+                "--views-per-scene", "24", "--resolution", "64", "--no-ray"]  # fmt: skip
+FILTER_SMALL = ["filter", "--min-covis", "0.3", "--max-covis", "0.9", "--shard-size", "40", "--no-ray"]
+
+
+@pytest.fixture(scope="session")
+def small_pairs(tmp_path_factory) -> Path:
+    """OUT folder holding views/ and pairs/ of three small synthetic apartments (64 px, 24 views each)."""
+    from pairgen.cli import main
+
+    out = tmp_path_factory.mktemp("pg")
+    assert main([*RENDER_SMALL, "--out", str(out)]) == 0
+    assert main([*FILTER_SMALL, "--out", str(out)]) == 0
+    return out

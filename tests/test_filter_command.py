@@ -12,18 +12,14 @@ import pytest
 
 from manifests.pairs import PAIRS_SCHEMA
 from pairgen.cli import main
+from tests.conftest import FILTER_SMALL
 
-RENDER = ["render", "--scenes", "synthetic", "--synthetic-preset", "small", "--synthetic-count", "3",
-          "--views-per-scene", "24", "--resolution", "64", "--no-ray"]  # fmt: skip
-FILTER = ["filter", "--min-covis", "0.3", "--max-covis", "0.9", "--shard-size", "40", "--no-ray"]
+FILTER = FILTER_SMALL
 
 
-@pytest.fixture(scope="module")
-def out(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pg")
-    assert main([*RENDER, "--out", str(out)]) == 0
-    assert main([*FILTER, "--out", str(out)]) == 0
-    return out
+@pytest.fixture
+def out(small_pairs) -> Path:
+    return small_pairs
 
 
 def manifest(out: Path) -> dict:

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from renderers.backends import available_backends, get_backend
-from renderers.camera import intrinsics_from_hfov, project, unproject_depth
+from renderers.backends import raycast as raycast_backend
+from renderers.backends.raycast import TextureAtlas, _wrap, sample_texture
+from renderers.camera import intrinsics_from_hfov, pixel_rays, project, unproject_depth
 from renderers.scene import Material, Scene, Texture, Wrap
+from renderers.sources import load_scene
+from renderers.sources.synthetic import grid_mesh
 
 LEVEL = np.diag([1.0, -1.0, -1.0, 1.0])  # looks along -Z, image up = world +Y
 
@@ -134,3 +138,144 @@ def test_misses_are_zero_depth_and_black():
     K = intrinsics_from_hfov(16, 16, 60.0)
     view = render(wall(z=-2.0), K, pose(LEVEL[:3, :3] @ rotation((1, 0, 0), 180)), 16, 16)  # looking away
     assert view.valid_fraction == 0.0 and not view.rgb.any()
+
+
+# ----------------------------------------------------------------------------- fast shading vs the reference
+
+
+def reference_rgb(scene: Scene, hits: dict) -> np.ndarray:
+    """(N, 3) uint8: per-material shading with sample_texture, the definition the atlas path must reproduce."""
+    t = hits["t_hit"].numpy().reshape(-1)
+    hit = np.isfinite(t)
+    prim = hits["primitive_ids"].numpy().reshape(-1)[hit].astype(np.int64)
+    bary = hits["primitive_uvs"].numpy().reshape(-1, 2)[hit].astype(np.float64)
+    weights = np.stack([1.0 - bary[:, 0] - bary[:, 1], bary[:, 0], bary[:, 1]], axis=1)  # (n, 3)
+    corners = scene.faces[prim].astype(np.int64)
+    mats = scene.face_materials[prim] if scene.face_materials is not None else np.zeros(len(prim), np.int64)
+    color = np.array([m.base_color[:3] for m in scene.materials])[mats] * 255.0
+    if scene.uvs is not None:
+        uv = np.einsum("nk,nkc->nc", weights, scene.uvs[corners])
+        for m in np.unique(mats):
+            if scene.materials[m].texture is not None:
+                color[mats == m] *= sample_texture(scene.materials[m].texture, uv[mats == m]) / 255.0
+    if scene.vertex_colors is not None:
+        color *= np.einsum("nk,nkc->nc", weights, scene.vertex_colors[corners].astype(np.float64)) / 255.0
+    out = np.zeros((len(t), 3), np.uint8)
+    out[hit] = np.clip(color + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def patchwork(vertex_colors: bool, base_colors: bool) -> Scene:
+    """Textured quads 1.5-2 m in front of the camera, each with its own texture size (RGB or RGBA) and wrap
+    modes, and an untextured quad before them. Tessellated quads have faces small enough for the atlas
+    border; the single big quads do not (they span many texture periods), so both shading paths run."""
+    rng = np.random.default_rng(7)
+
+    def rect(x0, x1, y0, y1, z, cells):  # a cells x cells grid facing +Z; st (0, 0) at the top left
+        origin, across, down = np.array([[x0, y1, z]]), np.array([[x1 - x0, 0, 0]]), np.array([[0, y0 - y1, 0]])
+        return grid_mesh(origin, across, down, [cells], [cells])[:3]
+
+    # image size (h, w, c), wrap_s, wrap_t, uv at the top left and bottom right, cells a side, where
+    specs = [
+        ((7, 5, 3), Wrap.REPEAT, Wrap.REPEAT, (-2.3, -1.7), (3.1, 2.9), 9, (-1.8, 0.0, 0.0, 1.8, -2.0)),
+        ((9, 16, 4), Wrap.MIRRORED_REPEAT, Wrap.CLAMP_TO_EDGE, (-3.0, -0.4), (4.0, 1.3), 1, (0.0, 1.8, 0.0, 1.8, -2.0)),
+        ((1, 3, 3), Wrap.CLAMP_TO_EDGE, Wrap.REPEAT, (-0.2, -6.0), (1.3, 7.0), 12, (-1.8, 0.0, -1.8, 0.0, -2.0)),
+        ((32, 32, 3), Wrap.MIRRORED_REPEAT, Wrap.MIRRORED_REPEAT, (-1.0, -1.5), (2.0, 2.5), 6, (0.0, 1.8, -1.8, 0.0, -2)),
+        ((4, 6, 3), Wrap.REPEAT, Wrap.MIRRORED_REPEAT, (-9.0, 5.0), (11.0, 31.0), 1, (-0.9, 0.9, -0.6, 0.6, -1.5)),
+    ]
+    vertices, faces, uvs, face_mats, materials = [], [], [], [], []
+    for k, (shape, wrap_s, wrap_t, uv0, uv1, cells, where) in enumerate(specs):
+        v, f, st = rect(*where, cells)
+        faces.append(f + sum(len(a) for a in vertices))
+        vertices.append(v)
+        uvs.append(np.asarray(uv0) + st * (np.asarray(uv1) - uv0))
+        face_mats.append(np.full(len(f), k))
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        base = tuple(rng.uniform(0.3, 1.0, 3)) + (1.0,) if base_colors else (1.0, 1.0, 1.0, 1.0)
+        materials.append(Material(name=f"m{k}", base_color=base, texture=Texture(image, wrap_s, wrap_t)))
+    v, f, st = rect(-0.3, 0.3, -0.3, 0.3, -1.0, 2)  # an untextured quad in front of the middle
+    faces.append(f + sum(len(a) for a in vertices))
+    vertices.append(v)
+    uvs.append(st)
+    face_mats.append(np.full(len(f), len(materials)))
+    materials.append(Material(name="plain", base_color=(0.5, 0.25, 1.0, 1.0) if base_colors else (1.0, 1.0, 1.0, 1.0)))
+    n_vertices = sum(len(a) for a in vertices)
+    return Scene(
+        name="patchwork",
+        vertices=np.concatenate(vertices).astype(np.float32),
+        faces=np.concatenate(faces).astype(np.uint32),
+        uvs=np.concatenate(uvs).astype(np.float32),
+        vertex_colors=rng.integers(0, 256, (n_vertices, 3), dtype=np.uint8) if vertex_colors else None,
+        face_materials=np.concatenate(face_mats).astype(np.uint16),
+        materials=tuple(materials),
+    ).validate()
+
+
+@pytest.mark.parametrize("vertex_colors,base_colors", [(False, False), (True, False), (False, True), (True, True)])
+def test_atlas_shading_matches_per_material_sample_texture(vertex_colors, base_colors):
+    scene = patchwork(vertex_colors, base_colors)
+    K = intrinsics_from_hfov(96, 96, 90.0)
+    with get_backend("raycast").open(scene) as r:
+        assert r._slow is not None and 0 < r._slow.sum() < scene.num_triangles  # both paths are exercised
+        hits = r.cast(r.rays(K, pose(), 96, 96))
+        view = r.shade_hits(hits, 96, 96)
+    expect = reference_rgb(scene, hits).reshape(96, 96, 3)
+    diff = np.abs(view.rgb.astype(int) - expect)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float32 rounding only
+    missed = view.depth == 0
+    assert 0 < missed.mean() < 0.5 and not view.rgb[missed].any()  # a black border of misses
+    slow_pixels = np.isin(hits["primitive_ids"].numpy(), np.flatnonzero(r._slow))
+    assert 0 < slow_pixels.mean() < 1
+
+
+def test_large_views_shade_the_same_on_two_threads(monkeypatch):
+    scene = patchwork(vertex_colors=True, base_colors=True)
+    K = intrinsics_from_hfov(256, 128, 90.0)  # 32768 pixels: shaded in two halves
+    c2w = pose(rotation((1, 1, 0), 8) @ LEVEL[:3, :3], (0.1, -0.2, 0.3))
+    with get_backend("raycast").open(scene) as r:
+        assert 256 * 128 >= raycast_backend.PARALLEL_MIN_PIXELS
+        parallel = r.render(K, c2w, 256, 128)
+        assert parallel.valid_fraction > 0.5 and parallel.rgb.any()
+        assert r._pool is not None  # the helper thread did shade half of it
+        monkeypatch.setattr(raycast_backend, "PARALLEL_MIN_PIXELS", 1 << 30)
+        serial = r.render(K, c2w, 256, 128)
+    np.testing.assert_array_equal(parallel.rgb, serial.rgb)
+    np.testing.assert_array_equal(parallel.depth, serial.depth)
+
+
+def test_synthetic_apartment_matches_the_reference():
+    scene = load_scene("synthetic", "small/0", scene_id="small-0")
+    lo, hi = (np.asarray(scene.extras["rooms"][0][k]) for k in ("min", "max"))
+    K = intrinsics_from_hfov(64, 48, 60.0)
+    with get_backend("raycast").open(scene) as r:
+        for yaw in (0, 100, 200, 300):
+            c2w = pose(rotation((0, 1, 0), yaw) @ LEVEL[:3, :3], (lo + hi) / 2 * [1, 0, 1] + [0, 1.5, 0])
+            hits = r.cast(r.rays(K, c2w, 64, 48))
+            view = r.shade_hits(hits, 64, 48)
+            assert view.valid_fraction == 1.0
+            assert np.abs(view.rgb.astype(int) - reference_rgb(scene, hits).reshape(48, 64, 3)).max() <= 1
+
+
+@pytest.mark.parametrize("wrap_s", list(Wrap))
+@pytest.mark.parametrize("wrap_t", list(Wrap))
+def test_atlas_border_holds_what_the_wrap_mode_fetches(wrap_s, wrap_t):
+    image = np.random.default_rng(3).integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    pad = 7  # more than a period: the border wraps more than once
+    atlas = TextureAtlas.build([Texture(image, wrap_s, wrap_t)], pad=pad)
+    e = 2  # the first texture, after WHITE and BLACK
+    width, height = atlas.extent[e] + 2 * pad
+    entry = atlas.texels[atlas.offset[e] : atlas.offset[e] + width * height].reshape(height, width)
+    rgb = entry.view(np.uint8).reshape(height, width, 4)[..., :3]
+    cols = _wrap(np.arange(width) - pad, 5, wrap_s)
+    rows = _wrap(np.arange(height) - pad, 3, wrap_t)
+    np.testing.assert_array_equal(rgb, image[rows][:, cols])
+
+
+def test_rays_follow_pixel_rays_with_skew():
+    K = intrinsics_from_hfov(40, 30, 70.0)
+    K[0, 1] = 2.5  # skew
+    c2w = pose(rotation((1, 2, 3), 33), (0.5, -1.0, 2.0))
+    rays = get_backend("raycast").open(wall()).rays(K, c2w, 40, 30)
+    assert rays.shape == (30, 40, 6) and rays.dtype == np.float32
+    np.testing.assert_allclose(rays[..., :3], np.broadcast_to(c2w[:3, 3], (30, 40, 3)), atol=1e-6)
+    np.testing.assert_allclose(rays[..., 3:], pixel_rays(K, 40, 30) @ c2w[:3, :3].T, atol=1e-6)
