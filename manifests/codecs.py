@@ -5,13 +5,15 @@
   fit (over 65.535 m) are stored as 0 rather than wrapped or clipped to a
   wrong distance.
 
-Both go through Pillow, whose libjpeg-turbo/zlib encoders are the fastest in
-the dependency set for 256-pixel images (0.2 ms a JPEG on this class of CPU).
+Colour goes through Pillow (libjpeg-turbo: 0.3 ms a 256² JPEG on this class of
+CPU); depth PNGs are written directly (see :func:`encode_depth`).
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -55,13 +57,33 @@ def depth_to_mm(depth: np.ndarray) -> np.ndarray:
     return np.where(ok, mm, 0).astype(np.uint16)
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def encode_depth(depth: np.ndarray) -> bytes:
-    """Encode (H, W) planar depth in metres as a 16-bit PNG in millimetres."""
+    """Encode (H, W) planar depth in metres as a 16-bit greyscale PNG in millimetres.
+
+    Written directly (IHDR, one IDAT, IEND): every row uses PNG's "Up" filter,
+    which suits smooth depth, and zlib level 1. That is about 1.5 times faster
+    than Pillow's adaptive filtering for files a few percent larger; any PNG
+    reader decodes them.
+    """
     if depth.ndim != 2:
         raise ValueError(f"expected an (H, W) depth map, got shape {depth.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(depth_to_mm(depth)).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    h, w = depth.shape
+    rows = depth_to_mm(depth).astype(">u2").view(np.uint8).reshape(h, 2 * w)  # big-endian samples
+    raw = np.empty((h, 2 * w + 1), np.uint8)
+    raw[:, 0] = 2  # filter type Up: each byte minus the byte above it (modulo 256)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0)  # 16-bit greyscale, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
