@@ -5,5 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV=${PAIRGEN_VENV:-.venv}
+OUT=${PAIRGEN_DEMO_OUT:-data/pairgen}
 echo "demo: the synthetic scenes pairgen builds by default" >&2
 "$VENV/bin/pairgen" scenes --scenes synthetic --triangles
+echo "demo: rendering their views into $OUT/views" >&2
+"$VENV/bin/pairgen" render --scenes synthetic --out "$OUT"
+echo "demo: keeping pairs with covisibility in [0.5, 0.8] into $OUT/pairs" >&2
+"$VENV/bin/pairgen" filter --min-covis 0.5 --out "$OUT"
+echo "demo: statistics and a contact sheet" >&2
+"$VENV/bin/pairgen" inspect --out "$OUT"
+echo "demo: outputs" >&2
+echo "  views:          $OUT/views/synthetic/*.parquet  (manifest: $OUT/views/manifest.json)" >&2
+echo "  pairs:          $OUT/pairs/shard-*.parquet  (manifest: $OUT/pairs/manifest.json)" >&2
+echo "  contact sheet:  $OUT/pairs/contact_sheet.png" >&2
