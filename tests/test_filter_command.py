@@ -99,3 +99,12 @@ def test_contradictory_options(tmp_path, capsys, args, phrase):
 def test_no_views_is_one_message(tmp_path, capsys):
     assert main(["filter", "--out", str(tmp_path), "--no-ray"]) == 1
     assert "run `pairgen render" in capsys.readouterr().err
+
+
+def test_ray_gives_the_same_shards(out, tmp_path):
+    import shutil
+
+    shutil.copytree(out / "views", tmp_path / "views")
+    args = [a for a in FILTER if a != "--no-ray"]
+    assert main([*args, "--out", str(tmp_path), "--workers", "2"]) == 0
+    assert manifest(tmp_path)["shards"] == manifest(out)["shards"]  # same bytes, whatever ran them
