@@ -1,34 +1,169 @@
-"""The ``pretrain`` command line.
+"""The ``pretrain`` command line: ``run`` (train CroCo on pair shards) and ``export``.
 
-The CroCo trainer (``pretrain run``, ``pretrain export``) is not built yet
-(issue 5); until then the command says so plainly rather than pretending.
+Single process (CPU or one GPU)::
+
+    pretrain run --shards data/pairgen/pairs --model croco-base
+
+One node, 8 GPUs, and two nodes of 8 (same command on each node)::
+
+    torchrun --standalone --nproc_per_node 8 -m pretrain.cli run --shards data/pairgen/pairs
+    torchrun --nnodes 2 --node_rank N --nproc_per_node 8 --rdzv_backend c10d \\
+             --rdzv_endpoint HEAD:29500 -m pretrain.cli run --shards /shared/pairs
+
+Errors end in one message and a non-zero exit (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
+from pathlib import Path
 
-from pairgen import __version__
+__all__ = ["build_parser", "main"]
 
-__all__ = ["main"]
+log = logging.getLogger("pretrain")
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default, keeps the epilog's examples as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pretrain",
-        description="Pre-train CroCo on pairgen's Parquet pair shards.",
-    )
+    from pairgen import __version__
+    from pretrain.model import MODEL_PRESETS
+    from pretrain.train import TrainConfig
+
+    d = TrainConfig(shards="", run_dir="")
+    parser = argparse.ArgumentParser(prog="pretrain", description="Pre-train CroCo on pairgen's Parquet pair shards.",
+                                     formatter_class=_Formatter)  # fmt: skip
     parser.add_argument("--version", action="version", version=f"pretrain {__version__}")
-    parser.add_argument("command", nargs="?", help="subcommand (run, export: not available in this version)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "run",
+        help="train CroCo on pair shards",
+        description="Train CroCo (cross-view completion) on pair shards: view 1 of each pair is 90 %% masked "
+        "and reconstructed from its visible patches and view 2. Writes checkpoints, log.jsonl, TensorBoard "
+        "events and reconstruction PNGs to runs/NAME. Under torchrun it trains with DDP.",
+        epilog="examples:\n"
+        "  pretrain run --shards data/pairgen/pairs\n"
+        "  pretrain run --shards data/pairgen/pairs --model tiny --steps 200 --batch-size 16 --name smoke\n"
+        "  pretrain run --shards data/pairgen/pairs --resume runs/croco/checkpoint-last.pt\n"
+        "  torchrun --standalone --nproc_per_node 8 -m pretrain.cli run --shards data/pairgen/pairs",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--shards", required=True, type=Path, help="a pairs folder (OUT/pairs) or one shard file")
+    p.add_argument("--model", default=d.model, choices=sorted(MODEL_PRESETS), help="model preset")
+    p.add_argument("--name", default=None, help="run name: outputs go to RUNS/NAME (default: MODEL-DATE-TIME)")
+    p.add_argument("--runs", default=Path("runs"), type=Path, help="folder holding the runs")
+    p.add_argument("--img-size", type=int, default=d.img_size, help="crop size fed to the model (pixels)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per micro-batch per process")
+    p.add_argument("--accum", type=int, default=d.accum, help="micro-batches per optimizer step")
+    p.add_argument("--base-lr", type=float, default=d.base_lr, help="learning rate per 256 pairs of effective batch")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (not on biases and norms)")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="linear warm-up steps (None: a tenth of the run, at most 1,000)")
+    bound = p.add_mutually_exclusive_group()
+    bound.add_argument("--steps", type=int, default=None, help="optimizer steps to train (default: --epochs 1)")
+    bound.add_argument("--epochs", type=float, default=None, help="epochs over the shards to train")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the data order, augmentation, masks and init")
+    p.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader worker processes per GPU/process")
+    p.add_argument("--no-jitter", action="store_true", help="turn CroCo's colour jitter off")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--amp", default=d.amp, choices=("auto", "bf16", "off"),
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep every periodic checkpoint as checkpoint-NNNNNNN.pt besides checkpoint-last.pt")
+    p.add_argument("--image-every", type=int, default=d.image_every, help="steps between reconstruction PNGs (0: never)")
+    p.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (same run folder)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "export",
+        help="write the encoder (and the whole model) under the reference's key names",
+        description="Write CHECKPOINT's weights for downstream use, loadable by naver/croco's CroCoNet: "
+        "OUT/croco.pth ({'model': state_dict, 'croco_kwargs': constructor arguments}) and OUT/croco_encoder.pth "
+        "(the encoder's weights only: patch_embed, enc_blocks, enc_norm, enc_pos_embed).",
+        epilog="examples:\n  pretrain export runs/croco/checkpoint-last.pt --out exported/",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("checkpoint", type=Path, help="a checkpoint written by pretrain run")
+    p.add_argument("--out", type=Path, default=Path("exported"), help="folder to write into")
+    p.set_defaults(func=cmd_export)
     return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pretrain.train import TrainConfig, train
+
+    name = args.name
+    if args.resume is not None:
+        run_dir = args.resume.parent
+    else:
+        run_dir = args.runs / (name or f"{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = TrainConfig(
+        shards=str(args.shards), run_dir=str(run_dir), model=args.model, img_size=args.img_size,
+        batch_size=args.batch_size, accum=args.accum, base_lr=args.base_lr, weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps, steps=args.steps, epochs=args.epochs, seed=args.seed,
+        num_workers=args.workers, compile=args.compile, amp=args.amp, jitter=not args.no_jitter,
+        log_every=args.log_every, ckpt_every=args.ckpt_every, image_every=args.image_every,
+        keep_checkpoints=args.keep_checkpoints,
+    )  # fmt: skip
+    from tqdm import tqdm
+
+    with tqdm(desc="training", unit="step", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
+        last = train(config, resume=args.resume, progress=bar)
+    print(f"trained to step {last['step']}, loss {last.get('loss', float('nan')):.4f}", file=sys.stderr)
+    print(f"run: {run_dir}  (checkpoint-last.pt, log.jsonl, tb/, recon-*.png)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from pretrain.model import MODEL_PRESETS
+    from pretrain.train import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    config = ckpt["config"]
+    kwargs = {**MODEL_PRESETS[config["model"]], "img_size": config["img_size"]}
+    state = ckpt["model"]
+    encoder = {k: v for k, v in state.items() if k.split(".")[0] in ("patch_embed", "enc_blocks", "enc_norm", "enc_pos_embed")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state, "croco_kwargs": kwargs, "step": ckpt["step"]}, args.out / "croco.pth")
+    torch.save({"model": encoder, "croco_kwargs": kwargs, "step": ckpt["step"]}, args.out / "croco_encoder.pth")
+    print(f"wrote {args.out / 'croco.pth'} ({len(state)} tensors) and {args.out / 'croco_encoder.pth'} "
+          f"({len(encoder)} tensors)", file=sys.stderr)  # fmt: skip
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    print(
-        f"pretrain: error: {'no subcommand given' if args.command is None else repr(args.command) + ' is not available'}; "
-        "the CroCo trainer is not part of this version of pairgen yet",
-        file=sys.stderr,
-    )
-    return 2
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)  # fmt: skip
+    from pretrain.data import ShardError
+    from pretrain.train import TrainingError
+
+    try:
+        return args.func(args)
+    except (ShardError, TrainingError, ValueError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"pretrain: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("pretrain: interrupted (resume with --resume RUN/checkpoint-last.pt)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""The CroCo training loop: optimizer, schedule, checkpoints, logs, DDP.
+
+One process a GPU under ``torchrun`` (or one process on CPU). Each optimizer
+step consumes ``accum`` micro-batches of ``batch_size`` pairs on every rank:
+the effective batch is ``batch_size * accum * world_size`` and the learning
+rate ``base_lr * effective_batch / 256`` (MAE's and CroCo's rule), reached by
+a linear warm-up and then decayed along a half cosine to ``min_lr``.
+
+A checkpoint holds everything the next step depends on: model, optimizer,
+grad scaler, config, step, the data position (epoch and batches consumed) and
+the RNG states, so ``--resume`` continues exactly: the next step's loss equals
+that of an uninterrupted run. Checkpoints are written atomically and loaded
+with ``torch.load(weights_only=True)``: no pickled objects are executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pretrain.data import PairStream, find_shards, to_float
+from pretrain.model import build_model, flops_per_pair, masked_patch_loss
+
+__all__ = ["TrainConfig", "TrainingError", "load_checkpoint", "train"]
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, a checkpoint of another run)."""
+
+
+@dataclass
+class TrainConfig:
+    """A training run; stored in every checkpoint."""
+
+    shards: str | list[str]  # a pairs folder, a shard, or shard files
+    run_dir: str
+    model: str = "croco-base"
+    img_size: int = 224  # crop size fed to the model
+    batch_size: int = 64  # pairs per micro-batch per process
+    accum: int = 1  # micro-batches per optimizer step
+    base_lr: float = 1.5e-4  # per 256 pairs
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int | None = None  # None: a tenth of the run, at most 1,000 steps
+    steps: int | None = None  # bound the run by optimizer steps ...
+    epochs: float | None = None  # ... or by epochs over the shards
+    seed: int = 0
+    num_workers: int = 4
+    compile: bool = False
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; "off"; "bf16"
+    jitter: bool = True
+    log_every: int = 20
+    ckpt_every: int = 1000  # steps between checkpoints (0: only at the end)
+    keep_checkpoints: bool = False  # keep each periodic checkpoint as checkpoint-NNNNNNN.pt too
+    image_every: int = 1000
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment, initialising the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: biases, norm weights and other 1-d parameters are not decayed."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, floor: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then a half cosine down to ``floor`` at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def step_mask(batch: int, patches: int, ratio: float, key: tuple[int, ...]) -> torch.Tensor:
+    """(B, N) bool, True = masked: ``int(ratio * N)`` patches per image, uniformly, drawn independently per image.
+
+    Drawn from a generator seeded by ``key`` (seed, rank, step, micro-batch),
+    so a resumed run masks exactly as the uninterrupted one would.
+    """
+    g = torch.Generator().manual_seed(int.from_bytes(hashlib_digest(key), "little"))
+    order = torch.rand(batch, patches, generator=g).argsort(dim=1)  # (B, N) random permutation per image
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(patches).expand(batch, -1))
+    return ranks < int(ratio * patches)
+
+
+def hashlib_digest(key: tuple[int, ...]) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(repr(key).encode()).digest()[:8]
+
+
+def _rng_state() -> dict:
+    state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"key": torch.from_numpy(state[1].astype(np.int64)), "pos": state[2], "gauss": [state[3], state[4]]},
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["gauss"][0], n["gauss"][1]))
+    internal, version, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    torch.save(obj, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents, loaded without unpickling arbitrary objects."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # a damaged file, or one holding objects weights_only refuses
+        raise TrainingError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+
+
+def _denormalize(x: torch.Tensor) -> torch.Tensor:
+    return (x.float().cpu() * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1)
+
+
+def reconstruction_png(model, img1, img2, out, mask, path: Path, rows: int = 4) -> None:
+    """A PNG of rows ``masked view 1 | view 2 | reconstruction | target`` (pixels un-normalised)."""
+    from PIL import Image
+
+    p = model.patch_size
+    n = min(rows, img1.shape[0])
+    target = model.patchify(img1[:n]).float()  # (n, N, p*p*3)
+    mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+    pred = out[:n].float() * (var + 1e-6).sqrt() + mean  # undo the per-patch normalisation
+    m = mask[:n, :, None].float()
+    recon = model.unpatchify(pred * m + target * (1 - m))
+    masked = model.unpatchify(target * (1 - m))
+    panels = [masked, img2[:n].float(), recon, img1[:n].float()]
+    grid = torch.cat([torch.cat([_denormalize(x[i : i + 1]) for x in panels], dim=3) for i in range(n)], dim=2)
+    pixels = (grid[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    tmp = path.with_name(f".tmp-{path.name}")
+    Image.fromarray(pixels).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+class _Logger:
+    """JSON lines (``log.jsonl``) and TensorBoard (``tb/``), rank 0 only."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tb = None
+        if enabled:
+            self.file = open(run_dir / "log.jsonl", "a")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:
+                log.warning("tensorboard is not installed: logging to log.jsonl only")
+
+    def write(self, step: int, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, **record}) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def train(config: TrainConfig, *, resume: str | Path | None = None, progress=None) -> dict:
+    """Run (or resume) training; returns the last logged record.
+
+    Raises
+    ------
+    TrainingError
+        A non-finite loss, or a resume checkpoint of another model.
+    """
+    rank, world, local_rank = _distributed()
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    run_dir = Path(config.run_dir)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    amp = torch.bfloat16 if (config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")) else None
+
+    torch.manual_seed(config.seed + rank)
+    np.random.seed(config.seed + rank)
+    random.seed(config.seed + rank)
+    model = build_model(config.model, img_size=config.img_size).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.base_lr, betas=config.betas)
+    scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for fp16 users' checkpoints
+
+    ckpt = load_checkpoint(resume) if resume is not None else None
+    # the batch order depends on the number of lanes: keep the run's first worker count across resumes
+    lanes = max(1, (ckpt["config"] if ckpt else config.to_dict())["num_workers"])
+    shards = find_shards(config.shards)
+    data = PairStream(shards, batch_size=config.batch_size, crop=config.img_size, seed=config.seed, rank=rank,
+                      world_size=world, jitter=config.jitter, lanes=lanes, output="uint8")  # fmt: skip
+    per_epoch = data.batches_per_epoch() // config.accum  # optimizer steps an epoch
+    if per_epoch < 1:
+        raise TrainingError(
+            f"{config.shards}: {data.batches_per_epoch()} batches of {config.batch_size} an epoch on each of "
+            f"{world} process(es), fewer than --accum {config.accum}: use a smaller --batch-size"
+        )
+    total = config.steps if config.steps is not None else max(1, round((config.epochs or 1.0) * per_epoch))
+    warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, max(1, total // 10))
+    effective = config.batch_size * config.accum * world
+    peak_lr = config.base_lr * effective / 256
+
+    step, epoch, position = 0, 0, 0
+    if ckpt is not None:
+        if ckpt["config"]["model"] != config.model or ckpt["config"]["img_size"] != config.img_size:
+            raise TrainingError(f"{resume}: a checkpoint of model {ckpt['config']['model']!r} "
+                                f"at {ckpt['config']['img_size']} px, not {config.model!r} at {config.img_size}")  # fmt: skip
+        model.load_state_dict(ckpt["model"], strict=True)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
+        _set_rng_state(ckpt["rng"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume, step, epoch, position)
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)
+    flops = flops_per_pair(model, config.img_size)
+    logger = _Logger(run_dir, rank == 0)
+    last: dict = {}
+
+    def save(name: str) -> None:
+        if rank == 0:
+            _save_atomic({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "config": config.to_dict(), "step": step, "epoch": epoch, "position": position,
+                "rng": _rng_state(), "pairs_seen": step * effective,
+            }, run_dir / name)  # fmt: skip
+
+    timer, pairs_since = time.perf_counter(), 0
+    try:
+        while step < total:
+            data.set_epoch(epoch)
+            data.set_position(position * config.accum)
+            loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=config.num_workers,
+                                                 pin_memory=device.type == "cuda",
+                                                 persistent_workers=False)  # fmt: skip
+            batches = iter(loader)
+            while step < total and position < per_epoch:
+                lr = lr_at(step, total, peak_lr, warmup, config.min_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = 0.0
+                for micro in range(config.accum):
+                    batch = next(batches)
+                    img1 = to_float(batch["img1"].to(device, non_blocking=True))  # uint8 over the wire
+                    img2 = to_float(batch["img2"].to(device, non_blocking=True))
+                    sync = world == 1 or micro == config.accum - 1
+                    ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else _null()
+                    mask = step_mask(img1.shape[0], model.num_patches, model.mask_ratio,
+                                     (config.seed, rank, step, micro)).to(device)  # fmt: skip
+                    with ctx, torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                        out, mask, target = net(img1, img2, mask=mask)
+                        loss = masked_patch_loss(out.float(), target.float(), mask)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"non-finite loss ({loss.item()}) at step {step}, epoch {epoch}: lower the learning "
+                            f"rate (--base-lr {config.base_lr}) or resume from the last checkpoint in {run_dir}"
+                        )
+                    (loss / config.accum).backward()
+                    loss_sum += loss.item() / config.accum
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")).item()
+                optimizer.step()
+                step += 1
+                position += 1
+                pairs_since += effective
+                if step % config.log_every == 0 or step == total:
+                    elapsed = time.perf_counter() - timer
+                    rate = pairs_since / elapsed
+                    last = {"loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "pairs_per_s": rate,
+                            "tflops": rate * flops / 1e12, "epoch": epoch}  # fmt: skip
+                    logger.write(step, last)
+                    timer, pairs_since = time.perf_counter(), 0
+                else:
+                    last = {"loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "epoch": epoch}
+                if progress is not None:
+                    progress.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}", refresh=False)
+                    progress.update(1)
+                if rank == 0 and config.image_every and step % config.image_every == 0:
+                    reconstruction_png(model, img1, img2, out.detach(), mask, run_dir / f"recon-{step:07d}.png")
+                if config.ckpt_every and step % config.ckpt_every == 0:
+                    save("checkpoint-last.pt")
+                    if config.keep_checkpoints and rank == 0:
+                        shutil.copyfile(run_dir / "checkpoint-last.pt", run_dir / f"checkpoint-{step:07d}.pt")
+            if position >= per_epoch:
+                epoch, position = epoch + 1, 0
+        save("checkpoint-last.pt")
+        if rank == 0:
+            reconstruction_png(model, img1, img2, out.detach(), mask, run_dir / "recon-last.png")
+    finally:
+        logger.close()
+    return {"step": step, **last}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
