@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -122,8 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with tqdm(desc="training", unit="step", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
         last = train(config, resume=args.resume, progress=bar)
-    print(f"trained to step {last['step']}, loss {last.get('loss', float('nan')):.4f}", file=sys.stderr)
-    print(f"run: {run_dir}  (checkpoint-last.pt, log.jsonl, tb/, recon-*.png)", file=sys.stderr)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained to step {last['step']}, loss {last.get('loss', float('nan')):.4f}", file=sys.stderr)
+        print(f"run: {run_dir}  (checkpoint-last.pt, log.jsonl, tb/, recon-*.png)", file=sys.stderr)
     return EXIT_OK
 
 

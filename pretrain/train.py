@@ -321,6 +321,10 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
                         )
                     (loss / config.accum).backward()
                     loss_sum += loss.item() / config.accum
+                if world > 1:  # log the loss of the whole step, not this rank's share
+                    mean = torch.tensor([loss_sum], device=device)
+                    torch.distributed.all_reduce(mean)
+                    loss_sum = mean.item() / world
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")).item()
                 optimizer.step()
                 step += 1
@@ -351,6 +355,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
             reconstruction_png(model, img1, img2, out.detach(), mask, run_dir / "recon-last.png")
     finally:
         logger.close()
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return {"step": step, **last}
 
 

@@ -124,3 +124,18 @@ def test_learning_check_view2_matters(small_pairs, tmp_path):
     true_mean, swapped_mean = sum(true_loss) / len(true_loss), sum(swapped_loss) / len(swapped_loss)
     print(f"held-out masked loss: true view 2 {true_mean:.4f}, view 2 of another scene {swapped_mean:.4f}")
     assert swapped_loss and true_mean < 0.9 * swapped_mean
+
+
+def test_torchrun_ddp_two_processes(small_pairs, tmp_path):
+    """DDP over gloo on CPU: two ranks train together and rank 0 writes the run."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pretrain.cli",
+           "run", "--shards", str(small_pairs / "pairs"), *TINY, "--steps", "3", "--runs", str(tmp_path),
+           "--name", "ddp"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(losses(tmp_path / "ddp")) == [1, 2, 3]
+    assert (tmp_path / "ddp" / "checkpoint-last.pt").is_file()
+    assert done.stderr.count("trained to step 3") == 1  # rank 0 reports
