@@ -19,7 +19,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 __all__ = ["build_parser", "main"]
@@ -62,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shards", required=True, type=Path, help="a pairs folder (OUT/pairs) or one shard file")
     p.add_argument("--model", default=d.model, choices=sorted(MODEL_PRESETS), help="model preset")
-    p.add_argument("--name", default=None, help="run name: outputs go to RUNS/NAME (default: MODEL-DATE-TIME)")
+    p.add_argument("--name", default=None,
+                   help="run name: outputs go to RUNS/NAME (None: the model's name). Running the same command "
+                   "again resumes from RUNS/NAME/checkpoint-last.pt")
     p.add_argument("--runs", default=Path("runs"), type=Path, help="folder holding the runs")
     p.add_argument("--img-size", type=int, default=d.img_size, help="crop size fed to the model (pixels)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per micro-batch per process")
@@ -85,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep every periodic checkpoint as checkpoint-NNNNNNN.pt besides checkpoint-last.pt")
     p.add_argument("--image-every", type=int, default=d.image_every, help="steps between reconstruction PNGs (0: never)")
-    p.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (same run folder)")
+    p.add_argument("--resume", type=Path, default=None,
+                   help="continue from this checkpoint, in its folder (a run folder's last checkpoint is used "
+                   "without this option)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in RUNS/NAME even if it holds a run of another config")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -106,11 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from pretrain.train import TrainConfig, train
 
-    name = args.name
-    if args.resume is not None:
-        run_dir = args.resume.parent
-    else:
-        run_dir = args.runs / (name or f"{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    resume = args.resume
+    run_dir = resume.parent if resume is not None else args.runs / (args.name or args.model)
     config = TrainConfig(
         shards=str(args.shards), run_dir=str(run_dir), model=args.model, img_size=args.img_size,
         batch_size=args.batch_size, accum=args.accum, base_lr=args.base_lr, weight_decay=args.weight_decay,
@@ -119,14 +121,50 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_every=args.log_every, ckpt_every=args.ckpt_every, image_every=args.image_every,
         keep_checkpoints=args.keep_checkpoints,
     )  # fmt: skip
+    last_ckpt = run_dir / "checkpoint-last.pt"
+    if resume is not None:
+        from pretrain.train import load_checkpoint
+
+        drift = config_drift(load_checkpoint(resume)["config"], config.to_dict())
+        if drift:
+            raise ValueError(f"{resume}: written by a run of another config ({drift}); resume with the same options")
+    elif last_ckpt.is_file():
+        from pretrain.train import load_checkpoint
+
+        drift = config_drift(load_checkpoint(last_ckpt)["config"], config.to_dict())
+        if drift and not args.overwrite:
+            raise ValueError(
+                f"{run_dir} holds a run of another config ({drift}). Use another --name, or --overwrite to "
+                "start afresh there."
+            )
+        if drift:
+            log.warning("%s: starting afresh over a run of another config (%s)", run_dir, drift)
+            last_ckpt.unlink()
+        else:
+            print(f"pretrain: resuming from {last_ckpt}", file=sys.stderr)
+            resume = last_ckpt
     from tqdm import tqdm
 
     with tqdm(desc="training", unit="step", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
-        last = train(config, resume=args.resume, progress=bar)
+        last = train(config, resume=resume, progress=bar)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained to step {last['step']}, loss {last.get('loss', float('nan')):.4f}", file=sys.stderr)
+        if "loss" in last:
+            print(f"trained to step {last['step']}, loss {last['loss']:.4f}", file=sys.stderr)
+        else:
+            print(f"already trained to step {last['step']}: nothing to do", file=sys.stderr)
         print(f"run: {run_dir}  (checkpoint-last.pt, log.jsonl, tb/, recon-*.png)", file=sys.stderr)
     return EXIT_OK
+
+
+# what may change between a run and its resumption (the rest decides the result)
+RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_every", "image_every", "keep_checkpoints")
+
+
+def config_drift(old: dict, new: dict) -> str:
+    """The settings that differ between two run configs, ignoring those a resume may change."""
+    keys = sorted((set(old) | set(new)) - set(RESUMABLE))
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON-like lists vs tuples)
+    return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if norm(old.get(k)) != norm(new.get(k)))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

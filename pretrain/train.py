@@ -289,6 +289,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
             }, run_dir / name)  # fmt: skip
 
     timer, pairs_since = time.perf_counter(), 0
+    shown = None  # the last batch, for the reconstruction PNG
     try:
         while step < total:
             data.set_epoch(epoch)
@@ -327,6 +328,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
                     loss_sum = mean.item() / world
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")).item()
                 optimizer.step()
+                shown = (img1, img2, out.detach(), mask)
                 step += 1
                 position += 1
                 pairs_since += effective
@@ -343,7 +345,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
                     progress.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}", refresh=False)
                     progress.update(1)
                 if rank == 0 and config.image_every and step % config.image_every == 0:
-                    reconstruction_png(model, img1, img2, out.detach(), mask, run_dir / f"recon-{step:07d}.png")
+                    reconstruction_png(model, *shown, run_dir / f"recon-{step:07d}.png")
                 if config.ckpt_every and step % config.ckpt_every == 0:
                     save("checkpoint-last.pt")
                     if config.keep_checkpoints and rank == 0:
@@ -351,8 +353,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
             if position >= per_epoch:
                 epoch, position = epoch + 1, 0
         save("checkpoint-last.pt")
-        if rank == 0:
-            reconstruction_png(model, img1, img2, out.detach(), mask, run_dir / "recon-last.png")
+        if rank == 0 and shown is not None:
+            reconstruction_png(model, *shown, run_dir / "recon-last.png")
     finally:
         logger.close()
         if world > 1 and torch.distributed.is_initialized():

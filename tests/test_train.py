@@ -139,3 +139,16 @@ def test_torchrun_ddp_two_processes(small_pairs, tmp_path):
     assert sorted(losses(tmp_path / "ddp")) == [1, 2, 3]
     assert (tmp_path / "ddp" / "checkpoint-last.pt").is_file()
     assert done.stderr.count("trained to step 3") == 1  # rank 0 reports
+
+
+def test_same_command_again_resumes_and_drift_refuses(small_pairs, tmp_path, capsys):
+    args = ["run", "--shards", str(small_pairs / "pairs"), *TINY, "--runs", str(tmp_path), "--name", "again"]
+    assert main([*args, "--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--steps", "2"]) == 0  # finished: resumes at step 2 and stops there
+    assert "resuming from" in capsys.readouterr().err
+    assert sorted(losses(tmp_path / "again")) == [1, 2]
+    assert main([*args, "--steps", "2", "--base-lr", "1e-3"]) == 1
+    err = capsys.readouterr().err
+    assert "another config" in err and "base_lr: 0.00015 -> 0.001" in err
+    assert main([*args, "--steps", "2", "--base-lr", "1e-3", "--overwrite"]) == 0
