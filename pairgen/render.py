@@ -172,7 +172,7 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         write_views(path, table, meta)
         result["status"] = "ok"
     except NoFloorError as e:
-        result["reason"] = f"no navigable floor: {e}"
+        result["reason"] = f"{record.mesh}: no navigable floor: {e}"
     except (SceneFormatError, TooFewViews, OutputError) as e:
         result["reason"] = str(e)
     except Exception as e:  # one bad scene never stops the run
@@ -300,7 +300,8 @@ def run_render(
         entry = manifest.scenes.get(record.key, {})
         if not record.ok:
             _count(summary, record, {"status": "failed", "reason": "; ".join(record.problems), "views": 0}, manifest)
-        elif entry.get("status") == "ok" and _is_complete(views_dir / entry.get("file", ""), config.hash):
+        elif entry.get("status") == "ok" and _is_complete(views_path(views_dir, record), config.hash):
+            # the file is found where this record's views belong, never where a manifest says
             summary.skipped += 1
             if progress is not None:
                 progress.update(1)

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -158,6 +159,13 @@ def load_checkpoint(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainingError(f"{path}: checkpoint not found") from None
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            raise TrainingError(
+                f"{path}: refused: it holds Python objects besides tensors and plain values, and loading "
+                "them could run code (checkpoints are read with torch.load(weights_only=True))"
+            ) from None
+        raise TrainingError(f"{path}: not a readable checkpoint (damaged: {str(e).splitlines()[0]})") from None
     except Exception as e:  # a damaged file, or one holding objects weights_only refuses
         raise TrainingError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
 

@@ -193,6 +193,9 @@ def floor_from_geometry(scene: Scene, raycaster, config: FloorConfig = FloorConf
     NoFloorError
         No cell passes; the message names the first test that left none.
     """
+    v = scene.vertices[scene.faces.astype(np.int64)].astype(np.float64)
+    if not np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1).any():
+        raise NoFloorError(f"all {scene.num_triangles} triangles are degenerate (zero area)")
     shape, columns, ray, y, prim = _column_hits(scene, raycaster, config)
     if len(ray) == 0:
         raise NoFloorError("no surface below any grid column: the mesh has no floor")

@@ -87,6 +87,8 @@ def _parse_header(data: bytes, path) -> tuple[str, list[PlyElement], int]:
                 elements[-1].properties.append(prop)
             else:
                 raise ValueError(f"unknown keyword {words[0]!r}")
+        except SceneFormatError:
+            raise
         except (IndexError, KeyError, ValueError) as e:
             raise SceneFormatError(path, f"malformed PLY header line {lineno}: {line.strip()!r} ({e})") from None
     if fmt is None:
