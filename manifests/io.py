@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 __all__ = [
     "OutputError",
     "atomic_path",
+    "path_inside",
     "read_json",
     "read_parquet_checked",
     "remove_stale_temporaries",
@@ -91,6 +92,21 @@ def read_json(path: str | Path) -> dict:
     if not isinstance(obj, dict):
         raise OutputError(f"{path}: expected a JSON object, found {type(obj).__name__}")
     return obj
+
+
+def path_inside(folder: str | Path, relative: str) -> Path:
+    """``folder/relative`` resolved, refused if it lies outside ``folder`` (manifests are data, not trusted paths).
+
+    Raises
+    ------
+    OutputError
+        The path escapes ``folder`` (``..``, an absolute path, a link out).
+    """
+    folder = Path(folder)
+    target = (folder / relative).resolve()
+    if folder.resolve() not in target.parents:
+        raise OutputError(f"manifest entry {relative!r} points outside {folder}")
+    return target
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:

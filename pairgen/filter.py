@@ -39,7 +39,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.codecs import decode_depth
-from manifests.io import OutputError, read_json, remove_stale_temporaries, write_json_atomic, write_parquet_atomic
+from manifests.config import config_changes
+from manifests.config import config_hash as hash_config  # `config_hash` names the hash value below
+from manifests.io import (
+    OutputError,
+    path_inside,
+    read_json,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from manifests.pairs import PAIRS_SCHEMA, pairs_metadata, shard_name
 from manifests.views import read_views
 from pairgen import __version__
@@ -87,10 +96,6 @@ class FilterConfig:
         return dataclasses.asdict(self)
 
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
 def select_scene_pairs(entry: dict, views_dir: str | Path, config: FilterConfig) -> dict:
     """Covisibility and pair choice for one scene's views file. Never raises.
 
@@ -106,7 +111,7 @@ def select_scene_pairs(entry: dict, views_dir: str | Path, config: FilterConfig)
     start = time.perf_counter()
     result: dict = {"status": "failed", "pairs": []}
     try:
-        path = _inside(Path(views_dir), entry["file"])
+        path = path_inside(Path(views_dir), entry["file"])
         table, meta = read_views(path, columns=["view_id", "depth", "K", "cam2world"])
         n = table.num_rows
         depths = np.stack([decode_depth(d["bytes"]) for d in table.column("depth").to_pylist()]) if n else None
@@ -149,14 +154,6 @@ def select_scene_pairs(entry: dict, views_dir: str | Path, config: FilterConfig)
         result["reason"] = f"{type(e).__name__}: {e}"
     result["seconds"] = round(time.perf_counter() - start, 3)
     return result
-
-
-def _inside(folder: Path, relative: str) -> Path:
-    """``folder/relative``, refused if it resolves outside ``folder`` (manifests are data, not trusted paths)."""
-    target = (folder / relative).resolve()
-    if folder.resolve() not in target.parents:
-        raise OutputError(f"manifest entry {relative!r} points outside {folder}")
-    return target
 
 
 @dataclass
@@ -246,7 +243,7 @@ def write_shards(
             path = pairs_dir / shard_name(len(shards))
             if not _shard_is_current(path, config_hash, len(part)):
                 if views is None:  # each views file of the block is read once
-                    views = {key: _load_views(_inside(views_dir, selections[key]["file"])) for key in block}
+                    views = {key: _load_views(path_inside(views_dir, selections[key]["file"])) for key in block}
                 write_parquet_atomic(path, _shard_table(part, views), metadata=pairs_metadata(config_hash, len(part)),
                                      row_group_size=config.row_group_size)  # fmt: skip
             shards.append({"file": path.name, "pairs": len(part), "sha256": _sha256(path)})
@@ -282,7 +279,7 @@ def run_filter(
     if not scenes:
         raise OutputError(f"{views_manifest_path}: no rendered scene to pair")
     identity = {"filter": config.to_dict(), "views_config_hash": views_manifest.get("config_hash")}
-    config_hash = _hash(identity)
+    config_hash = hash_config(identity)
     manifest_path = pairs_dir / "manifest.json"
     summary = FilterSummary()
     if manifest_path.exists():
@@ -361,8 +358,7 @@ def _select_by_key(key: str, scenes: dict, views_dir: Path, config: FilterConfig
 
 
 def _diff(old: dict, new: dict) -> str:
-    a, b = old.get("filter", {}), new.get("filter", {})
-    diffs = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diffs = config_changes(old.get("filter", {}), new.get("filter", {}))
     if old.get("views_config_hash") != new.get("views_config_hash"):
         diffs.append("the views were rendered again with another config")
     return "; ".join(diffs) or "unknown difference"

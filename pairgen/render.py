@@ -16,8 +16,6 @@ unless told to overwrite.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import re
 import time
@@ -30,7 +28,8 @@ import numpy as np
 
 from manifests import SceneRecord
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
-from manifests.io import OutputError, read_json, remove_stale_temporaries, write_json_atomic
+from manifests.config import config_changes, config_hash
+from manifests.io import OutputError, path_inside, read_json, remove_stale_temporaries, write_json_atomic
 from manifests.views import ViewsFileMeta, read_views_meta, views_table, write_views
 from pairgen import __version__
 from renderers.floor import FloorConfig, NoFloorError, find_floor
@@ -85,8 +84,7 @@ class RenderConfig:
     @property
     def hash(self) -> str:
         """16 hex digits of the SHA-256 of the canonical JSON of the config."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return config_hash(self.to_dict())
 
     @property
     def image_ext(self) -> str:
@@ -106,14 +104,16 @@ def views_path(views_dir: Path, record: SceneRecord) -> Path:
     return views_dir / record.dataset / f"{record.scene_id}.parquet"
 
 
-def _is_complete(path: Path, config_hash: str) -> bool:
+def _complete_meta(path: Path, config_hash: str) -> ViewsFileMeta | None:
+    """The metadata of ``path`` when it is a complete views file of this config, else None."""
     if not path.is_file():
-        return False
+        return None
     try:
-        return read_views_meta(path).config_hash == config_hash
+        meta = read_views_meta(path)
     except OutputError as e:
         log.warning("%s: will render again (%s)", path, e)
-        return False
+        return None
+    return meta if meta.config_hash == config_hash else None
 
 
 def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfig) -> dict:
@@ -135,8 +135,9 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
     try:
         path = views_path(views_dir, record)
         result["file"] = path.relative_to(views_dir).as_posix()
-        if _is_complete(path, config.hash):
-            return {**result, "status": "skipped", "views": read_views_meta(path).views}
+        done = _complete_meta(path, config.hash)
+        if done is not None:
+            return {**result, "status": "skipped", "views": done.views}
         scene = load_record(record)
         stats = SamplingStats()
         rows: dict[str, list] = {k: [] for k in ("images", "depths", "Ks", "poses", "valid")}
@@ -243,22 +244,14 @@ class _Manifest:
 
 def _remove_inside(folder: Path, relative: str) -> None:
     """Delete ``folder/relative`` if it resolves inside ``folder`` (a manifest never points outside)."""
-    target = (folder / relative).resolve()
-    if folder.resolve() in target.parents:
-        target.unlink(missing_ok=True)
-    else:
-        log.warning("ignoring manifest entry %r: outside %s", relative, folder)
+    try:
+        path_inside(folder, relative).unlink(missing_ok=True)
+    except OutputError as e:
+        log.warning("ignoring %s", e)
 
 
 def _mismatch_message(path: Path, old: dict, new: dict) -> str:
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    a, b = flat(old), flat(new)
-    diffs = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diffs = config_changes(old, new)
     shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
     return (
         f"{path}: this folder holds views rendered with another config ({shown}). "
@@ -300,7 +293,7 @@ def run_render(
         entry = manifest.scenes.get(record.key, {})
         if not record.ok:
             _count(summary, record, {"status": "failed", "reason": "; ".join(record.problems), "views": 0}, manifest)
-        elif entry.get("status") == "ok" and _is_complete(views_path(views_dir, record), config.hash):
+        elif entry.get("status") == "ok" and _complete_meta(views_path(views_dir, record), config.hash) is not None:
             # the file is found where this record's views belong, never where a manifest says
             summary.skipped += 1
             if progress is not None:

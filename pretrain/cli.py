@@ -121,17 +121,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_every=args.log_every, ckpt_every=args.ckpt_every, image_every=args.image_every,
         keep_checkpoints=args.keep_checkpoints,
     )  # fmt: skip
+    from manifests.config import config_changes
+    from pretrain.train import load_checkpoint
+
     last_ckpt = run_dir / "checkpoint-last.pt"
-    if resume is not None:
-        from pretrain.train import load_checkpoint
-
-        drift = config_drift(load_checkpoint(resume)["config"], config.to_dict())
-        if drift:
+    source = resume if resume is not None else (last_ckpt if last_ckpt.is_file() else None)
+    checkpoint = load_checkpoint(source) if source is not None else None
+    if checkpoint is not None:
+        drift = "; ".join(config_changes(checkpoint["config"], config.to_dict(), ignore=RESUMABLE))
+        if drift and resume is not None:
             raise ValueError(f"{resume}: written by a run of another config ({drift}); resume with the same options")
-    elif last_ckpt.is_file():
-        from pretrain.train import load_checkpoint
-
-        drift = config_drift(load_checkpoint(last_ckpt)["config"], config.to_dict())
         if drift and not args.overwrite:
             raise ValueError(
                 f"{run_dir} holds a run of another config ({drift}). Use another --name, or --overwrite to "
@@ -140,13 +139,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if drift:
             log.warning("%s: starting afresh over a run of another config (%s)", run_dir, drift)
             last_ckpt.unlink()
-        else:
+            checkpoint = None
+        elif resume is None:
             print(f"pretrain: resuming from {last_ckpt}", file=sys.stderr)
-            resume = last_ckpt
     from tqdm import tqdm
 
     with tqdm(desc="training", unit="step", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
-        last = train(config, resume=resume, progress=bar)
+        last = train(config, resume=checkpoint, progress=bar)
     if int(os.environ.get("RANK", "0")) == 0:
         if "loss" in last:
             print(f"trained to step {last['step']}, loss {last['loss']:.4f}", file=sys.stderr)
@@ -158,13 +157,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # what may change between a run and its resumption (the rest decides the result)
 RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_every", "image_every", "keep_checkpoints")
-
-
-def config_drift(old: dict, new: dict) -> str:
-    """The settings that differ between two run configs, ignoring those a resume may change."""
-    keys = sorted((set(old) | set(new)) - set(RESUMABLE))
-    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON-like lists vs tuples)
-    return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if norm(old.get(k)) != norm(new.get(k)))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

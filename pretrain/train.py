@@ -15,7 +15,9 @@ with ``torch.load(weights_only=True)``: no pickled objects are executed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from manifests.io import atomic_path
 from pretrain.data import PairStream, find_shards, to_float
 from pretrain.model import build_model, flops_per_pair, masked_patch_loss
 
@@ -111,17 +114,12 @@ def step_mask(batch: int, patches: int, ratio: float, key: tuple[int, ...]) -> t
     Drawn from a generator seeded by ``key`` (seed, rank, step, micro-batch),
     so a resumed run masks exactly as the uninterrupted one would.
     """
-    g = torch.Generator().manual_seed(int.from_bytes(hashlib_digest(key), "little"))
+    digest = hashlib.sha256(repr(key).encode()).digest()[:8]
+    g = torch.Generator().manual_seed(int.from_bytes(digest, "little"))
     order = torch.rand(batch, patches, generator=g).argsort(dim=1)  # (B, N) random permutation per image
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(patches).expand(batch, -1))
     return ranks < int(ratio * patches)
-
-
-def hashlib_digest(key: tuple[int, ...]) -> bytes:
-    import hashlib
-
-    return hashlib.sha256(repr(key).encode()).digest()[:8]
 
 
 def _rng_state() -> dict:
@@ -145,11 +143,8 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save(obj, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -178,7 +173,6 @@ def reconstruction_png(model, img1, img2, out, mask, path: Path, rows: int = 4) 
     """A PNG of rows ``masked view 1 | view 2 | reconstruction | target`` (pixels un-normalised)."""
     from PIL import Image
 
-    p = model.patch_size
     n = min(rows, img1.shape[0])
     target = model.patchify(img1[:n]).float()  # (n, N, p*p*3)
     mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
@@ -189,9 +183,8 @@ def reconstruction_png(model, img1, img2, out, mask, path: Path, rows: int = 4) 
     panels = [masked, img2[:n].float(), recon, img1[:n].float()]
     grid = torch.cat([torch.cat([_denormalize(x[i : i + 1]) for x in panels], dim=3) for i in range(n)], dim=2)
     pixels = (grid[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    tmp = path.with_name(f".tmp-{path.name}")
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
 
 
 class _Logger:
@@ -226,8 +219,8 @@ class _Logger:
                 self.tb.close()
 
 
-def train(config: TrainConfig, *, resume: str | Path | None = None, progress=None) -> dict:
-    """Run (or resume) training; returns the last logged record.
+def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> dict:
+    """Run training, or resume it from a checkpoint (:func:`load_checkpoint`); returns the last logged record.
 
     Raises
     ------
@@ -250,7 +243,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.base_lr, betas=config.betas)
     scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for fp16 users' checkpoints
 
-    ckpt = load_checkpoint(resume) if resume is not None else None
+    ckpt = resume
     # the batch order depends on the number of lanes: keep the run's first worker count across resumes
     lanes = max(1, (ckpt["config"] if ckpt else config.to_dict())["num_workers"])
     shards = find_shards(config.shards)
@@ -270,14 +263,14 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
     step, epoch, position = 0, 0, 0
     if ckpt is not None:
         if ckpt["config"]["model"] != config.model or ckpt["config"]["img_size"] != config.img_size:
-            raise TrainingError(f"{resume}: a checkpoint of model {ckpt['config']['model']!r} "
+            raise TrainingError(f"the resume checkpoint is of model {ckpt['config']['model']!r} "
                                 f"at {ckpt['config']['img_size']} px, not {config.model!r} at {config.img_size}")  # fmt: skip
         model.load_state_dict(ckpt["model"], strict=True)
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
         _set_rng_state(ckpt["rng"])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume, step, epoch, position)
+        log.info("resumed at step %d (epoch %d, batch %d)", step, epoch, position)
 
     net = model
     if world > 1:
@@ -317,7 +310,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
                     img1 = to_float(batch["img1"].to(device, non_blocking=True))  # uint8 over the wire
                     img2 = to_float(batch["img2"].to(device, non_blocking=True))
                     sync = world == 1 or micro == config.accum - 1
-                    ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else _null()
+                    ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else contextlib.nullcontext()
                     mask = step_mask(img1.shape[0], model.num_patches, model.mask_ratio,
                                      (config.seed, rank, step, micro)).to(device)  # fmt: skip
                     with ctx, torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -369,10 +362,3 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress=Non
             torch.distributed.destroy_process_group()
     return {"step": step, **last}
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

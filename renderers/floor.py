@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from renderers.scene import NavMesh, Scene
+from renderers.scene import NavMesh, Scene, triangle_areas
 
 __all__ = ["Floor", "FloorConfig", "NoFloorError", "find_floor", "floor_from_geometry", "floor_from_navmesh"]
 
@@ -193,11 +193,10 @@ def floor_from_geometry(scene: Scene, raycaster, config: FloorConfig = FloorConf
     NoFloorError
         No cell passes; the message names the first test that left none.
     """
-    v = scene.vertices[scene.faces.astype(np.int64)].astype(np.float64)
-    if not np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1).any():
-        raise NoFloorError(f"all {scene.num_triangles} triangles are degenerate (zero area)")
     shape, columns, ray, y, prim = _column_hits(scene, raycaster, config)
     if len(ray) == 0:
+        if not triangle_areas(scene.vertices[scene.faces.astype(np.int64)]).any():  # rays hit nothing then
+            raise NoFloorError(f"all {scene.num_triangles} triangles are degenerate (zero area)")
         raise NoFloorError("no surface below any grid column: the mesh has no floor")
     same_column_above = np.r_[False, ray[1:] == ray[:-1]]
     clearance = np.where(same_column_above, np.r_[np.inf, y[:-1]] - y, np.inf)

@@ -73,14 +73,19 @@ def test_invalid_pixels_are_never_covisible():
     assert a_in_a == pytest.approx(0.5, abs=1e-6)
 
 
-def test_sampled_views_hold_many_pairs_near_half_overlap():
-    """The walks give the filter material: many pairs in 0.4-0.8, not all far apart nor all alike."""
-    scene = load_scene("synthetic", "small/1", scene_id="apartment")
-    config = ViewConfig(views=48, width=64, height=64)
+def synthetic_views(location: str, views: int, size: int, seed: int) -> list:
+    """Views of a synthetic apartment as ``pairgen render`` places them (floor search, walks)."""
+    scene = load_scene("synthetic", location, scene_id="apartment")
+    config = ViewConfig(views=views, width=size, height=size)
     with get_backend("raycast").open(scene) as renderer:
         caster = renderer.raycaster()
-        views = list(sample_views(renderer.render, floor_from_geometry(scene, caster), caster, config,
-                                  np.random.default_rng(0)))  # fmt: skip
+        floor = floor_from_geometry(scene, caster)
+        return list(sample_views(renderer.render, floor, caster, config, np.random.default_rng(seed)))
+
+
+def test_sampled_views_hold_many_pairs_near_half_overlap():
+    """The walks give the filter material: many pairs in 0.4-0.8, not all far apart nor all alike."""
+    views = synthetic_views("small/1", views=48, size=64, seed=0)
     pairs = []
     for i in range(len(views)):
         for j in range(i + 1, len(views)):
@@ -94,12 +99,7 @@ def test_sampled_views_hold_many_pairs_near_half_overlap():
 
 @pytest.fixture(scope="module")
 def scene_views():
-    scene = load_scene("synthetic", "small/2", scene_id="apartment")
-    config = ViewConfig(views=40, width=96, height=96)
-    with get_backend("raycast").open(scene) as renderer:
-        caster = renderer.raycaster()
-        views = list(sample_views(renderer.render, floor_from_geometry(scene, caster), caster, config,
-                                  np.random.default_rng(3)))  # fmt: skip
+    views = synthetic_views("small/2", views=40, size=96, seed=3)
     depths = np.stack([v.render.depth for v in views])
     return depths, np.stack([v.K for v in views]), np.stack([v.cam2world for v in views])
 
