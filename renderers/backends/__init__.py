@@ -9,7 +9,7 @@ acceleration structure it needs) and renders many views from it::
         view.rgb     # (H, W, 3) uint8
         view.depth   # (H, W) float32 planar z in metres, 0 = no hit
 
-Cameras follow DESIGN.md: OpenCV axes, ``cam2world`` 4x4, pixel centres at
+Cameras follow docs/design.md: OpenCV axes, ``cam2world`` 4x4, pixel centres at
 integer ``(u, v)`` (:mod:`renderers.camera`).
 """
 
@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from renderers.registry import Registry
+from manifests.registry import Registry
 from renderers.scene import Scene
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "RenderedView",
     "SceneRenderer",
     "available_backends",
+    "describe_backends",
     "build_raycaster",
     "get_backend",
     "register_backend",
@@ -111,9 +112,10 @@ class SceneRenderer(abc.ABC):
 
 
 class RenderBackend(abc.ABC):
-    """A rendering engine. Subclasses set ``name`` and implement :meth:`open`."""
+    """A rendering engine. Subclasses set ``name`` and ``description`` and implement :meth:`open`."""
 
     name: ClassVar[str]
+    description: ClassVar[str] = ""  # one line for help texts
 
     def check_available(self) -> None:
         """Raise :class:`BackendUnavailable` when this backend's engine cannot run here."""
@@ -126,6 +128,7 @@ class RenderBackend(abc.ABC):
 _REGISTRY: Registry[RenderBackend] = Registry("render backend")
 register_backend = _REGISTRY.register  # class decorator: add a backend under cls.name
 available_backends = _REGISTRY.names
+describe_backends = _REGISTRY.summary
 get_backend = _REGISTRY.get
 
 

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import ClassVar
 
-from renderers.registry import Registry
+from manifests.registry import Registry
 from renderers.scene import Scene, SceneFormatError
 
 __all__ = ["SceneSource", "available_sources", "get_source", "load_scene", "register_source"]

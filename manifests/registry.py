@@ -1,6 +1,6 @@
 """A name -> implementation registry, shared by every "one interface, many kinds" place.
 
-Scene sources and render backends each keep one::
+Scene sources, render backends, covisibility measures and datasets each keep one::
 
     _SOURCES = Registry("scene source")
 
@@ -37,6 +37,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def summary(self) -> str:
+        """``name (description), ...`` of every entry, for help texts (from each class' ``description``)."""
+        return ", ".join(f"{n} ({d})" if (d := getattr(self._items[n], "description", "")) else n for n in self.names())
 
     def get(self, name: str) -> T:
         try:
