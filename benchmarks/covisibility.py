@@ -3,14 +3,16 @@
 Renders the views of one synthetic apartment (as ``pairgen render`` does:
 floor search, view walks, 256x256, hfov 60), then in the same run
 
-* **ours**: :func:`covisibility.batch.covisibility_pairs` over *all*
-  candidate pairs of those views, band ``[0.5, 0.8]`` (pruning included,
-  exactly as ``pairgen filter`` runs it): pairs/s = candidate pairs / time;
+* **ours**: the ``reprojection`` measure (:mod:`covisibility.batch`) over
+  *all* candidate pairs of those views, band ``[0.5, 0.8]`` (pruning
+  included, exactly as ``pairgen filter`` runs it): pairs/s = candidate
+  pairs / time;
 * **CroCo's measure** (:func:`covisibility.croco.croco_overlap_pairs`, each
   view's k-d tree built once) on a random sample of the same candidate pairs
   (all of them would take tens of minutes): pairs/s on the sample;
-* the **Spearman rank correlation** of the two measures (pair covisibility =
-  min of both directions) over that sample, ours computed exactly there.
+* the **Spearman rank correlation** of the two measures (each pair's
+  :attr:`~covisibility.PairCovisibility.covisibility`) over that sample,
+  ours computed exactly there.
 
     python benchmarks/covisibility.py                 # medium/0, 300 views, 256x256
     python benchmarks/covisibility.py --views 100 --sample 100
@@ -31,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from covisibility import all_pairs, get_measure  # noqa: E402
 from covisibility.batch import covisibility_pairs  # noqa: E402
 from covisibility.croco import croco_overlap_pairs  # noqa: E402
-from covisibility.reprojection import covisibility  # noqa: E402
 from renderers.backends import get_backend  # noqa: E402
 from renderers.floor import find_floor  # noqa: E402
 from renderers.sources import load_scene  # noqa: E402
@@ -52,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
 
     scene = load_scene("synthetic", f"{args.preset}/{args.scene_seed}", scene_id="bench")
-    config = ViewConfig(views=args.views, width=args.resolution, height=args.resolution)
+    config = ViewConfig(views_per_scene=args.views, resolution=(args.resolution, args.resolution))
     start = time.perf_counter()
     with get_backend("raycast").open(scene) as renderer:
         caster = renderer.raycaster()
@@ -64,19 +66,19 @@ def main() -> None:
     poses = np.stack([v.cam2world for v in views])
 
     start = time.perf_counter()
-    ours = covisibility_pairs(depths, Ks, poses, min_covis=args.min_covis, max_covis=args.max_covis)
+    ours = get_measure("reprojection").pairs(depths, Ks, poses, min_covis=args.min_covis, max_covis=args.max_covis)
     t_ours = time.perf_counter() - start
     c = ours.covisibility
-    in_band = int(((c >= args.min_covis) & (c <= args.max_covis)).sum())
+    in_band = len(ours.band(args.min_covis, args.max_covis))
     pairs_per_s = ours.candidates / t_ours
     print(
         f"ours: {ours.candidates:,} candidate pairs in {t_ours:.2f} s = {pairs_per_s:,.0f} pairs/s "
-        f"(frustum bound dropped {ours.bound_pruned:,}, coarse pass {ours.coarse_pruned:,}, "
-        f"exact on {len(ours.pairs):,}; {in_band:,} in [{args.min_covis}, {args.max_covis}])"
+        f"(frustum bound dropped {ours.stats['bound_pruned']:,}, coarse pass {ours.stats['coarse_pruned']:,}, "
+        f"exact on {ours.computed:,}; {in_band:,} in [{args.min_covis}, {args.max_covis}])"
     )
 
     n = len(views)
-    everything = np.array([(a, b) for a in range(n) for b in range(a + 1, n)], np.int64)
+    everything = all_pairs(n)
     # the sample: half random candidates, half pairs ours found overlapping, so the correlation
     # is measured where it matters, not only on the many pairs that do not overlap at all
     pick = np.random.default_rng(1)
@@ -87,15 +89,15 @@ def main() -> None:
         everything[pick.choice(len(everything), args.sample - half, replace=False)],
     ])  # fmt: skip
     start = time.perf_counter()
-    ab, ba = croco_overlap_pairs(depths, Ks, poses, sample)
+    croco = croco_overlap_pairs(depths, Ks, poses, sample)
     t_croco = time.perf_counter() - start
     croco_pairs_per_s = len(sample) / t_croco
     print(f"CroCo's k-d tree: {len(sample)} pairs in {t_croco:.2f} s = {croco_pairs_per_s:,.1f} pairs/s")
 
     from scipy.stats import spearmanr
 
-    mine = np.array([min(covisibility(depths[a], Ks[a], poses[a], depths[b], Ks[b], poses[b])) for a, b in sample])
-    rho = float(spearmanr(mine, np.minimum(ab, ba)).statistic)
+    mine = covisibility_pairs(depths, Ks, poses, pairs=sample)  # min 0, max 1: exact on every sampled pair
+    rho = float(spearmanr(mine.covisibility, croco.covisibility).statistic)
     speedup = pairs_per_s / croco_pairs_per_s
     print(f"speedup {speedup:,.0f}x (target >= 50); Spearman rank correlation over the sample {rho:.3f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -106,7 +108,7 @@ def main() -> None:
         "spearman": round(rho, 4),
         "views": n,
         "candidate_pairs": ours.candidates,
-        "exact_pairs": len(ours.pairs),
+        "exact_pairs": ours.computed,
         "in_band": in_band,
         "croco_sample": len(sample),
         "resolution": args.resolution,

@@ -1,8 +1,10 @@
 """Covisibility of many view pairs of one scene: vectorised, with pruning.
 
-Exact answers come from :mod:`covisibility.reprojection`'s definition; this
-module only decides cheaply which pairs need them. Three passes, each on the
-pairs the previous one kept:
+Exact answers come from :mod:`covisibility.reprojection`'s definition (the
+per-pixel test of :mod:`covisibility.kernel`, here in float32); this module
+only decides cheaply which pairs need them. Registered as the
+``reprojection`` measure. Three passes, each on the pairs the previous one
+kept:
 
 1. **frustum bound** (all ordered pairs at once): a ``BOUND_GRID`` x
    ``BOUND_GRID`` sample of A's valid pixels, unprojected, and the share that
@@ -21,45 +23,17 @@ pairs the previous one kept:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from covisibility.reprojection import DEPTH_ABS_TOL, DEPTH_REL_TOL
+from covisibility.kernel import covisible_points, in_image
+from covisibility.measures import Measure, PairCovisibility, all_pairs, check_views, pair_covisibility, register_measure
 from renderers.camera import pixel_rays
 
-__all__ = ["BOUND_GRID", "BOUND_MARGIN", "COARSE_MARGIN", "PairCovisibility", "covisibility_pairs", "seen_fraction"]
+__all__ = ["BOUND_GRID", "BOUND_MARGIN", "COARSE_MARGIN", "ReprojectionMeasure", "covisibility_pairs", "seen_fraction"]
 
 BOUND_GRID = 16  # samples a side for the frustum bound
 BOUND_MARGIN = 0.15  # sampling slack of the bound (16x16 samples)
 COARSE_MARGIN = 0.05  # > 6 standard errors of the coarse estimate at 256^2, stride 4
-
-
-@dataclass(frozen=True, eq=False)
-class PairCovisibility:
-    """Covisibility of the pairs that survived pruning.
-
-    Attributes
-    ----------
-    pairs : (P, 2) int64
-        View indices ``(a, b)`` with ``a < b``.
-    a_in_b, b_in_a : (P,) float32
-        ``covis(A in B)`` and ``covis(B in A)``.
-    candidates : int
-        Pairs considered; ``bound_pruned`` and ``coarse_pruned`` say how many
-        each pass dropped.
-    """
-
-    pairs: np.ndarray
-    a_in_b: np.ndarray
-    b_in_a: np.ndarray
-    candidates: int
-    bound_pruned: int
-    coarse_pruned: int
-
-    @property
-    def covisibility(self) -> np.ndarray:
-        return np.minimum(self.a_in_b, self.b_in_a)
 
 
 def _world_points(depth: np.ndarray, rays: np.ndarray, cam2world: np.ndarray, stride: int) -> np.ndarray:
@@ -108,17 +82,9 @@ def seen_fraction(
         inv = 1.0 / z
         u = pix[..., 0] * inv
         v = pix[..., 1] * inv
-        # pixel (i, j) covers [i - 0.5, i + 0.5): round half up, as np.rint but cheaper
-        inside = (z > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
     if not occlusion:
-        return inside.sum(axis=1) / n_pixels
-    which, idx = np.nonzero(inside)
-    ui = np.floor(u[which, idx] + 0.5).astype(np.int64)
-    vi = np.floor(v[which, idx] + 0.5).astype(np.int64)
-    zb = depths_b[which, vi, ui]
-    za = z[which, idx]
-    ok = (zb > 0) & (np.abs(zb - za) <= DEPTH_ABS_TOL + DEPTH_REL_TOL * za)
-    return np.bincount(which[ok], minlength=m) / n_pixels
+        return np.count_nonzero(in_image(u, v, z, w, h), axis=1) / n_pixels
+    return np.count_nonzero(covisible_points(u, v, z, depths_b), axis=1) / n_pixels
 
 
 def covisibility_pairs(
@@ -128,6 +94,7 @@ def covisibility_pairs(
     *,
     min_covis: float = 0.0,
     max_covis: float = 1.0,
+    pairs: np.ndarray | None = None,
     stride: int = 4,
     chunk: int = 64,
 ) -> PairCovisibility:
@@ -141,14 +108,24 @@ def covisibility_pairs(
     min_covis, max_covis : float
         The band of interest: pairs that cannot reach it are pruned (their
         values are not computed). ``0, 1`` computes every pair exactly.
+    pairs : (P, 2) int, optional
+        The candidate pairs ``(a, b)``, ``a < b``; default every pair
+        (:func:`~covisibility.measures.all_pairs`).
     stride : int
         Pixel stride of the coarse pass (1 skips it).
     chunk : int
         Views B handled at once (memory: ``chunk * H * W * 12`` bytes).
+
+    Returns
+    -------
+    PairCovisibility
+        The pairs that reached the exact pass; ``stats`` holds
+        ``bound_pruned`` and ``coarse_pruned``, the pairs each pass dropped.
     """
+    check_views(depths, Ks, poses)
     n, h, w = depths.shape
     rays = [pixel_rays(K, w, h).astype(np.float32) for K in Ks]
-    pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, n)], dtype=np.int64).reshape(-1, 2)
+    pairs = all_pairs(n) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
     candidates = len(pairs)
 
     def directed(pairs: np.ndarray, step: int, occlusion: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -171,22 +148,33 @@ def covisibility_pairs(
     bound_pruned = coarse_pruned = 0
     if min_covis > 0 and len(pairs):
         grid = max(1, h // BOUND_GRID)
-        ab, ba = directed(pairs, grid, occlusion=False)
-        keep = np.minimum(ab, ba) >= min_covis - BOUND_MARGIN
+        keep = pair_covisibility(*directed(pairs, grid, occlusion=False)) >= min_covis - BOUND_MARGIN
         bound_pruned = int((~keep).sum())
         pairs = pairs[keep]
     if stride > 1 and (min_covis > 0 or max_covis < 1) and len(pairs):
-        ab, ba = directed(pairs, stride, occlusion=True)
-        c = np.minimum(ab, ba)
+        c = pair_covisibility(*directed(pairs, stride, occlusion=True))
         keep = (c >= min_covis - COARSE_MARGIN) & (c <= max_covis + COARSE_MARGIN)
         coarse_pruned = int((~keep).sum())
         pairs = pairs[keep]
     ab, ba = directed(pairs, 1, occlusion=True) if len(pairs) else (np.zeros(0), np.zeros(0))
     return PairCovisibility(
         pairs=pairs,
-        a_in_b=ab.astype(np.float32),
-        b_in_a=ba.astype(np.float32),
+        covis_1in2=ab.astype(np.float32),
+        covis_2in1=ba.astype(np.float32),
         candidates=candidates,
-        bound_pruned=bound_pruned,
-        coarse_pruned=coarse_pruned,
+        computed=len(pairs),
+        stats={"bound_pruned": bound_pruned, "coarse_pruned": coarse_pruned},
     )
+
+
+@register_measure
+class ReprojectionMeasure(Measure):
+    """Depth reprojection with occlusion (:func:`covisibility_pairs`), pairs outside the band pruned."""
+
+    name = "reprojection"
+    description = "depth reprojection with an occlusion test, pairs that cannot reach the band pruned; the default"
+
+    def pairs(
+        self, depths: np.ndarray, Ks: np.ndarray, poses: np.ndarray, *, min_covis: float, max_covis: float
+    ) -> PairCovisibility:
+        return covisibility_pairs(depths, Ks, poses, min_covis=min_covis, max_covis=max_covis)

@@ -3,18 +3,21 @@
 CroCo's Habitat generator unprojects both views to world point clouds and
 counts, with a k-d tree, the points of one cloud that have a point of the
 other within 5 cm; the count is divided by H·W (invalid pixels count as not
-overlapping) and the pair's score is the minimum of both directions. It tests a 3D distance
-where reprojection tests depth along B's rays, so its edges reach ``radius``
-further, and it costs a tree query per point instead of a lookup.
+overlapping) and the pair's score combines both directions as every measure
+does (:func:`covisibility.measures.pair_covisibility`). It tests a 3D
+distance where reprojection tests depth along B's rays, so its edges reach
+``radius`` further, and it costs a tree query per point instead of a lookup.
+Registered as the ``croco`` measure (every pair, no pruning).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from covisibility.measures import Measure, PairCovisibility, all_pairs, check_views, register_measure
 from renderers.camera import unproject_depth
 
-__all__ = ["CROCO_RADIUS", "croco_overlap", "croco_overlap_pairs"]
+__all__ = ["CROCO_RADIUS", "CrocoMeasure", "croco_overlap", "croco_overlap_pairs"]
 
 CROCO_RADIUS = 0.05  # metres
 
@@ -41,29 +44,54 @@ def croco_overlap(
 
 
 def croco_overlap_pairs(
-    depths: np.ndarray, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray, radius: float = CROCO_RADIUS
-) -> tuple[np.ndarray, np.ndarray]:
+    depths: np.ndarray, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray | None = None,
+    *, radius: float = CROCO_RADIUS,
+) -> PairCovisibility:  # fmt: skip
     """CroCo's overlap for many pairs of one scene, each view's tree built once.
 
     Parameters
     ----------
     depths : (N, H, W), Ks : (N, 3, 3), poses : (N, 4, 4)
-    pairs : (P, 2) int
-        View indices ``(a, b)``.
+    pairs : (P, 2) int, optional
+        View indices ``(a, b)``, ``a < b``; default every pair.
+    radius : float
+        Metres.
 
     Returns
     -------
-    a_in_b, b_in_a : (P,) float64
+    PairCovisibility
+        Every pair given (``candidates == computed == P``).
     """
     from scipy.spatial import cKDTree
 
+    check_views(depths, Ks, poses)
+    pairs = all_pairs(len(depths)) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
     clouds = [_cloud(d, K, p) for d, K, p in zip(depths, Ks, poses)]
     trees = [cKDTree(c) if len(c) else None for c in clouds]
-    n_pix = depths[0].size
+    n_pix = depths[0].size if len(depths) else 1
     out = np.zeros((len(pairs), 2))
     for k, (a, b) in enumerate(pairs):
         for direction, (src, dst) in enumerate(((a, b), (b, a))):
             if trees[dst] is not None and len(clouds[src]):
                 dist = trees[dst].query(clouds[src], k=1, distance_upper_bound=radius)[0]
                 out[k, direction] = np.isfinite(dist).sum() / n_pix
-    return out[:, 0], out[:, 1]
+    return PairCovisibility(
+        pairs=pairs,
+        covis_1in2=out[:, 0].astype(np.float32),
+        covis_2in1=out[:, 1].astype(np.float32),
+        candidates=len(pairs),
+        computed=len(pairs),
+    )
+
+
+@register_measure
+class CrocoMeasure(Measure):
+    """CroCo's k-d-tree overlap (:func:`croco_overlap_pairs`) on every pair."""
+
+    name = "croco"
+    description = "CroCo's criterion, share of points within 5 cm of the other view's, by k-d tree; slow"
+
+    def pairs(
+        self, depths: np.ndarray, Ks: np.ndarray, poses: np.ndarray, *, min_covis: float, max_covis: float
+    ) -> PairCovisibility:
+        return croco_overlap_pairs(depths, Ks, poses)
