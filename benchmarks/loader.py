@@ -10,7 +10,7 @@ time,
 
 * **decode**: Pillow against ``cv2.imdecode`` on the set's JPEGs;
 * **transforms**: CroCo's crop 224 + asymmetric colour jitter + ImageNet
-  normalisation (:class:`pretrain.data.Augment`) on decoded images, into a
+  normalisation (:class:`pretrain.augment.Augment`) on decoded images, into a
   reused output (float32, or uint8 for ``output="uint8"``);
 * **stream**: whole batches through :class:`PairStream` (float32 output,
   then uint8) with ``num_workers`` 0 (this process), 1 and 2 (``DataLoader``
@@ -49,7 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from manifests.io import write_json_atomic, write_parquet_atomic
 from manifests.pairs import PAIRS_SCHEMA, pairs_metadata, shard_name
-from pretrain.data import Augment, PairStream, decode_bgr, find_shards, sample_uniforms
+from pretrain.augment import Augment, decode_bgr, sample_uniforms
+from pretrain.data import PairStream
+from pretrain.shards import find_shards
 
 SIZE = 256
 FORMAT = "loader-bench/1"

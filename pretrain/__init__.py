@@ -1,4 +1,8 @@
 """CroCo pre-training on pairgen's Parquet shards.
 
-It reads only the shard format (DESIGN.md); it never imports the renderers.
+It reads only the shard format (docs/design.md), whose schema ``manifests.pairs``
+declares: this package may import ``manifests``, never ``pairgen`` or ``renderers``.
+
+Modules: ``data`` (:class:`~pretrain.data.PairStream`, the dataset), ``shards``,
+``plan``, ``augment``, ``memory`` (its parts), ``model``, ``train``, ``cli``.
 """

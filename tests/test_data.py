@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,18 +18,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from manifests.pairs import PAIRS_SCHEMA
-from pretrain.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    LUMA,
-    Augment,
-    PairStream,
-    ShardError,
-    find_shards,
-    sample_uniforms,
-    to_float,
-)
+from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, PAIRS_SCHEMA, SHARD_GLOB, SIZE_COLUMNS, shard_name
+from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD, LUMA, Augment, sample_uniforms, to_float
+from pretrain.data import PairStream
+from pretrain.memory import BatchMemory
+from pretrain.shards import ShardError, find_shards
 
 SIZE = 64
 CROP = 48
@@ -126,19 +123,26 @@ def test_find_shards_folder_manifest_and_list(shards, tmp_path):
     listed = tmp_path / "listed"
     listed.mkdir()
     for name in names:
-        (listed / name).symlink_to(shards / name)
-    (listed / "manifest.json").write_text(json.dumps({"shards": [{"file": names[2]}, {"file": names[0]}]}))
+        shutil.copy(shards / name, listed / name)  # a link out of the folder would be refused
+    _write_manifest(listed, [names[2], names[0]])
     assert [p.name for p in find_shards(listed)] == [names[2], names[0]]  # the manifest's list and order
+
+
+def _write_manifest(folder: Path, files: list[str]) -> None:
+    """A pairs manifest listing ``files`` (the typed writer: format, version, config hash)."""
+    from manifests.manifest import PairsManifest
+
+    PairsManifest(folder, "0" * 16, {}, body={"complete": True, "shards": [{"file": f} for f in files]}).write()
 
 
 @pytest.mark.parametrize(
     "setup, match",
     [
         (lambda d: None, "no shard-"),
-        (lambda d: (d / "manifest.json").write_text(json.dumps({"shards": [{"file": "shard-00007.parquet"}]})),
-         "shard-00007.parquet, which is missing"),
-        (lambda d: (d / "manifest.json").write_text(json.dumps({"shards": [{"file": "../x.parquet"}]})),
-         "points outside"),
+        (lambda d: _write_manifest(d, ["shard-00007.parquet"]), "shard-00007.parquet, which is missing"),
+        (lambda d: _write_manifest(d, ["../x.parquet"]), "points outside"),
+        (lambda d: (d / "manifest.json").write_text(json.dumps({"format": "pairgen-views-manifest/1"})),
+         "not a pairs manifest"),
         (lambda d: (d / "manifest.json").write_text("{not json"), "not a readable pairs manifest"),
     ],
 )  # fmt: skip
@@ -422,3 +426,54 @@ def test_batch_memory_is_reused_only_when_nothing_holds_it(shards):
     for view, array, view_copy, array_copy in kept:
         assert torch.equal(view, view_copy) and torch.equal(torch.from_numpy(array), array_copy)
     assert len(set(pointers)) < len(pointers)  # the batches nothing held were written again in place
+
+
+@pytest.mark.parametrize(
+    "hold",
+    [lambda t: t[1:], lambda t: t.detach(), lambda t: t.numpy(), lambda t: t.untyped_storage(),
+     lambda t: t.view(-1), lambda t: torch.empty(0).set_(t.untyped_storage())],
+    ids=["view", "detach", "numpy", "storage", "reshaped", "set_"],
+)
+def test_batch_memory_is_not_reused_while_anything_shares_the_storage(hold):
+    memory = BatchMemory(shared=False)
+    first = memory.empty((2, 3, 4, 4), torch.float32)
+    pointer, held = first.data_ptr(), hold(first)
+    del first
+    assert memory.empty((2, 3, 4, 4), torch.float32).data_ptr() != pointer
+    del held
+    again = memory.empty((2, 3, 4, 4), torch.float32)
+    assert again.data_ptr() == pointer and again.shape == (2, 3, 4, 4) and again.is_contiguous()
+    assert memory.empty((2, 3, 4, 4), torch.uint8).dtype == torch.uint8  # another size: new memory
+
+
+def test_batch_memory_in_workers_is_shared_and_moving_a_tensor_frees_its_buffer():
+    shared = BatchMemory(shared=True)
+    a, b = shared.empty((2, 3, 4, 4), torch.float32), shared.empty((2, 3, 4, 4), torch.float32)
+    assert a.is_shared() and b.is_shared() and a.data_ptr() != b.data_ptr()
+    a.fill_(1.0)
+    b.fill_(2.0)
+    assert a.sum() == 96 and b.sum() == 192
+    private = BatchMemory(shared=False)
+    c = private.empty((4,), torch.float32)
+    pointer = c.data_ptr()
+    c.share_memory_()  # as a trainer may: the tensor leaves the buffer, which is free again
+    assert private.empty((4,), torch.float32).data_ptr() == pointer != c.data_ptr()
+
+
+def test_the_shard_schema_names_come_from_manifests():
+    for name in (*IMAGE_COLUMNS, ID_COLUMN, *SIZE_COLUMNS):
+        assert name in PAIRS_SCHEMA.names
+    assert fnmatch.fnmatch(shard_name(0), SHARD_GLOB) and fnmatch.fnmatch(shard_name(12345), SHARD_GLOB)
+
+
+def test_pretrain_imports_neither_pairgen_nor_renderers():
+    modules = ["pretrain.data", "pretrain.shards", "pretrain.plan", "pretrain.augment", "pretrain.memory",
+               "pretrain.model", "pretrain.train"]  # fmt: skip
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\n" + (
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pairgen', 'renderers')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert out.stdout.strip() == "[]"
+    for path in (Path(__file__).resolve().parents[1] / "pretrain").glob("*.py"):
+        assert "torch._C" not in path.read_text() and "._new_shared" not in path.read_text(), path
