@@ -1,15 +1,17 @@
 """The in-memory scene every source produces and every backend renders.
 
-A :class:`Scene` is one triangle mesh in the world frame of DESIGN.md
+A :class:`Scene` is one triangle mesh in the world frame of docs/design.md
 (metres, right-handed, **Y up**), with what gives its triangles colour:
 
 * ``materials[face_materials[f]]`` for each face ``f``: a base colour factor and
   optionally a :class:`Texture` sampled at the interpolated ``uvs``;
-* optionally ``vertex_colors``, interpolated across each face.
+* optionally ``vertex_colors``, interpolated across each face;
+* optionally ``face_colors``, one colour per triangle, constant across it (PLY
+  scans that store their colour per face).
 
 The colour of a surface point is ``base_color * texture(uv) * vertex_color``
-(glTF 2.0's base-colour formula); an absent texture or vertex colour counts as
-white. Where a navmesh exists, ``navmesh`` holds its walkable polygons in the
+(glTF 2.0's base-colour formula) ``* face_color``; an absent texture, vertex
+colour or face colour counts as white. Where a navmesh exists, ``navmesh`` holds its walkable polygons in the
 same frame.
 
 Texture coordinates follow glTF: ``(0, 0)`` is the top-left corner of the
@@ -144,6 +146,8 @@ class Scene:
         Texture coordinates (glTF convention, see the module docstring).
     vertex_colors : (V, 3) uint8 or None
         sRGB vertex colours.
+    face_colors : (F, 3) uint8 or None
+        sRGB colour of each triangle, the same at every point of it.
     face_materials : (F,) uint16 or None
         Index into ``materials`` of each face; None means material 0.
     materials : tuple of Material
@@ -162,6 +166,7 @@ class Scene:
     faces: np.ndarray
     uvs: np.ndarray | None = None
     vertex_colors: np.ndarray | None = None
+    face_colors: np.ndarray | None = None
     face_materials: np.ndarray | None = None
     materials: tuple[Material, ...] = (Material(name="default"),)
     navmesh: NavMesh | None = None
@@ -185,7 +190,7 @@ class Scene:
     @property
     def nbytes(self) -> int:
         """Memory held by the geometry and textures."""
-        arrays = [self.vertices, self.faces, self.uvs, self.vertex_colors, self.face_materials]
+        arrays = [self.vertices, self.faces, self.uvs, self.vertex_colors, self.face_colors, self.face_materials]
         total = sum(a.nbytes for a in arrays if a is not None)
         seen: set[int] = set()
         for m in self.materials:
@@ -224,6 +229,10 @@ class Scene:
             c = self.vertex_colors
             if c.shape != (len(v), 3) or c.dtype != np.uint8:
                 fail(f"vertex colours must be ({len(v)}, 3) uint8, got {c.shape} {c.dtype}")
+        if self.face_colors is not None:
+            c = self.face_colors
+            if c.shape != (len(f), 3) or c.dtype != np.uint8:
+                fail(f"face colours must be ({len(f)}, 3) uint8, got {c.shape} {c.dtype}")
         if not self.materials:
             fail("a scene needs at least one material")
         if self.face_materials is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import cv2
@@ -225,6 +226,19 @@ BAD = {
     "corrupt basis": (lambda: write_glb(z_up_room(), images=[GlbImage(b"sB" + b"\x13\x00" + b"\x00" * 100, "image/x-basis", True)], materials=[textured_material(0)] * 2), "Basis Universal"),
     "draco required": (lambda: write_glb(z_up_room(), extensions_required=["KHR_draco_mesh_compression"]), "KHR_draco_mesh_compression"),
     "bad json": (lambda: struct.pack("<4sII", b"glTF", 2, 28) + struct.pack("<II", 8, 0x4E4F534A) + b"{nope!!}", "JSON is malformed"),
+    # Declared sizes are checked before anything is allocated or read.
+    "count 1e12": (lambda: _with_json(lambda d: d["accessors"][0].update(count=1e12)), "truncated: accessor 0 needs"),
+    "count not a number": (lambda: _with_json(lambda d: d["accessors"][0].update(count="lots")), "accessor 0 count must be a non-negative integer, got 'lots'"),
+    "count negative": (lambda: _with_json(lambda d: d["accessors"][0].update(count=-4)), "accessor 0 count must be a non-negative integer"),
+    "zeros of 1e12": (lambda: _with_json(lambda d: (d["accessors"][0].pop("bufferView"), d["accessors"][0].update(count=10**12))), "no bufferView and declares 1000000000000 elements"),
+    "sparse count 1e12": (lambda: _with_json(lambda d: d["accessors"][0].update(sparse={"count": 10**12, "indices": {"bufferView": 0, "componentType": 5125}, "values": {"bufferView": 0}})), "sparse count 1000000000000 exceeds"),
+    "sparse past its view": (lambda: _with_json(lambda d: d["accessors"][0].update(sparse={"count": 4, "indices": {"bufferView": 0, "componentType": 5125, "byteOffset": 40}, "values": {"bufferView": 0}})), "truncated: accessor 0 sparse indices"),
+    "negative byteOffset": (lambda: _with_json(lambda d: d["bufferViews"][0].update(byteOffset=-4)), "bufferView 0 byteOffset must be a non-negative integer"),
+    "stride below an element": (lambda: _with_json(lambda d: d["bufferViews"][0].update(byteStride=4)), "byteStride 4 is smaller than one element"),
+    "byteLength not a number": (lambda: _with_json(lambda d: d["buffers"][0].update(byteLength="big")), "buffer 0 byteLength must be a non-negative integer"),
+    "asset not an object": (lambda: _with_json(lambda d: d.update(asset="2.0")), "no 'asset' object"),
+    "matrix of words": (lambda: _with_json(lambda d: d["nodes"][0].update(matrix=["a"] * 16)), "malformed glTF"),
+    "buffer uri out of the folder": (lambda: _with_json(lambda d: (d["buffers"].append({"uri": "../data.bin", "byteLength": 4}), d["bufferViews"][0].update(buffer=1))), "buffer 1: uri '../data.bin' refused"),
 }
 
 
@@ -236,3 +250,55 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path, case):
         load_scene("gltf", path, up="z")
     assert "broken_stage.glb" in str(err.value)
     assert phrase in str(err.value)
+
+
+# -- image uris: only regular files inside the glTF file's folder ------------------
+
+
+def _glb_with_image_uri(uri: str) -> bytes:
+    return write_glb(z_up_room()[:1], images=[GlbImage(b"", "image/png", uri=uri)], materials=[textured_material(0)])
+
+
+def test_image_uri_beside_the_file_is_read(tmp_path):
+    (tmp_path / "textures").mkdir()
+    (tmp_path / "textures" / "my tex.png").write_bytes(png(pattern()))
+    path = save(tmp_path, _glb_with_image_uri("textures/my%20tex.png"))
+    np.testing.assert_array_equal(load_scene("gltf", path, up="z").materials[0].texture.image, pattern())
+
+
+def _outside(tmp_path):
+    """``tmp/outside.png`` (a good image) and the folder ``tmp/scene`` the glb goes in."""
+    (tmp_path / "outside.png").write_bytes(png(pattern()))
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    return folder
+
+
+def _symlink(folder, name, target) -> str:
+    (folder / name).symlink_to(target)
+    return name
+
+
+URI_CASES = {
+    "absolute path": (lambda tmp, folder: str(tmp / "outside.png"), "absolute path"),
+    "absolute /dev/zero": (lambda tmp, folder: "/dev/zero", "absolute path"),
+    "parent folder": (lambda tmp, folder: "../outside.png", "outside the glTF file's folder"),
+    "parent folder, encoded": (lambda tmp, folder: "sub/%2E%2E/%2E%2E/outside.png", "outside the glTF file's folder"),
+    "symlink out": (lambda tmp, folder: _symlink(folder, "link.png", tmp / "outside.png"), "outside the glTF file's folder"),
+    "symlink to /dev/zero": (lambda tmp, folder: _symlink(folder, "zero.png", "/dev/zero"), "outside the glTF file's folder"),
+    "fifo": (lambda tmp, folder: (os.mkfifo(folder / "pipe.png"), "pipe.png")[1], "is not a regular file"),
+    "file scheme": (lambda tmp, folder: "file://" + str(tmp / "outside.png"), "only relative paths"),
+}
+
+
+@pytest.mark.timeout(30)  # a FIFO that were opened for reading would block here
+@pytest.mark.parametrize("case", list(URI_CASES))
+def test_image_uri_outside_the_folder_is_refused(tmp_path, case):
+    make, phrase = URI_CASES[case]
+    folder = _outside(tmp_path)
+    uri = make(tmp_path, folder)
+    path = save(folder, _glb_with_image_uri(uri), "stage.glb")
+    with pytest.raises(SceneFormatError) as err:
+        load_scene("gltf", path, up="z")
+    message = str(err.value)
+    assert str(path) in message and repr(uri) in message and phrase in message, message

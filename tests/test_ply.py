@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from renderers.backends import get_backend
+from renderers.backends import habitat as habitat_backend
+from renderers.camera import intrinsics_from_hfov
 from renderers.scene import SceneFormatError
 from renderers.sources import load_scene
 from tests.writers.ply import write_ply
@@ -67,6 +74,73 @@ def test_mixed_polygon_sizes_take_the_slow_path(tmp_path):
     assert _area(scene) == pytest.approx(3.0)
 
 
+# -- per-face colours ------------------------------------------------------------
+
+FACE_COLORS = (np.arange(18).reshape(6, 3) * 14).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "binary_big_endian", "ascii"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_face_colours_follow_their_triangles(tmp_path, fmt, alpha):
+    colors = np.concatenate([FACE_COLORS, np.full((6, 1), 255, np.uint8)], axis=1) if alpha else FACE_COLORS
+    path = _write(tmp_path, write_ply(CUBE, CUBE_QUADS, face_colors=colors, fmt=fmt))
+    scene = load_scene("ply", path, up="y")
+    assert scene.vertex_colors is None
+    # Quad q becomes triangles 2q and 2q + 1, both of its colour.
+    np.testing.assert_array_equal(scene.face_colors, np.repeat(FACE_COLORS, 2, axis=0))
+
+
+def test_float_face_colours_and_mixed_polygons(tmp_path):
+    faces = [list(CUBE_QUADS[0]), [0, 4, 6], [0, 6, 2], [1, 3, 7, 5]]
+    colors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.5]], np.float32)
+    scene = load_scene("ply", _write(tmp_path, write_ply(CUBE, faces, COLORS, face_colors=colors)), up="y")
+    np.testing.assert_array_equal(scene.vertex_colors, COLORS)
+    expect = [[255, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [128, 128, 128]]
+    np.testing.assert_array_equal(scene.face_colors, expect)
+
+
+def _two_colour_wall(tmp_path, fmt="binary_little_endian"):
+    """A wall at world z = -3 facing the origin: a red quad on the left, the right quad as two triangles."""
+    # world (x, y, z) = file (x, z, -y): the wall is file y = 3; file z is world up.
+    world = np.array([[-2, 2], [-2, -2], [0, -2], [0, 2], [2, -2], [2, 2]], np.float32)  # (x, up)
+    verts = np.stack([world[:, 0], np.full(len(world), 3.0, np.float32), world[:, 1]], axis=1)
+    faces = [[0, 1, 2, 3], [3, 2, 4], [3, 4, 5]]  # left quad; right: lower-left and upper-right halves
+    colors = np.array([[220, 30, 40], [20, 200, 60], [10, 50, 230]], np.uint8)
+    return _write(tmp_path, write_ply(verts, faces, face_colors=colors, fmt=fmt)), colors
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "ascii"])
+def test_raycast_renders_each_face_in_its_colour(tmp_path, fmt):
+    path, colors = _two_colour_wall(tmp_path, fmt)
+    scene = load_scene("ply", path, up="z")
+    K = intrinsics_from_hfov(64, 64, 90.0)  # f = 32: world (x, up) at depth 3 -> pixel (31.5 + 32 x / 3, 31.5 - 32 up / 3)
+    with get_backend("raycast").open(scene) as r:
+        view = r.render(K, np.diag([1.0, -1.0, -1.0, 1.0]), 64, 64)
+    np.testing.assert_allclose(view.depth[32, 20], 3.0, rtol=1e-5)
+    np.testing.assert_array_equal(view.rgb[22:42, 15:28].reshape(-1, 3), np.tile(colors[0], (20 * 13, 1)))
+    np.testing.assert_array_equal(view.rgb[42, 37], colors[1])  # world (0.5, -1)
+    np.testing.assert_array_equal(view.rgb[21, 47], colors[2])  # world (1.5, 1)
+    assert not view.rgb[:, :8].any()  # beyond the wall: black
+
+
+def test_habitat_backend_warns_about_face_colours(tmp_path, monkeypatch, caplog):
+    path, _ = _two_colour_wall(tmp_path)
+    scene = load_scene("ply", path, up="z")
+    monkeypatch.setattr(habitat_backend, "_import_habitat_sim", lambda: SimpleNamespace())
+    with caplog.at_level(logging.WARNING, logger=habitat_backend.__name__):
+        habitat_backend.HabitatBackend().open(scene).close()
+    assert any("per-face colours" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+
+
+def test_a_mesh_without_colours_is_reported(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        load_scene("ply", _write(tmp_path, write_ply(CUBE, CUBE_TRIS)), up="y")
+    assert "no vertex or face colours" in caplog.text
+
+
+# -- bad files ---------------------------------------------------------------------
+
+
 def _truncated(tmp_path):
     data = write_ply(CUBE, CUBE_TRIS, COLORS)
     return data[: len(data) - 7]
@@ -81,6 +155,12 @@ BAD = {
     "NaN vertex": (lambda tmp: write_ply(np.where(np.arange(24).reshape(8, 3) == 4, np.nan, CUBE), CUBE_TRIS), "NaN"),
     "index out of range": (lambda tmp: write_ply(CUBE, np.vstack([CUBE_TRIS, [[0, 1, 99]]])), "refers to vertex 99"),
     "point cloud": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"element face 12\nproperty list uchar int vertex_indices\n", b"").split(b"end_header\n")[0] + b"end_header\n" + np.zeros(8 * 3, np.float32).tobytes(), "no 'face' element"),
+    "rows beyond the file": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"element face 12", b"element face 1000000000000"), "truncated PLY"),
+    "ASCII rows beyond the file": (lambda tmp: write_ply(CUBE, CUBE_TRIS, fmt="ascii").replace(b"element vertex 8", b"element vertex 1000000000000"), "truncated PLY"),
+    "ragged faces truncated": (lambda tmp: write_ply(CUBE, [[0, 1, 2], [0, 1, 2, 3]])[:-3], "truncated PLY"),
+    "negative count": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"element face 12", b"element face -12"), "negative count"),
+    "unknown format": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"binary_little_endian", b"binary_middle_endian"), "unknown PLY format 'binary_middle_endian'"),
+    "malformed ASCII row": (lambda tmp: write_ply(CUBE, CUBE_TRIS, fmt="ascii").replace(b"\n3 0 2 3\n", b"\n3 0 x 3\n"), "malformed ASCII PLY data in element 'face'"),
 }
 
 
@@ -97,3 +177,10 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path, case):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(SceneFormatError, match="file not found"):
         load_scene("ply", tmp_path / "nope.ply")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.ply"
+    os.mkfifo(fifo)
+    with pytest.raises(SceneFormatError, match="not a regular file"):
+        load_scene("ply", fifo)

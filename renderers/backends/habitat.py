@@ -4,7 +4,7 @@ habitat-sim is conda-only (no PyPI wheels), so it is imported lazily, in
 :meth:`HabitatBackend.open`; where it does not import, ``open`` raises
 :class:`~renderers.backends.BackendUnavailable` with the install route.
 
-Outputs follow DESIGN.md exactly as the ``raycast`` backend's do
+Outputs follow docs/design.md exactly as the ``raycast`` backend's do
 (:class:`~renderers.backends.RenderedView`), so the two are interchangeable.
 What the conversion rests on:
 
@@ -24,13 +24,17 @@ What the conversion rests on:
   resolution ``[H, W]``: its near plane is ``2 near tan(hfov / 2)`` wide and
   ``H / W`` times that high, edge to edge, so pixel centres sit at
   ``fx = fy = (W / 2) / tan(hfov / 2)``, ``(cx, cy) = ((W - 1) / 2, (H - 1) / 2)``:
-  exactly DESIGN.md's centred K. Any other K is refused (:func:`habitat_hfov`).
+  exactly docs/design.md's centred K. Any other K is refused (:func:`habitat_hfov`).
 * **World frame.** Habitat loads the scene file itself and turns it to its
   Y-up world with the stage's ``up``/``front`` (Z-up by default for ``.glb``,
-  overridden by a ``<name>.stage_config.json``), the frame DESIGN.md adopts.
+  overridden by a ``<name>.stage_config.json``), the frame docs/design.md adopts.
   Should habitat's stage frame differ from the one our loader applied
   (``Scene.file_to_world``), poses are mapped into habitat's frame first
   (:func:`habitat_from_world`), so the views still match.
+* **Face colours.** habitat-sim reads the file with its own importer, not
+  ours, so what it makes of per-face PLY colours (:attr:`Scene.face_colors`)
+  is its own and untested here: :meth:`HabitatBackend.open` logs a warning for
+  such a scene, whose views may then differ from raycast's (which renders them).
 * **Observations.** Colour comes back ``(H, W, 4)`` uint8 RGBA, depth
   ``(H, W)`` float32 planar z in metres with 0 where nothing was hit (the far
   plane is patched to 0). Both are vertically flipped views of buffers that
@@ -399,6 +403,7 @@ class HabitatBackend(RenderBackend):
     """habitat-sim on the GPU (conda-only); the same outputs as ``raycast``."""
 
     name = "habitat"
+    description = "habitat-sim's GPU rasterizer; needs habitat-sim from conda"
 
     def check_available(self) -> None:
         _import_habitat_sim()
@@ -414,4 +419,11 @@ class HabitatBackend(RenderBackend):
             The scene has no file on disk (synthetic scenes).
         """
         habitat_sim = _import_habitat_sim()
-        return _HabitatRenderer(scene, _scene_file(scene), habitat_sim)
+        path = _scene_file(scene)
+        if scene.face_colors is not None:
+            log.warning(
+                "%s has per-face colours, and habitat-sim reads the file with its own importer: whether it "
+                "renders them is untested, so its views may differ from raycast's (--backend raycast renders them)",
+                path,
+            )
+        return _HabitatRenderer(scene, path, habitat_sim)

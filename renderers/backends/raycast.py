@@ -3,8 +3,8 @@
 Per view, one ray per pixel centre leaves the camera centre along
 ``R @ (x, y, 1)`` (camera frame scaled to z = 1), so Open3D's ``t_hit``, which
 counts multiples of the direction's length, *is* the planar z-depth. Colour is
-``base_color * texture(uv) * vertex_color`` at the hit, with the face's
-barycentrics interpolating uvs and vertex colours (Open3D's ``primitive_uvs``
+``base_color * texture(uv) * vertex_color * face_color`` at the hit, with the
+face's barycentrics interpolating uvs and vertex colours (Open3D's ``primitive_uvs``
 ``(u, v)`` weigh the face's vertices ``(1 - u - v, u, v)``), textures sampled
 bilinearly with their sampler's wrap modes (:func:`sample_texture`).
 
@@ -22,6 +22,8 @@ vectorised float32 passes over its pixels:
 * faces whose footprint does not fit (larger than the border, or clamped far
   outside their image) are marked, and their pixels are sampled again with
   per-tap wrapping, as :func:`sample_texture` does;
+* a scene with face colours gets one per-face factor, its material's base
+  colour times its face colour (one gather per pixel, as for base colours);
 * misses hit a sentinel face that shades black.
 
 The result matches :func:`sample_texture` (and the per-material reference
@@ -361,10 +363,15 @@ class _RaycastRenderer(SceneRenderer):
                 scene.name, len(textures), self._atlas.nbytes / 2**20, int(slow.sum()), n_faces,
             )  # fmt: skip
 
-        # Base colours: only where some differ from white (or nothing else colours the view).
+        # Base colours: only where some differ from white (or nothing else colours the view). With face
+        # colours, one factor per face instead (base colour x face colour), indexed by the hit face.
         base = np.array([m.base_color[:3] for m in scene.materials], np.float32)
         self._base = None
-        if (base != 1.0).any() or (self._table is None and scene.vertex_colors is None):
+        self._base_per_face = scene.face_colors is not None
+        if self._base_per_face:
+            factor = base[mats] * (scene.face_colors.astype(np.float32) / np.float32(255.0))  # (F, 3)
+            self._base = np.ascontiguousarray(np.append(factor, np.zeros((1, 3), np.float32), axis=0).T)  # (3, F + 1)
+        elif (base != 1.0).any() or (self._table is None and scene.vertex_colors is None):
             self._base = np.ascontiguousarray(np.append(base, np.zeros((1, 3), np.float32), axis=0).T)  # (3, M + 1)
 
         # Vertex colours: each face's three corners as RGBX words; misses black.
@@ -465,7 +472,8 @@ class _RaycastRenderer(SceneRenderer):
                 entry = np.take(self._entry, np.take(self._face_materials, prim[slow]))
                 color[:, slow] = _sample_wrapped(self._atlas, entry, xy[:, slow])
         if self._base is not None:
-            base = np.take(self._base, np.take(self._face_materials, prim, mode="wrap"), axis=1)  # (3, N)
+            index = prim if self._base_per_face else np.take(self._face_materials, prim, mode="wrap")
+            base = np.take(self._base, index, axis=1, mode="wrap")  # (3, N)
             if color is None:
                 color = base * np.float32(255.0)
             else:
@@ -513,6 +521,7 @@ class RaycastBackend(RenderBackend):
     """Open3D/Embree ray casting on the CPU; works wherever pip does."""
 
     name = "raycast"
+    description = "Open3D/Embree ray casting on the CPU"
 
     def open(self, scene: Scene) -> SceneRenderer:
         return _RaycastRenderer(scene)

@@ -15,6 +15,27 @@ Axes. Habitat stages are stored Z-up (their ``*.stage_config.json`` says
 with ``(x, y, z) -> (x, z, -y)``. The ``up`` argument gives a dataset's
 convention; a ``<name>.stage_config.json`` beside the file, when present,
 overrides it with its own ``up``/``front``.
+
+Untrusted input. Every size the file declares (counts, offsets, lengths,
+strides) is checked against the bytes actually there before anything is
+allocated or read, so a count of 10^12 or a count that is not a number is a
+SceneFormatError naming the file, never a MemoryError; any other malformed
+JSON value is one too. A ``uri`` (image or buffer) is only followed to a
+regular file inside the glTF file's folder: absolute paths, URL schemes other
+than ``data:``, ``..`` or symlinks leading out, and FIFOs or devices are
+refused with the file and the uri named.
+
+All of this is hand-written, the glb container included (about 40 lines): the
+Python glTF libraries do not do it. ``pygltflib`` (1.16) splits glb chunks
+without bounds checks (a truncated file surfaces as a JSON decode error, a
+short one as ``struct.error``, a version-1 header as a warning), follows any
+``uri`` it is given, and decodes the JSON into dataclasses through
+``dataclasses_json``, which raises from deep inside on a wrongly typed field;
+the reader would need the same checks around it and would then be longer.
+``trimesh``'s glTF loader builds processed meshes, cannot decode Basis/KTX2
+textures, and hides the document and accessors this reader validates. Image
+decoding is :mod:`renderers.sources.textures` (OpenCV; ``opengl-basisu`` for
+Basis Universal and KTX 2).
 """
 
 from __future__ import annotations
@@ -22,6 +43,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
+import os
+import stat
 import struct
 import urllib.parse
 from dataclasses import dataclass, field
@@ -58,6 +82,10 @@ _UNSUPPORTED_EXTENSIONS = {
     "EXT_meshopt_compression": "meshopt-compressed buffers",
 }
 _TEXTURE_SOURCE_EXTENSIONS = ("GOOGLE_texture_basis", "KHR_texture_basisu", "EXT_texture_webp")
+_SPARSE_INDEX_TYPES = (5121, 5123, 5125)
+# An accessor with no bufferView is all zeros (plus its sparse values): nothing
+# bounds its count but this, so a header cannot ask for terabytes of zeros.
+MAX_ZERO_ACCESSOR_BYTES = 1 << 30
 
 # Habitat's world frame: up +Y, front -Z.
 _WORLD_UP = np.array([0.0, 1.0, 0.0])
@@ -120,14 +148,20 @@ class GltfSource(SceneSource):
     def load(self, location: str, *, scene_id: str, up: str) -> Scene:
         path = Path(location)
         data = read_bytes(path)
-        doc, bin_chunk = _split_container(data, path)
-        axes = stage_config_axes(path) or _DEFAULT_AXES[up]
         try:
-            file_to_world = rotation_from_up_front(*axes)
-        except ValueError as e:
-            raise SceneFormatError(path, f"stage config axes: {e}") from None
-        reader = _GltfReader(doc, bin_chunk, path)
-        scene = reader.build(scene_id, file_to_world)
+            doc, bin_chunk = _split_container(data, path)
+            axes = stage_config_axes(path) or _DEFAULT_AXES[up]
+            try:
+                file_to_world = rotation_from_up_front(*axes)
+            except (TypeError, ValueError) as e:
+                raise SceneFormatError(path, f"stage config axes: {e}") from None
+            reader = _GltfReader(doc, bin_chunk, path)
+            scene = reader.build(scene_id, file_to_world)
+        except SceneFormatError:
+            raise
+        except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError) as e:
+            # A JSON value of the wrong type or shape somewhere the checks above do not name.
+            raise SceneFormatError(path, f"malformed glTF ({type(e).__name__}: {e})") from None
         return scene.validate()
 
 
@@ -164,7 +198,7 @@ def _split_container(data: bytes, path: Path) -> tuple[dict, bytes | None]:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
         raise SceneFormatError(path, f"glTF JSON is malformed: {e}") from None
-    if not isinstance(doc, dict) or "asset" not in doc:
+    if not isinstance(doc, dict) or not isinstance(doc.get("asset"), dict):
         raise SceneFormatError(path, "glTF JSON has no 'asset' object")
     version = str(doc["asset"].get("version", ""))
     if not version.startswith("2"):
@@ -201,9 +235,21 @@ class _GltfReader:
 
     def item(self, kind: str, index) -> dict:
         items = self.doc.get(kind, [])
-        if not isinstance(index, int) or not 0 <= index < len(items):
+        if not isinstance(items, list):
+            raise self.fail(f"'{kind}' must be a list, got {type(items).__name__}")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(items):
             raise self.fail(f"refers to {kind[:-1]} {index!r}, but the file has {len(items)} {kind}")
+        if not isinstance(items[index], dict):
+            raise self.fail(f"{kind[:-1]} {index} must be an object, got {type(items[index]).__name__}")
         return items[index]
+
+    def size(self, value, what: str) -> int:
+        """A declared count, offset or length: a non-negative integer, else an error naming ``what``."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(f"{what} must be a non-negative integer, got {value!r}")
+        if not math.isfinite(value) or value < 0 or value != int(value):
+            raise self.fail(f"{what} must be a non-negative integer, got {value!r}")
+        return int(value)
 
     # -- buffers and accessors -------------------------------------------
 
@@ -217,14 +263,16 @@ class _GltfReader:
                 data = self.bin_chunk
             else:
                 data = self.read_uri(uri, f"buffer {index}")
-            if len(data) < buf.get("byteLength", 0):
-                raise self.fail(
-                    f"truncated: buffer {index} declares {buf['byteLength']} bytes, has {len(data)}"
-                )
+            declared = self.size(buf.get("byteLength", 0), f"buffer {index} byteLength")
+            if len(data) < declared:
+                raise self.fail(f"truncated: buffer {index} declares {declared} bytes, has {len(data)}")
             self._buffers[index] = data
         return self._buffers[index]
 
-    def read_uri(self, uri: str, what: str) -> bytes:
+    def read_uri(self, uri, what: str) -> bytes:
+        """The bytes of a base64 data URI, or of a regular file inside the glTF file's folder."""
+        if not isinstance(uri, str):
+            raise self.fail(f"{what}: uri must be a string, got {uri!r}")
         if uri.startswith("data:"):
             header, _, payload = uri.partition(",")
             if not header.endswith(";base64"):
@@ -233,38 +281,75 @@ class _GltfReader:
                 return base64.b64decode(payload, validate=True)
             except ValueError:
                 raise self.fail(f"{what}: malformed base64 data URI") from None
-        target = self.path.parent / urllib.parse.unquote(uri)
+        return self._read_beside(uri, what)
+
+    def _read_beside(self, uri: str, what: str) -> bytes:
+        """A relative file uri, refused unless it stays inside the glTF file's folder and is a regular file."""
+
+        def refuse(why: str) -> SceneFormatError:
+            return self.fail(f"{what}: uri {uri!r} refused: {why}")
+
+        if urllib.parse.urlsplit(uri).scheme:
+            raise refuse("only relative paths and base64 data: URIs are read")
+        relative = urllib.parse.unquote(uri)
+        if "\0" in relative:
+            raise refuse("it contains a NUL character")
+        if Path(relative).is_absolute():
+            raise refuse("an absolute path; only files inside the glTF file's folder are read")
+        folder = self.path.parent.resolve()
+        target = (folder / relative).resolve()  # follows symlinks and '..'
+        if not target.is_relative_to(folder):
+            raise refuse(f"it leads to {target}, outside the glTF file's folder {folder}")
         try:
-            return target.read_bytes()
+            # Non-blocking, so that a FIFO put there is refused instead of waiting for a writer.
+            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         except OSError as e:
             raise self.fail(f"{what}: cannot read {target}: {e.strerror or e}") from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise refuse(f"{target} is not a regular file")
+            try:
+                return f.read()
+            except OSError as e:
+                raise self.fail(f"{what}: cannot read {target}: {e.strerror or e}") from None
 
     def buffer_view(self, index: int) -> tuple[memoryview, int | None]:
         view = self.item("bufferViews", index)
         data = self.buffer(view.get("buffer", 0))
-        start = view.get("byteOffset", 0)
-        length = view.get("byteLength", 0)
+        start = self.size(view.get("byteOffset", 0), f"bufferView {index} byteOffset")
+        length = self.size(view.get("byteLength", 0), f"bufferView {index} byteLength")
+        stride = view.get("byteStride")
+        if stride is not None:
+            stride = self.size(stride, f"bufferView {index} byteStride")
         if start + length > len(data):
             raise self.fail(
                 f"truncated: bufferView {index} spans bytes {start}..{start + length} "
                 f"of a {len(data)}-byte buffer"
             )
-        return memoryview(data)[start : start + length], view.get("byteStride")
+        return memoryview(data)[start : start + length], stride
 
     def accessor(self, index: int) -> np.ndarray:
-        """The accessor's elements as an (count, ncomp) array (normalized ints -> float32)."""
+        """The accessor's elements as an (count, ncomp) array (normalized ints -> float32).
+
+        Every declared size is checked against the bytes there before reading.
+        """
         acc = self.item("accessors", index)
         try:
             dtype = np.dtype(_COMPONENT_DTYPES[acc["componentType"]]).newbyteorder("<")
             ncomp = _TYPE_SIZES[acc["type"]]
-            count = int(acc["count"])
-        except KeyError as e:
+            count = self.size(acc["count"], f"accessor {index} count")
+        except (KeyError, TypeError) as e:  # TypeError: an unhashable componentType or type
             raise self.fail(f"accessor {index} has a missing or unknown field {e}") from None
         elem = dtype.itemsize * ncomp
         if "bufferView" in acc:
             view, stride = self.buffer_view(acc["bufferView"])
+            if stride is not None and 0 < stride < elem:
+                raise self.fail(
+                    f"accessor {index}: bufferView {acc['bufferView']} byteStride {stride} is smaller than "
+                    f"one element ({elem} bytes)"
+                )
             stride = stride or elem
-            offset = acc.get("byteOffset", 0)
+            offset = self.size(acc.get("byteOffset", 0), f"accessor {index} byteOffset")
             if count and offset + (count - 1) * stride + elem > len(view):
                 raise self.fail(
                     f"truncated: accessor {index} needs {offset + (count - 1) * stride + elem} bytes "
@@ -278,6 +363,11 @@ class _GltfReader:
                 idx = np.arange(count)[:, None] * stride + np.arange(elem)[None, :]
                 out = rows[idx].view(dtype).reshape(count, ncomp)
         else:
+            if count * elem > MAX_ZERO_ACCESSOR_BYTES:
+                raise self.fail(
+                    f"accessor {index} has no bufferView and declares {count} elements "
+                    f"({count * elem} bytes of zeros, more than the {MAX_ZERO_ACCESSOR_BYTES} allowed)"
+                )
             out = np.zeros((count, ncomp), dtype=dtype)
         if "sparse" in acc:
             out = self._apply_sparse(acc["sparse"], out, dtype, ncomp, index)
@@ -287,13 +377,29 @@ class _GltfReader:
         return out
 
     def _apply_sparse(self, sparse: dict, out: np.ndarray, dtype, ncomp: int, index: int) -> np.ndarray:
-        n = int(sparse.get("count", 0))
+        label = f"accessor {index} sparse"
+        n = self.size(sparse.get("count", 0), f"{label} count")
+        if n > len(out):
+            raise self.fail(f"{label} count {n} exceeds the accessor's {len(out)} elements")
         idx_info, val_info = sparse.get("indices", {}), sparse.get("values", {})
-        view, _ = self.buffer_view(idx_info.get("bufferView", -1))
-        idx_dtype = np.dtype(_COMPONENT_DTYPES.get(idx_info.get("componentType"), np.uint32))
-        idx = np.frombuffer(view, dtype=idx_dtype, count=n, offset=idx_info.get("byteOffset", 0))
-        view, _ = self.buffer_view(val_info.get("bufferView", -1))
-        vals = np.frombuffer(view, dtype=dtype, count=n * ncomp, offset=val_info.get("byteOffset", 0))
+        idx_type = idx_info.get("componentType", 5125)
+        if idx_type not in _SPARSE_INDEX_TYPES:
+            raise self.fail(f"{label} indices have componentType {idx_type!r}; must be one of {_SPARSE_INDEX_TYPES}")
+        idx_dtype = np.dtype(_COMPONENT_DTYPES[idx_type]).newbyteorder("<")
+
+        def read(info: dict, part: str, item_dtype, items: int) -> np.ndarray:
+            view, _ = self.buffer_view(info.get("bufferView", -1))
+            offset = self.size(info.get("byteOffset", 0), f"{label} {part} byteOffset")
+            need = offset + items * item_dtype.itemsize
+            if need > len(view):
+                raise self.fail(
+                    f"truncated: {label} {part} need {need} bytes of bufferView {info.get('bufferView')}, "
+                    f"which has {len(view)}"
+                )
+            return np.frombuffer(view, dtype=item_dtype, count=items, offset=offset)
+
+        idx = read(idx_info, "indices", idx_dtype, n)
+        vals = read(val_info, "values", dtype, n * ncomp)
         if n and int(idx.max()) >= len(out):
             raise self.fail(f"accessor {index}: sparse index {int(idx.max())} out of range")
         out = out.copy()
@@ -310,7 +416,7 @@ class _GltfReader:
                 view, _ = self.buffer_view(img["bufferView"])
                 data = bytes(view)
             elif "uri" in img:
-                label = f"image {index} ({img['uri'][:60]})"
+                label = f"image {index} ({str(img['uri'])[:60]})"
                 data = self.read_uri(img["uri"], label)
             else:
                 raise self.fail(f"{label} has neither a bufferView nor a uri")

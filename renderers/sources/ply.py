@@ -1,4 +1,4 @@
-"""PLY meshes as ScanNet and Replica ship them.
+"""PLY meshes as ScanNet, Replica and scanning tools ship them.
 
 * ScanNet v2 ``scans/<scene>/<scene>_vh_clean_2.ply``: binary little-endian,
   ``vertex`` with ``x y z red green blue alpha``, ``face`` with a
@@ -6,266 +6,281 @@
 * Replica ``<room>/mesh.ply``: binary little-endian, ``vertex`` with
   ``x y z nx ny nz red green blue``, ``face`` with a ``vertex_indices`` list of
   **4** (quads); Z-up.
+* Scans whose colour is stored per face (``face`` with ``red green blue``
+  beside its ``vertex_indices``, as MeshLab and some reconstruction tools
+  write): the colours go to :attr:`Scene.face_colors`, one per triangle.
 
-The reader handles every PLY flavour those and similar tools write: ASCII and
-both binary byte orders, any scalar types, extra vertex/face properties and
-extra elements (skipped), and faces of any vertex count (fan-triangulated; a
-file whose faces all have the same count is read in one vectorised step).
+The container is read by `plyfile <https://github.com/dranjan/plyfile>`_:
+ASCII and both binary byte orders, any scalar types, extra properties and
+elements (ignored), faces of any vertex count, each element as a numpy
+structured array and nothing done to the mesh (trimesh's PLY loader, by
+contrast, merges vertices and processes the geometry). What stays here:
+
+* **Declared sizes are checked before plyfile sees them.** plyfile allocates
+  an element's rows before reading them (``np.empty(count)``) on its ASCII and
+  variable-length-list paths, so a header claiming 10^12 rows would be a
+  MemoryError; :func:`read_ply` first checks every element's rows against the
+  bytes the file has and raises a SceneFormatError naming the file.
+* **The fast path for faces.** plyfile reads a binary list property with a
+  Python loop per row unless it is told the list length (``known_list_len``,
+  which it then verifies on every row). The length is read from the first
+  face row; a file whose faces differ in vertex count is read again row by row.
+  plyfile has no public header-only parser: :func:`read_ply` calls
+  ``PlyData._parse_header`` (as in plyfile 1.0 to 1.1), hence the version
+  bounds in ``pyproject.toml``.
+* **Messages.** plyfile's exceptions are turned into SceneFormatErrors that
+  name the file, say ``truncated PLY``, ``malformed PLY header line N`` or
+  ``unknown PLY format``, and quote the offending header line.
+* Fan triangulation of polygons, colour conversion, and the Z-up rotation.
+
+Colours: ``red green blue`` (or ``r g b``, ``diffuse_red...``) of the vertex
+or face element, ``alpha`` ignored; ``uchar`` as is, floats in [0, 1] scaled
+to [0, 255], other integer types clipped to [0, 255]. A mesh with neither is
+loaded white, with a warning.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
+from plyfile import PlyData, PlyElementParseError, PlyHeaderParseError, PlyListProperty, PlyParseError
 
-from renderers.scene import Material, Scene, SceneFormatError, z_up_to_y_up, Y_UP_FROM_Z_UP
-from renderers.sources import SceneSource, read_bytes, register_source
+from renderers.scene import Y_UP_FROM_Z_UP, Material, Scene, SceneFormatError, z_up_to_y_up
+from renderers.sources import SceneSource, register_source
 
-__all__ = ["PlySource", "PlyElement", "parse_ply"]
+__all__ = ["PlySource", "read_ply"]
 
 log = logging.getLogger(__name__)
 
-_SCALARS = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
-_FORMATS = {"ascii": None, "binary_little_endian": "<", "binary_big_endian": ">"}
 _COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 _FACE_LIST_NAMES = ("vertex_indices", "vertex_index")
+_HEADER_LIMIT = 1 << 20  # bytes of header quoted from in messages
 
 
-@dataclass
-class PlyElement:
-    """One element of the header: its name, count and properties.
+def read_ply(path: str | Path) -> PlyData:
+    """Read a PLY file with plyfile, checking its declared sizes first.
 
-    ``properties`` holds ``(name, dtype)`` for scalars and
-    ``(name, (count_dtype, item_dtype))`` for lists.
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    plyfile.PlyData
+        Binary elements are memory-mapped (copy-on-write): copy what you keep.
+
+    Raises
+    ------
+    SceneFormatError
+        The file is missing, empty, not a PLY file, has a malformed header,
+        declares more rows than it holds, or its data cannot be parsed; the
+        message names the file.
     """
-
-    name: str
-    count: int
-    properties: list[tuple[str, object]]
-
-
-def _parse_header(data: bytes, path) -> tuple[str, list[PlyElement], int]:
-    if not data.startswith(b"ply"):
-        raise SceneFormatError(path, f"not a PLY file: starts {bytes(data[:8])!r}, expected b'ply'")
-    end = data.find(b"end_header")
-    if end < 0:
-        raise SceneFormatError(path, "truncated PLY: no end_header line")
-    body = data.find(b"\n", end) + 1
-    if body == 0:
-        raise SceneFormatError(path, "truncated PLY: nothing after end_header")
-    lines = data[:end].decode("ascii", errors="replace").splitlines()
-    fmt = None
-    elements: list[PlyElement] = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        words = line.split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        try:
-            if words[0] == "format":
-                fmt = words[1]
-                if fmt not in _FORMATS:
-                    raise SceneFormatError(path, f"unknown PLY format {fmt!r}")
-            elif words[0] == "element":
-                elements.append(PlyElement(words[1], int(words[2]), []))
-                if elements[-1].count < 0:
-                    raise ValueError("negative count")
-            elif words[0] == "property":
-                if not elements:
-                    raise ValueError("property before any element")
-                if words[1] == "list":
-                    prop = (words[4], (np.dtype(_SCALARS[words[2]]), np.dtype(_SCALARS[words[3]])))
-                else:
-                    prop = (words[2], np.dtype(_SCALARS[words[1]]))
-                elements[-1].properties.append(prop)
-            else:
-                raise ValueError(f"unknown keyword {words[0]!r}")
-        except SceneFormatError:
-            raise
-        except (IndexError, KeyError, ValueError) as e:
-            raise SceneFormatError(path, f"malformed PLY header line {lineno}: {line.strip()!r} ({e})") from None
-    if fmt is None:
-        raise SceneFormatError(path, "PLY header has no format line")
-    return fmt, elements, body
-
-
-def parse_ply(data: bytes, path) -> dict[str, dict[str, np.ndarray]]:
-    """Parse a PLY file into ``{element: {property: array}}``.
-
-    Scalar properties are ``(count,)`` arrays in native byte order. A list
-    property is ``(count, n)`` when every row has ``n`` items, else a Python
-    list of 1-D arrays.
-    """
-    fmt, elements, offset = _parse_header(data, path)
-    order = _FORMATS[fmt]
-    if order is None:
-        return _parse_ascii(data[offset:], elements, path)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for el in elements:
-        out[el.name], offset = _read_binary_element(data, offset, el, order, path)
-    return out
-
-
-def _read_binary_element(data: bytes, offset: int, el: PlyElement, order: str, path):
-    def truncated(need: int) -> SceneFormatError:
-        return SceneFormatError(
-            path,
-            f"truncated PLY: element '{el.name}' ({el.count} rows) needs {need} more bytes "
-            f"at byte {offset}, the file has {len(data) - offset}",
-        )
-
-    lists = [i for i, (_, t) in enumerate(el.properties) if isinstance(t, tuple)]
-    if not lists:
-        dtype = np.dtype([(n, t.newbyteorder(order)) for n, t in el.properties])
-        need = dtype.itemsize * el.count
-        if offset + need > len(data):
-            raise truncated(need)
-        rows = np.frombuffer(data, dtype=dtype, count=el.count, offset=offset)
-        return {n: rows[n].astype(rows[n].dtype.newbyteorder("=")) for n, _ in el.properties}, offset + need
-    if el.count == 0:
-        return {n: np.zeros((0, 3) if isinstance(t, tuple) else (0,)) for n, t in el.properties}, offset
-    # Fast path: guess each list's length from the first row, read all rows as
-    # one structured array, then check every row's counts agree.
-    fields, pos = [], offset
-    for name, t in el.properties:
-        if isinstance(t, tuple):
-            cnt_t, item_t = (x.newbyteorder(order) for x in t)
-            if pos + cnt_t.itemsize > len(data):
-                raise truncated(cnt_t.itemsize)
-            n = int(np.frombuffer(data, dtype=cnt_t, count=1, offset=pos)[0])
-            fields += [(name + "#n", cnt_t), (name, item_t, (n,))]
-            pos += cnt_t.itemsize + n * item_t.itemsize
-        else:
-            fields.append((name, t.newbyteorder(order)))
-            pos += t.itemsize
-    dtype = np.dtype(fields)
-    need = dtype.itemsize * el.count
-    if offset + need <= len(data):
-        rows = np.frombuffer(data, dtype=dtype, count=el.count, offset=offset)
-        uniform = all((rows[name + "#n"] == rows.dtype[name].shape[0]).all() for name, t in el.properties if isinstance(t, tuple))
-        if uniform:
-            res = {name: rows[name].astype(rows[name].dtype.newbyteorder("=")) for name, _ in el.properties}
-            return res, offset + need
-    return _read_binary_rows(data, offset, el, order, path)
-
-
-def _read_binary_rows(data: bytes, offset: int, el: PlyElement, order: str, path):
-    """Slow path for elements whose list lengths vary row to row."""
-    cols: dict[str, list] = {n: [] for n, _ in el.properties}
-    mv = memoryview(data)
-    pos = offset
-    try:
-        for _ in range(el.count):
-            for name, t in el.properties:
-                if isinstance(t, tuple):
-                    cnt_t, item_t = (x.newbyteorder(order) for x in t)
-                    n = int(np.frombuffer(mv, dtype=cnt_t, count=1, offset=pos)[0])
-                    pos += cnt_t.itemsize
-                    cols[name].append(np.frombuffer(mv, dtype=item_t, count=n, offset=pos).astype(item_t.newbyteorder("=")))
-                    pos += n * item_t.itemsize
-                else:
-                    tt = t.newbyteorder(order)
-                    cols[name].append(np.frombuffer(mv, dtype=tt, count=1, offset=pos)[0])
-                    pos += t.itemsize
-    except ValueError:
-        raise SceneFormatError(path, f"truncated PLY: element '{el.name}' runs past the end of the file") from None
-    res = {}
-    for name, t in el.properties:
-        res[name] = cols[name] if isinstance(t, tuple) else np.asarray(cols[name], dtype=t)
-    return res, pos
-
-
-def _parse_ascii(body: bytes, elements: list[PlyElement], path):
-    lines = body.decode("ascii", errors="replace").splitlines()
-    out: dict[str, dict[str, np.ndarray]] = {}
-    row = 0
-    for el in elements:
-        if row + el.count > len(lines):
-            raise SceneFormatError(path, f"truncated PLY: element '{el.name}' needs {el.count} lines, {len(lines) - row} remain")
-        cols: dict[str, list] = {n: [] for n, _ in el.properties}
-        for line in lines[row : row + el.count]:
-            words = line.split()
-            k = 0
+    path = Path(path)
+    with _open(path) as stream:
+        if stream.read(3) != b"ply":
+            stream.seek(0)
+            raise SceneFormatError(path, f"not a PLY file: starts {stream.read(8)!r}, expected b'ply'")
+        stream.seek(0)
+        header = _parse_header(stream, path)
+        body = stream.tell()
+        _check_sizes(header, os.fstat(stream.fileno()).st_size - body, path)
+        guess = _list_lengths(header, stream, body)
+        for known in ([guess, {}] if guess else [{}]):
+            stream.seek(0)
             try:
-                for name, t in el.properties:
-                    if isinstance(t, tuple):
-                        n = int(words[k])
-                        cols[name].append(np.asarray(words[k + 1 : k + 1 + n], dtype=t[1]))
-                        if len(cols[name][-1]) != n:
-                            raise ValueError("short list")
-                        k += 1 + n
-                    else:
-                        cols[name].append(float(words[k]))
-                        k += 1
-            except (IndexError, ValueError) as e:
-                raise SceneFormatError(path, f"malformed ASCII PLY row in element '{el.name}': {line[:60]!r} ({e})") from None
-        row += el.count
-        res = {}
-        for name, t in el.properties:
-            if isinstance(t, tuple):
-                lens = {len(a) for a in cols[name]}
-                res[name] = np.stack(cols[name]) if len(lens) == 1 and cols[name] else cols[name]
-            else:
-                res[name] = np.asarray(cols[name], dtype=t)
-        out[el.name] = res
-    return out
+                return PlyData.read(stream, known_list_len=known)
+            except PlyElementParseError as e:
+                if known:  # faces of differing vertex counts, or truncated: read row by row to tell
+                    continue
+                raise _element_error(e, header, path) from None
+            except (PlyParseError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as e:
+                raise SceneFormatError(path, f"malformed PLY data: {e}") from None
+    raise AssertionError("unreachable")
 
 
-def _triangulate(lists, path) -> np.ndarray:
-    """(F, 3) int64 triangles from faces of any vertex count (fan triangulation)."""
-    if isinstance(lists, np.ndarray):
-        n = lists.shape[1]
+def _open(path: Path):
+    """The file opened for binary reading; OS errors become SceneFormatErrors naming it."""
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise SceneFormatError(path, "is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise SceneFormatError(path, "not a regular file")
+        if st.st_size == 0:
+            raise SceneFormatError(path, "file is empty")
+        return path.open("rb")
+    except FileNotFoundError:
+        raise SceneFormatError(path, "file not found") from None
+    except OSError as e:
+        raise SceneFormatError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def _header_line(stream, number: int) -> str:
+    """Header line ``number`` (1-based) of the file, for messages."""
+    stream.seek(0)
+    lines = stream.read(_HEADER_LIMIT).split(b"\n")
+    if not 1 <= number <= len(lines):
+        return ""
+    return lines[number - 1].decode("ascii", errors="replace").strip()
+
+
+def _parse_header(stream, path: Path) -> PlyData:
+    """plyfile's header parse (no element data), with its errors in our words."""
+    try:
+        header = PlyData._parse_header(stream)  # noqa: SLF001 -- no public header-only API
+    except PlyHeaderParseError as e:
+        if e.message == "early end-of-file":
+            raise SceneFormatError(path, "truncated PLY: no end_header line") from None
+        line = _header_line(stream, e.line or 0)
+        if e.message.startswith("don't understand format"):
+            fmt = line.split()[1] if len(line.split()) > 1 else line
+            raise SceneFormatError(path, f"unknown PLY format {fmt!r}") from None
+        raise SceneFormatError(path, f"malformed PLY header line {e.line}: {line!r} ({e.message})") from None
+    except (ValueError, UnicodeDecodeError) as e:  # duplicate names, non-ASCII header bytes
+        raise SceneFormatError(path, f"malformed PLY header: {e}") from None
+    for el in header.elements:
+        if el.count < 0:
+            raise SceneFormatError(path, f"malformed PLY header: element '{el.name}' has a negative count ({el.count})")
+    return header
+
+
+def _check_sizes(header: PlyData, available: int, path: Path) -> None:
+    """Refuse elements that declare more rows than the bytes after the header can hold.
+
+    A binary row takes at least its scalars and list counts; an ASCII row at
+    least one character and one separator per property.
+    """
+    need = 0
+    for el in header.elements:
+        if header.text:
+            row = 2 * len(el.properties)
+        else:
+            row = sum(np.dtype(p.list_dtype()[0] if isinstance(p, PlyListProperty) else p.dtype()).itemsize
+                      for p in el.properties)  # fmt: skip
+        need += el.count * row
+        if need > available + header.text:  # the last ASCII line may lack its newline
+            raise SceneFormatError(
+                path,
+                f"truncated PLY: element '{el.name}' ({el.count} rows) needs at least {need} bytes "
+                f"after the header, the file has {available}",
+            )
+
+
+def _list_lengths(header: PlyData, stream, body: int) -> dict:
+    """``known_list_len`` for the face list, from its first row (binary files only)."""
+    if header.text:
+        return {}
+    offset = body
+    for el in header.elements:
+        lists = [p for p in el.properties if isinstance(p, PlyListProperty)]
+        if el.name == "face" and el.count and len(lists) == 1:
+            before = el.properties[: el.properties.index(lists[0])]  # scalars ahead of the list in a row
+            len_t = np.dtype(lists[0].list_dtype(header.byte_order)[0])
+            stream.seek(offset + sum(np.dtype(p.dtype(header.byte_order)).itemsize for p in before))
+            raw = stream.read(len_t.itemsize)
+            if len(raw) < len_t.itemsize:
+                return {}
+            return {"face": {lists[0].name: int(np.frombuffer(raw, len_t)[0])}}
+        if lists:
+            return {}  # rows of unknown size before the faces: no guess
+        offset += el.count * np.dtype(el.dtype(header.byte_order)).itemsize
+    return {}
+
+
+def _element_error(e: PlyElementParseError, header: PlyData, path: Path) -> SceneFormatError:
+    name = e.element.name if e.element is not None else "?"
+    count = e.element.count if e.element is not None else 0
+    where = f"row {e.row}" + (f", property '{e.prop.name}'" if e.prop is not None else "")
+    if e.message == "early end-of-file":
+        return SceneFormatError(path, f"truncated PLY: element '{name}' ({count} rows) ends at {where}")
+    kind = "ASCII" if header.text else "binary"
+    return SceneFormatError(path, f"malformed {kind} PLY data in element '{name}' at {where}: {e.message}")
+
+
+def _lists(column: np.ndarray) -> tuple[np.ndarray | None, list]:
+    """A list property as one (F, n) int64 array when every row has n items, else the rows."""
+    if column.dtype != object:
+        return column.astype(np.int64), []
+    rows = list(column)
+    if rows and len({len(r) for r in rows}) == 1:
+        return np.stack(rows).astype(np.int64), rows
+    return None, rows
+
+
+def _triangulate(uniform: np.ndarray | None, rows: list, path) -> tuple[np.ndarray, np.ndarray]:
+    """Fan-triangulate faces of any vertex count.
+
+    Returns
+    -------
+    triangles : (T, 3) int64
+    face_of : (T,) int64
+        The PLY face each triangle came from.
+    """
+    if uniform is not None:
+        n = uniform.shape[1]
         if n < 3:
             raise SceneFormatError(path, f"faces have {n} vertices; at least 3 are needed")
         k = np.arange(1, n - 1)
-        tris = np.stack([np.repeat(lists[:, :1], n - 2, axis=1), lists[:, k], lists[:, k + 1]], axis=2)
-        return tris.reshape(-1, 3).astype(np.int64)
-    out = []
-    for face in lists:
+        tris = np.stack([np.repeat(uniform[:, :1], n - 2, axis=1), uniform[:, k], uniform[:, k + 1]], axis=2)
+        return tris.reshape(-1, 3), np.repeat(np.arange(len(uniform)), n - 2)
+    tris, face_of = [], []
+    for f, face in enumerate(rows):
         for k in range(1, len(face) - 1):
-            out.append((face[0], face[k], face[k + 1]))
-    return np.asarray(out, dtype=np.int64).reshape(-1, 3)
+            tris.append((face[0], face[k], face[k + 1]))
+            face_of.append(f)
+    return np.asarray(tris, dtype=np.int64).reshape(-1, 3), np.asarray(face_of, dtype=np.int64)
+
+
+def _colors(element, path) -> np.ndarray | None:
+    """(N, 3) uint8 colours of an element's rows, or None when it has none."""
+    fields = element.data.dtype.names
+    for names in _COLOR_NAMES:
+        if all(n in fields for n in names):
+            c = np.stack([np.asarray(element[n]) for n in names], axis=1)
+            if c.dtype.kind == "f":
+                if not np.isfinite(c).all():
+                    raise SceneFormatError(path, f"PLY '{element.name}' colours contain NaN or infinite values")
+                c = c * 255.0 + 0.5
+            return np.clip(c, 0, 255).astype(np.uint8)
+    return None
 
 
 @register_source
 class PlySource(SceneSource):
-    """Binary or ASCII PLY with per-vertex colours (ScanNet, Replica)."""
+    """Binary or ASCII PLY with per-vertex or per-face colours (ScanNet, Replica, scans)."""
 
     name = "ply"
     suffixes = (".ply",)
 
     def load(self, location: str, *, scene_id: str, up: str) -> Scene:
         path = Path(location)
-        elements = parse_ply(read_bytes(path), path)
-        vertex = elements.get("vertex")
-        if vertex is None or not all(k in vertex for k in "xyz"):
+        ply = read_ply(path)
+        if "vertex" not in ply or not all(k in ply["vertex"].data.dtype.names for k in "xyz"):
             raise SceneFormatError(path, "PLY has no 'vertex' element with x, y, z")
-        face = elements.get("face")
-        if face is None:
+        vertex = ply["vertex"]
+        if "face" not in ply:
             raise SceneFormatError(path, "PLY has no 'face' element: a point cloud, not a mesh")
-        key = next((k for k in _FACE_LIST_NAMES if k in face), None)
+        face = ply["face"]
+        key = next((k for k in _FACE_LIST_NAMES if k in face.data.dtype.names), None)
         if key is None:
             raise SceneFormatError(path, "PLY 'face' element has no vertex_indices list")
         points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1).astype(np.float32)
-        faces = _triangulate(face[key], path)
+        faces, face_of = _triangulate(*_lists(face[key]), path)
         if len(faces) and (faces.min() < 0 or faces.max() >= len(points)):
             bad = faces.max() if faces.max() >= len(points) else faces.min()
             raise SceneFormatError(path, f"a face refers to vertex {int(bad)} but there are {len(points)} vertices")
-        colors = None
-        for names in _COLOR_NAMES:
-            if all(n in vertex for n in names):
-                c = np.stack([vertex[n] for n in names], axis=1)
-                if c.dtype.kind == "f":
-                    c = np.clip(c * 255.0 + 0.5, 0, 255)
-                colors = c.astype(np.uint8)
-                break
+        vertex_colors = _colors(vertex, path)
+        face_colors = _colors(face, path)
+        if face_colors is not None:
+            face_colors = face_colors[face_of]
+        if vertex_colors is None and face_colors is None:
+            log.warning("%s has no vertex or face colours: it renders white", path)
+        del ply, vertex, face  # the memory maps
         file_to_world = np.eye(4)
         if up == "z":
             points = z_up_to_y_up(points)
@@ -274,8 +289,9 @@ class PlySource(SceneSource):
             name=scene_id,
             vertices=points,
             faces=faces.astype(np.uint32),
-            vertex_colors=colors,
-            materials=(Material(name="vertex_colors"),),
+            vertex_colors=vertex_colors,
+            face_colors=face_colors,
+            materials=(Material(name="vertex_colors" if face_colors is None else "face_colors"),),
             source=str(path),
             file_to_world=file_to_world,
         ).validate()

@@ -41,6 +41,7 @@ class GlbImage:
     data: bytes
     mime: str  # image/jpeg, image/png, image/x-basis
     basis_extension: bool = False  # texture points at it through GOOGLE_texture_basis
+    uri: str | None = None  # written as this uri (a file beside the glb) instead of a buffer view; data unused
 
 
 def write_glb(
@@ -89,7 +90,10 @@ def write_glb(
         gl_meshes.append({"primitives": [prim]})
     gl_images = []
     for im in images:
-        gl_images.append({"bufferView": add_view(im.data), "mimeType": im.mime})
+        if im.uri is not None:
+            gl_images.append({"uri": im.uri, "mimeType": im.mime})
+        else:
+            gl_images.append({"bufferView": add_view(im.data), "mimeType": im.mime})
     if textures is None:
         textures = []
         for i, im in enumerate(images):
