@@ -1,4 +1,4 @@
-"""Image and depth encodings of the views and pairs files (DESIGN.md).
+"""Image and depth encodings of the views and pairs files (docs/design.md).
 
 * RGB: JPEG (Pillow's defaults besides the quality) or lossless PNG.
 * Depth: 16-bit greyscale PNG in millimetres, 0 = invalid. Depths that do not

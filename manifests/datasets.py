@@ -1,7 +1,7 @@
 """Dataset descriptors: where each dataset keeps its scenes, and how to read them.
 
 A dataset lives under ``<data-root>/<name>`` in the layout its release uses
-(DESIGN.md); :func:`discover` walks that layout and answers one
+(docs/design.md); :func:`discover` walks that layout and answers one
 :class:`SceneRecord` per scene, with every problem found (missing mesh, empty
 file) recorded on the scene rather than raised, so that one bad scene never
 hides the others. Only a missing data root or dataset folder raises
@@ -22,20 +22,28 @@ synthetic  none: procedural apartments built from a seed                   synth
 
 from __future__ import annotations
 
+import abc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
+from manifests.options import check, option
+from manifests.registry import Registry
 
 __all__ = [
     "DATASETS",
     "DatasetError",
-    "DatasetSpec",
+    "Dataset",
     "SceneRecord",
     "SyntheticOptions",
+    "available_datasets",
+    "describe_datasets",
     "discover",
     "get_dataset",
     "parse_dataset_list",
+    "register_dataset",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,21 +99,23 @@ class SceneRecord:
 class SyntheticOptions:
     """How many procedural apartments the ``synthetic`` dataset holds, and how big."""
 
-    count: int = 4
-    preset: str = "medium"
-    seed: int = 0
+    count: int = option(4, min=0, flag="--synthetic-count", metavar="N",
+                        help="how many procedural apartments 'synthetic' holds")
+    preset: str = option("medium", flag="--synthetic-preset", choices=("small", "medium", "large"),
+                         help="size of the procedural apartments (large: about 1 M triangles)")
+    seed: int = option(0, min=0,
+                       help="seed of the first procedural apartment (and, for render, of the viewpoint sampling)")
 
     def __post_init__(self) -> None:
-        if self.count < 0:
-            raise DatasetError(f"the synthetic scene count (--synthetic-count) must be >= 0, got {self.count}")
+        check(self)
 
 
-Finder = Callable[[Path, "DatasetSpec"], Iterator[SceneRecord]]
+class Dataset(abc.ABC):
+    """A dataset's descriptor: where it keeps its scenes and which scene source reads them.
 
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A dataset's descriptor.
+    Subclasses set the class attributes and implement :meth:`find`, and are
+    registered with :func:`register_dataset`; adding a dataset is one class
+    here (plus a scene source in ``renderers.sources`` if its format is new).
 
     Attributes
     ----------
@@ -113,26 +123,54 @@ class DatasetSpec:
         The ``--scenes`` name and the folder under the data root.
     description : str
     source : str
-        Scene source (loader) for its meshes.
+        Scene source (loader) for its meshes, a ``renderers.sources`` name.
     up : {"y", "z"}
         Up axis of its mesh files.
     splits : tuple of str
         Sub-folders that are splits (HM3D's ``train``/``val``/``minival``);
         empty when the dataset has none.
-    finder : callable
-        ``finder(folder, spec)`` yields the scenes under one split folder (or
-        the dataset folder when there are no splits).
     """
 
-    name: str
-    description: str
-    source: str
-    up: str
-    splits: tuple[str, ...]
-    finder: Finder | None
+    name: ClassVar[str]
+    description: ClassVar[str]
+    source: ClassVar[str]
+    up: ClassVar[str] = "z"
+    splits: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def find(self, folder: Path) -> Iterator[SceneRecord]:
+        """The scenes under one split folder (or the dataset folder when there are no splits)."""
+
+    def discover(
+        self, data_root: str | Path | None, split: str | None, synthetic: SyntheticOptions
+    ) -> list[SceneRecord]:
+        """Every scene under ``data_root``, sorted by split then id (see :func:`discover`)."""
+        if data_root is None:
+            raise DatasetError(f"{self.name} needs --data-root")
+        root = Path(data_root)
+        if not root.is_dir():
+            raise DatasetError(f"data root {root} does not exist (or is not a folder)")
+        folder = root / self.name
+        if not folder.is_dir():
+            raise DatasetError(f"dataset folder {folder} does not exist; expected {self.name} under the data root {root}")
+        if not self.splits:
+            return list(self.find(folder))
+        if split is not None and split not in self.splits:
+            raise DatasetError(f"{self.name} has splits {', '.join(self.splits)}; got {split!r}")
+        wanted = [split] if split else list(self.splits)
+        present = [s for s in wanted if (folder / s).is_dir()]
+        if not present:
+            raise DatasetError(f"{folder} has none of the split folders {', '.join(wanted)}")
+        return [record for s in present for record in self.find(folder / s)]
 
 
-def _record(spec: DatasetSpec, split: str, scene_id: str, mesh: Path | None,
+_REGISTRY: Registry[Dataset] = Registry("dataset")
+register_dataset = _REGISTRY.register  # class decorator: add a dataset under cls.name
+available_datasets = _REGISTRY.names
+describe_datasets = _REGISTRY.summary
+
+
+def _record(spec: Dataset, split: str, scene_id: str, mesh: Path | None,
             navmesh: Path | None, problems: list[str] | None = None) -> SceneRecord:
     """A record for ``mesh`` (the expected file); a missing or empty one is its problem."""
     problems = list(problems or [])
@@ -161,67 +199,99 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _find_hm3d(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
+@register_dataset
+class HM3D(Dataset):
     """``NNNNN-<hash>/<hash>.glb`` (preferred) or ``<hash>.basis.glb``."""
-    for scene_dir in _subfolders(folder):
-        hash_ = scene_dir.name.split("-", 1)[-1]
-        plain, basis = scene_dir / f"{hash_}.glb", scene_dir / f"{hash_}.basis.glb"
-        navmesh = next(
-            (p for p in (scene_dir / f"{hash_}.basis.navmesh", scene_dir / f"{hash_}.navmesh") if p.is_file()), None
-        )
-        mesh = plain if plain.is_file() else basis if basis.is_file() else None
-        problems = [] if mesh else [f"{scene_dir}: no {plain.name} or {basis.name}"]
-        yield _record(spec, folder.name, scene_dir.name, mesh, navmesh, problems)
+
+    name, description, source, splits = "hm3d", "Habitat-Matterport 3D v0.2", "gltf", ("train", "val", "minival")
+
+    def find(self, folder: Path) -> Iterator[SceneRecord]:
+        for scene_dir in _subfolders(folder):
+            hash_ = scene_dir.name.split("-", 1)[-1]
+            plain, basis = scene_dir / f"{hash_}.glb", scene_dir / f"{hash_}.basis.glb"
+            navmesh = next(
+                (p for p in (scene_dir / f"{hash_}.basis.navmesh", scene_dir / f"{hash_}.navmesh") if p.is_file()), None
+            )
+            mesh = plain if plain.is_file() else basis if basis.is_file() else None
+            problems = [] if mesh else [f"{scene_dir}: no {plain.name} or {basis.name}"]
+            yield _record(self, folder.name, scene_dir.name, mesh, navmesh, problems)
 
 
-def _find_scannet(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
+@register_dataset
+class ScanNet(Dataset):
     """``sceneXXXX_XX/sceneXXXX_XX_vh_clean_2.ply``."""
-    for scene_dir in _subfolders(folder):
-        yield _record(spec, folder.name, scene_dir.name, scene_dir / f"{scene_dir.name}_vh_clean_2.ply", None)
+
+    name, description, source, splits = "scannet", "ScanNet v2 reconstructions", "ply", ("scans", "scans_test")
+
+    def find(self, folder: Path) -> Iterator[SceneRecord]:
+        for scene_dir in _subfolders(folder):
+            yield _record(self, folder.name, scene_dir.name, scene_dir / f"{scene_dir.name}_vh_clean_2.ply", None)
 
 
-def _find_replica(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
+@register_dataset
+class Replica(Dataset):
     """``<room>/mesh.ply`` with ``<room>/habitat/mesh_semantic.navmesh`` when present."""
-    for room in _subfolders(folder):
-        yield _record(spec, "", room.name, room / "mesh.ply", room / "habitat" / "mesh_semantic.navmesh")
+
+    name, description, source = "replica", "Replica rooms (vertex colours)", "ply"
+
+    def find(self, folder: Path) -> Iterator[SceneRecord]:
+        for room in _subfolders(folder):
+            yield _record(self, "", room.name, room / "mesh.ply", room / "habitat" / "mesh_semantic.navmesh")
 
 
-def _find_mp3d(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
+@register_dataset
+class MP3D(Dataset):
     """``<scan>/<scan>.glb`` + ``<scan>/<scan>.navmesh``."""
-    for scan in _subfolders(folder):
-        yield _record(spec, "", scan.name, scan / f"{scan.name}.glb", scan / f"{scan.name}.navmesh")
+
+    name, description, source = "mp3d", "Matterport3D (Habitat glb)", "gltf"
+
+    def find(self, folder: Path) -> Iterator[SceneRecord]:
+        for scan in _subfolders(folder):
+            yield _record(self, "", scan.name, scan / f"{scan.name}.glb", scan / f"{scan.name}.navmesh")
 
 
-def _find_gibson(folder: Path, spec: DatasetSpec) -> Iterator[SceneRecord]:
+@register_dataset
+class Gibson(Dataset):
     """``<Name>.glb`` + ``<Name>.navmesh``, all in one folder."""
-    for mesh in sorted(folder.glob("*.glb")):
-        yield _record(spec, "", mesh.stem, mesh, mesh.with_suffix(".navmesh"))
-    for navmesh in sorted(folder.glob("*.navmesh")):
-        if not navmesh.with_suffix(".glb").exists():
-            yield _record(spec, "", navmesh.stem, None, navmesh, [f"{navmesh}: no {navmesh.stem}.glb beside it"])
+
+    name, description, source = "gibson", "Gibson (Habitat glb)", "gltf"
+
+    def find(self, folder: Path) -> Iterator[SceneRecord]:
+        for mesh in sorted(folder.glob("*.glb")):
+            yield _record(self, "", mesh.stem, mesh, mesh.with_suffix(".navmesh"))
+        for navmesh in sorted(folder.glob("*.navmesh")):
+            if not navmesh.with_suffix(".glb").exists():
+                yield _record(self, "", navmesh.stem, None, navmesh, [f"{navmesh}: no {navmesh.stem}.glb beside it"])
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec("hm3d", "Habitat-Matterport 3D v0.2", "gltf", "z", ("train", "val", "minival"), _find_hm3d),
-        DatasetSpec("scannet", "ScanNet v2 reconstructions", "ply", "z", ("scans", "scans_test"), _find_scannet),
-        DatasetSpec("replica", "Replica rooms (vertex colours)", "ply", "z", (), _find_replica),
-        DatasetSpec("mp3d", "Matterport3D (Habitat glb)", "gltf", "z", (), _find_mp3d),
-        DatasetSpec("gibson", "Gibson (Habitat glb)", "gltf", "z", (), _find_gibson),
-        DatasetSpec("synthetic", "procedural apartments (built in, no data root)", "synthetic", "y", (), None),
-    )
-}
+@register_dataset
+class Synthetic(Dataset):
+    """Procedural apartments built from a seed: no data root, no files."""
+
+    name, description, source, up = "synthetic", "procedural apartments (built in, no data root)", "synthetic", "y"
+
+    def find(self, folder: Path) -> Iterator[SceneRecord]:
+        return iter(())
+
+    def discover(self, data_root, split, synthetic: SyntheticOptions) -> list[SceneRecord]:
+        return [
+            SceneRecord("synthetic", "", f"apartment_{synthetic.seed + i:04d}", f"{synthetic.preset}/{synthetic.seed + i}",
+                        None, self.source, self.up)
+            for i in range(synthetic.count)
+        ]
 
 
-def get_dataset(name: str) -> DatasetSpec:
+DATASETS: dict[str, Dataset] = {name: _REGISTRY.get(name) for name in available_datasets()}
+
+
+def get_dataset(name: str) -> Dataset:
     try:
-        return DATASETS[name]
-    except KeyError:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+        return _REGISTRY.get(name)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
 
 
-def parse_dataset_list(text: str) -> list[DatasetSpec]:
+def parse_dataset_list(text: str) -> list[Dataset]:
     """``"hm3d,scannet"`` -> their specs, in order, without repeats."""
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
     if not names:
@@ -230,7 +300,7 @@ def parse_dataset_list(text: str) -> list[DatasetSpec]:
 
 
 def discover(
-    spec: DatasetSpec,
+    spec: Dataset,
     data_root: str | Path | None,
     split: str | None = None,
     synthetic: SyntheticOptions = SyntheticOptions(),
@@ -239,7 +309,7 @@ def discover(
 
     Parameters
     ----------
-    spec : DatasetSpec
+    spec : Dataset
     data_root : path or None
         Holds one folder per dataset; unused for ``synthetic``.
     split : str or None
@@ -251,29 +321,4 @@ def discover(
         The data root or the dataset's folder does not exist, or ``split``
         is not one of the dataset's splits.
     """
-    if spec.finder is None:
-        return [
-            SceneRecord("synthetic", "", f"apartment_{synthetic.seed + i:04d}", f"{synthetic.preset}/{synthetic.seed + i}",
-                        None, spec.source, spec.up)
-            for i in range(synthetic.count)
-        ]
-    if data_root is None:
-        raise DatasetError(f"{spec.name} needs --data-root")
-    root = Path(data_root)
-    if not root.is_dir():
-        raise DatasetError(f"data root {root} does not exist (or is not a folder)")
-    folder = root / spec.name
-    if not folder.is_dir():
-        raise DatasetError(f"dataset folder {folder} does not exist; expected {spec.name} under the data root {root}")
-    if not spec.splits:
-        return list(spec.finder(folder, spec))
-    if split is not None and split not in spec.splits:
-        raise DatasetError(f"{spec.name} has splits {', '.join(spec.splits)}; got {split!r}")
-    wanted = [split] if split else list(spec.splits)
-    present = [s for s in wanted if (folder / s).is_dir()]
-    if not present:
-        raise DatasetError(f"{folder} has none of the split folders {', '.join(wanted)}")
-    records: list[SceneRecord] = []
-    for s in present:
-        records.extend(spec.finder(folder / s, spec))
-    return records
+    return spec.discover(data_root, split, synthetic)

@@ -1,4 +1,4 @@
-"""The pair shards: ``pairs/shard-NNNNN.parquet``, one row a pair (DESIGN.md)."""
+"""The pair shards: ``pairs/shard-NNNNN.parquet``, one row a pair (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from manifests.views import IMAGE_STRUCT, MAT3, MAT4, huggingface_metadata
 __all__ = ["PAIRS_FORMAT", "PAIRS_SCHEMA", "pairs_metadata", "shard_name"]
 
 PAIRS_FORMAT = "pairgen-pairs/1"
+SHARD_GLOB = "shard-*.parquet"  # matches every shard_name()
+IMAGE_COLUMNS = ("image1", "image2")  # the two views' encoded images (IMAGE_STRUCT: bytes, path)
+ID_COLUMN = "pair_id"
+SIZE_COLUMNS = ("width", "height")  # pixels of both views
 META_KEY = "pairgen"
 
 PAIRS_SCHEMA = pa.schema(

@@ -1,4 +1,4 @@
-"""The views file: ``views/<dataset>/<scene_id>.parquet``, one row a rendered view (DESIGN.md).
+"""The views file: ``views/<dataset>/<scene_id>.parquet``, one row a rendered view (docs/design.md).
 
 The schema, the Hugging Face ``datasets`` features that make ``image`` and
 ``depth`` decode as images, the file metadata, and a reader that checks all

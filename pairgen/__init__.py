@@ -1,7 +1,11 @@
 """pairgen: cross-view pre-training pairs from indoor scene datasets.
 
-The command line (``pairgen``) and the orchestration live here; scene loading
-is in ``renderers``, dataset layouts in ``manifests``.
+The command line (``pairgen``) and the stages live here (``stage.py`` is the
+lifecycle every stage shares; ``render.py`` and ``filter.py`` are two stages);
+scene loading is in ``renderers``, on-disk formats and dataset layouts in
+``manifests``. docs/design.md describes the whole.
 """
 
-__version__ = "0.1.0"
+from manifests.version import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -18,9 +18,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-__all__ = ["run_local", "run_ray"]
+from manifests.options import check, option
+
+__all__ = ["ClusterOptions", "run_local", "run_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +99,25 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where a stage's units of work run: a local or joined Ray cluster, or this process."""
+
+    workers: int | None = option(None, min=1, metavar="N",
+                                 help="CPUs of the local Ray started when --ray-address is not given (None: all of them)")
+    ray_address: str | None = option(None, metavar="ADDR",
+                                     help="join this Ray cluster ('auto' for the one `ray start` began here) "
+                                     "instead of starting one")
+    retries: int = option(2, min=0, max=100, metavar="N", help="times a scene is retried when its worker process dies")
+    no_ray: bool = option(False, help="run every scene in this process, one after the other (debugging)")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def distributor(self) -> Callable[..., None]:
+        """:func:`run_local`, or :func:`run_ray` with these options bound."""
+        if self.no_ray:
+            return run_local
+        return partial(run_ray, address=self.ray_address, workers=self.workers, retries=self.retries)

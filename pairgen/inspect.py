@@ -22,22 +22,24 @@ import json
 import logging
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.io import OutputError, atomic_path, read_json
-from manifests.pairs import META_KEY
+from manifests.io import OutputError, atomic_path
+from manifests.manifest import PairsManifest
+from manifests.options import check, option
+from manifests.pairs import META_KEY, SHARD_GLOB
 
-__all__ = ["LABEL_HEIGHT", "MIN_PANEL", "PAD", "contact_sheet", "highlight", "pairs_statistics"]
+__all__ = ["LABEL_HEIGHT", "MIN_PANEL", "PAD", "SheetOptions", "contact_sheet", "highlight", "pairs_statistics"]
 
 log = logging.getLogger(__name__)
 
 MIB = float(1 << 20)
 DEFAULT_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)  # filter's, when a manifest has none
-SHARD_GLOB = "shard-*.parquet"
 
 # contact sheet layout, pixels
 PAD = 4  # around and between panels
@@ -51,14 +53,24 @@ SHEET_COLUMNS = ["pair_id", "image1", "image2", "depth1", "depth2", "K1", "K2", 
                  "covis_1in2", "covisibility", "width", "height"]  # fmt: skip
 
 
-def _read_manifest(pairs_dir: Path) -> dict:
-    path = pairs_dir / "manifest.json"
-    if not path.is_file():
-        raise OutputError(f"{path}: not found; run `pairgen filter --out {pairs_dir.parent}` first")
-    return read_json(path)
+@dataclass(frozen=True)
+class SheetOptions:
+    """Which pairs the contact sheet shows."""
+
+    pairs: int = option(8, min=1, max=1000, metavar="N", help="pairs (rows) on the contact sheet")
+    seed: int = option(0, min=0, help="seed of the pairs drawn for the sheet")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
-def _shard_footers(pairs_dir: Path, manifest: dict) -> tuple[list[dict], list[str]]:
+def _read_manifest(pairs_dir: Path) -> PairsManifest:
+    if not PairsManifest.exists(pairs_dir):
+        raise OutputError(f"{PairsManifest.path_in(pairs_dir)}: not found; run `pairgen filter --out {pairs_dir.parent}` first")
+    return PairsManifest.read(pairs_dir)
+
+
+def _shard_footers(pairs_dir: Path, manifest: PairsManifest) -> tuple[list[dict], list[str]]:
     """Each manifest shard with what its footer says; and the problems found.
 
     Returns ``[{file, pairs (manifest), rows (footer, None when unreadable),
@@ -66,9 +78,9 @@ def _shard_footers(pairs_dir: Path, manifest: dict) -> tuple[list[dict], list[st
     """
     problems: list[str] = []
     shards: list[dict] = []
-    config_hash = manifest.get("config_hash")
+    config_hash = manifest.config_hash
     listed = set()
-    for entry in manifest.get("shards", []):
+    for entry in manifest.shards:
         name = Path(str(entry.get("file", ""))).name  # manifests are data: never follow a path out of the folder
         listed.add(name)
         path = pairs_dir / name
@@ -83,6 +95,9 @@ def _shard_footers(pairs_dir: Path, manifest: dict) -> tuple[list[dict], list[st
         except (OSError, pa.ArrowException) as e:
             problems.append(f"{name}: not a readable Parquet file, truncated or damaged ({e})")
             continue
+        changed = manifest.verify_shard(entry, path)
+        if changed:
+            problems.append(changed)
         shard["rows"] = meta.num_rows
         shard["row_groups"] = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         if meta.num_rows != shard["pairs"]:
@@ -129,9 +144,9 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
     pairs_dir = Path(pairs_dir)
     manifest = _read_manifest(pairs_dir)
     shards, problems = _shard_footers(pairs_dir, manifest)
-    if not manifest.get("complete"):
+    if not manifest.complete:
         problems.append("manifest.json: not marked complete (filter was interrupted?)")
-    bins = np.asarray(manifest.get("histogram", {}).get("bins") or DEFAULT_BINS, np.float64)
+    bins = np.asarray(manifest.body.get("histogram", {}).get("bins") or DEFAULT_BINS, np.float64)
 
     scenes: Counter[str] = Counter()
     covis: list[np.ndarray] = []
@@ -155,14 +170,14 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
         d["pairs"] += n
         d["scenes"] += 1
 
-    totals = manifest.get("totals", {})
+    totals = manifest.body.get("totals", {})
     unread = any(shard["rows"] is None for shard in shards) or any("cannot be read" in p for p in problems)
     if not unread and totals.get("pairs") is not None and totals["pairs"] != len(values):
         problems.append(f"manifest.json: totals say {totals['pairs']} pairs, the shards hold {len(values)}")
-    listed = manifest.get("histogram", {}).get("counts")
+    listed = manifest.body.get("histogram", {}).get("counts")
     if listed is not None and list(listed) != counts.tolist() and len(values) == totals.get("pairs"):
         problems.append("manifest.json: its covisibility histogram differs from the shards'")
-    expected = {k: s.get("pairs", 0) for k, s in manifest.get("scenes", {}).items() if s.get("pairs")}
+    expected = {k: s.get("pairs", 0) for k, s in manifest.scenes.items() if s.get("pairs")}
     if not problems and expected != dict(scenes):
         differ = sorted(set(expected) ^ set(scenes) | {k for k in expected if expected[k] != scenes.get(k)})
         problems.append(f"manifest.json: per-scene pair counts differ from the shards' ({', '.join(differ[:5])})")
@@ -172,7 +187,7 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
     present = [s for s, f in zip(sizes, shards) if f["rows"] is not None]
     return {
         "pairs_dir": str(pairs_dir),
-        "config_hash": manifest.get("config_hash"),
+        "config_hash": manifest.config_hash,
         "totals": {"pairs": len(values), "scenes": len(scenes), "datasets": len(datasets),
                    "shards": len(present), "mib": round(sum(f["bytes"] for f in shards) / MIB, 3)},
         "datasets": datasets,

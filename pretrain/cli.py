@@ -25,7 +25,7 @@ __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("pretrain")
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # 2: a bad option value, as argparse's own errors
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -33,14 +33,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pairgen import __version__
-    from pretrain.model import MODEL_PRESETS
+    from manifests.options import add_options
+    from manifests.version import VERSION
     from pretrain.train import TrainConfig
 
-    d = TrainConfig(shards="", run_dir="")
     parser = argparse.ArgumentParser(prog="pretrain", description="Pre-train CroCo on pairgen's Parquet pair shards.",
                                      formatter_class=_Formatter)  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"pretrain {__version__}")
+    parser.add_argument("--version", action="version", version=f"pretrain {VERSION}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -60,32 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     p.add_argument("--shards", required=True, type=Path, help="a pairs folder (OUT/pairs) or one shard file")
-    p.add_argument("--model", default=d.model, choices=sorted(MODEL_PRESETS), help="model preset")
     p.add_argument("--name", default=None,
                    help="run name: outputs go to RUNS/NAME (None: the model's name). Running the same command "
                    "again resumes from RUNS/NAME/checkpoint-last.pt")
     p.add_argument("--runs", default=Path("runs"), type=Path, help="folder holding the runs")
-    p.add_argument("--img-size", type=int, default=d.img_size, help="crop size fed to the model (pixels)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per micro-batch per process")
-    p.add_argument("--accum", type=int, default=d.accum, help="micro-batches per optimizer step")
-    p.add_argument("--base-lr", type=float, default=d.base_lr, help="learning rate per 256 pairs of effective batch")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (not on biases and norms)")
-    p.add_argument("--warmup-steps", type=int, default=None,
-                   help="linear warm-up steps (None: a tenth of the run, at most 1,000)")
-    bound = p.add_mutually_exclusive_group()
-    bound.add_argument("--steps", type=int, default=None, help="optimizer steps to train (default: --epochs 1)")
-    bound.add_argument("--epochs", type=float, default=None, help="epochs over the shards to train")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the data order, augmentation, masks and init")
-    p.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader worker processes per GPU/process")
-    p.add_argument("--no-jitter", action="store_true", help="turn CroCo's colour jitter off")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--amp", default=d.amp, choices=("auto", "bf16", "off"),
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
-    p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep every periodic checkpoint as checkpoint-NNNNNNN.pt besides checkpoint-last.pt")
-    p.add_argument("--image-every", type=int, default=d.image_every, help="steps between reconstruction PNGs (0: never)")
+    add_options(p, TrainConfig)
     p.add_argument("--resume", type=Path, default=None,
                    help="continue from this checkpoint, in its folder (a run folder's last checkpoint is used "
                    "without this option)")
@@ -111,16 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from pretrain.train import TrainConfig, train
 
+    from manifests.options import from_args
+
     resume = args.resume
     run_dir = resume.parent if resume is not None else args.runs / (args.name or args.model)
-    config = TrainConfig(
-        shards=str(args.shards), run_dir=str(run_dir), model=args.model, img_size=args.img_size,
-        batch_size=args.batch_size, accum=args.accum, base_lr=args.base_lr, weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps, steps=args.steps, epochs=args.epochs, seed=args.seed,
-        num_workers=args.workers, compile=args.compile, amp=args.amp, jitter=not args.no_jitter,
-        log_every=args.log_every, ckpt_every=args.ckpt_every, image_every=args.image_every,
-        keep_checkpoints=args.keep_checkpoints,
-    )  # fmt: skip
+    config = from_args(TrainConfig, args, shards=str(args.shards), run_dir=str(run_dir))
     from manifests.config import config_changes
     from pretrain.train import load_checkpoint
 
@@ -182,11 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)  # fmt: skip
+    from manifests.options import ConfigError
     from pretrain.data import ShardError
     from pretrain.train import TrainingError
 
     try:
         return args.func(args)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"pretrain {args.command}: error: {e.cli_message()}", file=sys.stderr)
+        return EXIT_USAGE
     except (ShardError, TrainingError, ValueError, OSError) as e:
         if args.debug:
             raise

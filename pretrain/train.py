@@ -33,47 +33,68 @@ import numpy as np
 import torch
 
 from manifests.io import atomic_path
-from pretrain.data import PairStream, find_shards, to_float
+from manifests.options import ConfigError, check, option
+from pretrain import augment
+from pretrain.augment import to_float
+from pretrain.data import PairStream
 from pretrain.model import build_model, flops_per_pair, masked_patch_loss
+from pretrain.shards import find_shards
 
 __all__ = ["TrainConfig", "TrainingError", "load_checkpoint", "train"]
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+IMAGENET_MEAN = torch.tensor(augment.IMAGENET_MEAN).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor(augment.IMAGENET_STD).view(1, 3, 1, 1)
+
+
+PATCH = 16  # the presets' patch side, pixels
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, a checkpoint of another run)."""
 
 
+def _models() -> list[str]:
+    from pretrain.model import MODEL_PRESETS
+
+    return sorted(MODEL_PRESETS)
+
+
 @dataclass
 class TrainConfig:
-    """A training run; stored in every checkpoint."""
+    """A training run; stored in every checkpoint. Each option field is a ``pretrain run`` flag."""
 
-    shards: str | list[str]  # a pairs folder, a shard, or shard files
-    run_dir: str
-    model: str = "croco-base"
-    img_size: int = 224  # crop size fed to the model
-    batch_size: int = 64  # pairs per micro-batch per process
-    accum: int = 1  # micro-batches per optimizer step
-    base_lr: float = 1.5e-4  # per 256 pairs
-    min_lr: float = 0.0
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int | None = None  # None: a tenth of the run, at most 1,000 steps
-    steps: int | None = None  # bound the run by optimizer steps ...
-    epochs: float | None = None  # ... or by epochs over the shards
-    seed: int = 0
-    num_workers: int = 4
-    compile: bool = False
-    amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; "off"; "bf16"
-    jitter: bool = True
-    log_every: int = 20
-    ckpt_every: int = 1000  # steps between checkpoints (0: only at the end)
-    keep_checkpoints: bool = False  # keep each periodic checkpoint as checkpoint-NNNNNNN.pt too
-    image_every: int = 1000
+    shards: str | list[str]  # a pairs folder, a shard, or shard files (--shards)
+    run_dir: str  # RUNS/NAME (--runs, --name)
+    model: str = option("croco-base", choices=_models, help="model preset")
+    img_size: int = option(224, min=16, help="crop size fed to the model (pixels, a multiple of the 16-pixel patch)")
+    batch_size: int = option(64, min=1, help="pairs per micro-batch per process")
+    accum: int = option(1, min=1, help="micro-batches per optimizer step")
+    base_lr: float = option(1.5e-4, above=0, help="learning rate per 256 pairs of effective batch")
+    min_lr: float = option(0.0, min=0, cli=False, help="learning rate at the end of the cosine")
+    weight_decay: float = option(0.05, min=0, help="AdamW weight decay (not on biases and norms)")
+    betas: tuple[float, float] = option((0.9, 0.95), min=0, below=1, cli=False, help="AdamW betas")
+    warmup_steps: int | None = option(None, min=0, help="linear warm-up steps (None: a tenth of the run, at most 1,000)")
+    steps: int | None = option(None, min=1, help="optimizer steps to train (None: --epochs, or one epoch)")
+    epochs: float | None = option(None, above=0, help="epochs over the shards to train")
+    seed: int = option(0, min=0, help="seed of the data order, augmentation, masks and init")
+    num_workers: int = option(4, min=0, flag="--workers", help="DataLoader worker processes per GPU/process")
+    compile: bool = option(False, help="torch.compile the model")
+    amp: str = option("auto", choices=("auto", "bf16", "off"), help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    jitter: bool = option(True, flag="--no-jitter", help="turn CroCo's colour jitter off")
+    log_every: int = option(20, min=1, help="steps between log lines")
+    ckpt_every: int = option(1000, min=0, help="steps between checkpoints (0: only at the end)")
+    keep_checkpoints: bool = option(False, help="keep every periodic checkpoint as checkpoint-NNNNNNN.pt besides "
+                                    "checkpoint-last.pt")
+    image_every: int = option(1000, min=0, help="steps between reconstruction PNGs (0: never)")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.img_size % PATCH != 0:
+            raise ConfigError("img_size", f"must be a multiple of the patch size {PATCH}, got {self.img_size}")
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("steps", "cannot be given with epochs: both bound the run", related=("epochs",))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,4 +1,4 @@
-"""Pinhole cameras in the DESIGN.md conventions, as pure functions on arrays.
+"""Pinhole cameras in the docs/design.md conventions, as pure functions on arrays.
 
 * Camera frame: OpenCV, x right, y down, z forward.
 * ``cam2world``: (4, 4) rigid transform from camera to world (Y-up world).

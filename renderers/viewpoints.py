@@ -14,7 +14,7 @@ the material ``pairgen filter`` cuts ~50 %-covisible pairs from:
   (CroCo's generator: 1.2-1.8 m, 10 and 5 degrees).
 
 A candidate view is kept when at least ``min_valid`` of its pixels see a
-surface and at most ``max_near`` of them see one nearer than ``near``
+surface and at most ``max_near`` of them see one nearer than ``min_distance``
 (a camera against a wall or a cupboard door teaches nothing). Candidates are
 screened on a small render first (where the backend allows), so a rejected
 view costs about 1/64 of a kept one.
@@ -34,6 +34,7 @@ import numpy as np
 
 from renderers.backends import RenderedView
 from renderers.camera import intrinsics_from_hfov
+from manifests.options import ConfigError, check, option, parse_pair, parse_size, show_pair, show_size
 from renderers.floor import RAY_EPS, Floor, NoFloorError
 
 __all__ = ["SamplingStats", "View", "ViewConfig", "camera_pose", "sample_views", "scale_intrinsics"]
@@ -48,40 +49,43 @@ SCREEN = 8  # the screening render is this many times smaller per side
 
 @dataclass(frozen=True)
 class ViewConfig:
-    """How views are placed and which are kept (metres, degrees)."""
+    """How views are placed and which are kept (metres, degrees); each field is a ``pairgen render`` flag."""
 
-    views: int = 500  # views kept per scene (about 1,000 pairs in 0.5-0.8 covisibility)
-    width: int = 256
-    height: int = 256
-    hfov: float = 60.0
-    camera_height: tuple[float, float] = (1.2, 1.8)  # above the floor point
-    tilt: float = 10.0  # |pitch| at most
-    roll: float = 5.0  # |roll| at most
-    min_valid: float = 0.7  # share of pixels that must hit a surface
-    near: float = 0.3  # a surface nearer than this ...
-    max_near: float = 0.2  # ... may fill at most this share of the image
-    walk: int = 16  # views per walk
-    step: tuple[float, float] = (0.1, 0.8)  # distance from the view a new one branches from
-    turn: float = 20.0  # |yaw change| from that view at most
-    max_attempts: float = 8.0  # candidates tried per view kept, at most
+    views_per_scene: int = option(500, min=1, metavar="N",
+                                  help="views kept per scene (about 1,000 pairs in 0.5-0.8 covisibility)")
+    resolution: tuple[int, int] = option((256, 256), min=8, metavar="WxH", parse=parse_size, show=show_size,
+                                         help="image size: SIZE or WIDTHxHEIGHT")
+    hfov: float = option(60.0, above=0, below=180, help="horizontal field of view, degrees")
+    camera_height: tuple[float, float] = option((1.2, 1.8), min=0, metavar="MIN,MAX", parse=parse_pair,
+                                                show=show_pair, help="camera height above the floor, metres")
+    tilt: float = option(10.0, min=0, below=90, help="largest pitch up or down, degrees")
+    roll: float = option(5.0, min=0, below=180, help="largest roll, degrees")
+    min_valid: float = option(0.7, min=0, max=1, help="least share of pixels with valid depth for a view to be kept")
+    min_distance: float = option(0.3, min=0, metavar="M",
+                                 help="surfaces nearer than this (metres) may fill at most --max-near of a kept view")
+    max_near: float = option(0.2, min=0, max=1, metavar="FRACTION",
+                             help="largest share of a kept view nearer than --min-distance")
+    walk_length: int = option(16, min=1, metavar="N", help="views per walk")
+    step: tuple[float, float] = option((0.1, 0.8), min=0, metavar="MIN,MAX", parse=parse_pair, show=show_pair,
+                                       help="metres between a view and the one it branches from")
+    turn: float = option(20.0, min=0, max=180, help="largest yaw change from that view, degrees")
+    max_attempts: float = option(8.0, min=1, cli=False, help="candidates tried per view kept, at most")
 
     def __post_init__(self) -> None:
-        lo, hi = self.camera_height
-        problems = [
-            (self.views < 1, f"views per scene must be at least 1, got {self.views}"),
-            (self.width < 8 or self.height < 8, f"resolution must be at least 8x8, got {self.width}x{self.height}"),
-            (not 0 < self.hfov < 180, f"hfov must be in (0, 180) degrees, got {self.hfov}"),
-            (not 0 <= lo <= hi, f"camera height range must satisfy 0 <= min <= max, got {lo}-{hi}"),
-            (not 0 <= self.tilt < 90, f"tilt must be in [0, 90) degrees, got {self.tilt}"),
-            (not 0 <= self.roll < 180, f"roll must be in [0, 180) degrees, got {self.roll}"),
-            (not 0 <= self.min_valid <= 1, f"min valid fraction must be in [0, 1], got {self.min_valid}"),
-            (not 0 <= self.max_near <= 1, f"max near fraction must be in [0, 1], got {self.max_near}"),
-            (self.walk < 1, f"views per walk must be at least 1, got {self.walk}"),
-            (not 0 <= self.step[0] <= self.step[1], f"step range must satisfy 0 <= min <= max, got {self.step}"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise ValueError(message)
+        check(self)
+        if self.camera_height[0] > self.camera_height[1]:
+            raise ConfigError("camera_height", f"the camera height range must satisfy min <= max, "
+                              f"got {show_pair(self.camera_height)}")
+        if self.step[0] > self.step[1]:
+            raise ConfigError("step", f"the step range must satisfy min <= max, got {show_pair(self.step)}")
+
+    @property
+    def width(self) -> int:
+        return self.resolution[0]
+
+    @property
+    def height(self) -> int:
+        return self.resolution[1]
 
     @property
     def K(self) -> np.ndarray:
@@ -145,7 +149,7 @@ def _reject_reason(depth: np.ndarray, config: ViewConfig) -> str | None:
     valid = depth > 0
     if valid.mean() < config.min_valid:
         return "too little valid depth"
-    if (valid & (depth < config.near)).mean() > config.max_near:
+    if (valid & (depth < config.min_distance)).mean() > config.max_near:
         return "too close to a surface"
     return None
 
@@ -219,7 +223,7 @@ def sample_views(
     *,
     screen: bool = True,
 ) -> Iterator[View]:
-    """Yield up to ``config.views`` kept views, walk by walk.
+    """Yield up to ``config.views_per_scene`` kept views, walk by walk.
 
     Parameters
     ----------
@@ -244,11 +248,11 @@ def sample_views(
     K = config.K
     w_s, h_s = max(1, config.width // SCREEN), max(1, config.height // SCREEN)
     K_s = scale_intrinsics(K, config.width / w_s)
-    budget = int(np.ceil(config.max_attempts * config.views))
+    budget = int(np.ceil(config.max_attempts * config.views_per_scene))
     walk: list[tuple[int, np.ndarray, float]] = []
     misses = 0  # failed candidates in a row in this walk
-    while stats.kept < config.views and stats.candidates < budget:
-        if not walk or len(walk) >= config.walk or misses >= 2 * config.walk:
+    while stats.kept < config.views_per_scene and stats.candidates < budget:
+        if not walk or len(walk) >= config.walk_length or misses >= 2 * config.walk_length:
             walk, misses = [], 0
             stats.walks += 1
             candidate = walker.anchor()
@@ -272,6 +276,6 @@ def sample_views(
         misses = 0
         stats.kept += 1
         yield View(K=K, cam2world=pose, render=view, walk=stats.walks - 1)
-    if stats.kept < config.views:
-        log.info("kept %d of %d views after %d candidates: %s", stats.kept, config.views, stats.candidates,
+    if stats.kept < config.views_per_scene:
+        log.info("kept %d of %d views after %d candidates: %s", stats.kept, config.views_per_scene, stats.candidates,
                  dict(stats.rejected))  # fmt: skip

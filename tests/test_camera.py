@@ -1,4 +1,4 @@
-"""Camera conventions of DESIGN.md: intrinsics, unprojection and projection agree."""
+"""Camera conventions of docs/design.md: intrinsics, unprojection and projection agree."""
 
 from __future__ import annotations
 

@@ -52,5 +52,5 @@ def test_ray_retries_dead_workers_then_records_the_scene(tmp_path):
 def test_bad_worker_count(workers, capsys):
     from pairgen.cli import main
 
-    assert main(["render", "--workers", str(workers), "--views-per-scene", "1", "--out", "/nonexistent/x"]) == 1
-    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert main(["render", "--workers", str(workers), "--views-per-scene", "1", "--out", "/nonexistent/x"]) == 2
+    assert "argument --workers: must be at least 1" in capsys.readouterr().err

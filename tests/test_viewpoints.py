@@ -113,7 +113,7 @@ def _in_box(p, box, margin=0.0) -> bool:
 @pytest.fixture(scope="module")
 def synthetic_views():
     scene = load_scene("synthetic", "small/3", scene_id="apartment")
-    config = ViewConfig(views=60, width=64, height=48)
+    config = ViewConfig(views_per_scene=60, resolution=(64, 48))
     stats = SamplingStats()
     with get_backend("raycast").open(scene) as renderer:
         caster = renderer.raycaster()
@@ -124,7 +124,7 @@ def synthetic_views():
 
 def test_synthetic_cameras_stand_in_free_space_at_the_requested_height(synthetic_views):
     scene, config, views, stats = synthetic_views
-    assert len(views) == config.views and stats.kept == config.views
+    assert len(views) == config.views_per_scene and stats.kept == config.views_per_scene
     rooms, doors, obstacles = (scene.extras[k] for k in ("rooms", "doors", "obstacles"))
     for view in views:
         p = view.cam2world[:3, 3]
@@ -136,7 +136,7 @@ def test_synthetic_cameras_stand_in_free_space_at_the_requested_height(synthetic
         pitch = np.degrees(np.arcsin(R[1, 2]))
         assert abs(pitch) <= config.tilt + 1e-6
         assert view.render.valid_fraction >= config.min_valid
-        near = (view.render.depth > 0) & (view.render.depth < config.near)
+        near = (view.render.depth > 0) & (view.render.depth < config.min_distance)
         assert near.mean() <= config.max_near
 
 
@@ -156,7 +156,7 @@ def test_views_come_in_walks_of_nearby_cameras(synthetic_views):
 
 def test_sampling_is_deterministic():
     scene = room()
-    config = ViewConfig(views=12, width=32, height=32, walk=4)
+    config = ViewConfig(views_per_scene=12, resolution=(32, 32), walk_length=4)
     poses = []
     for seed in (5, 5, 6):
         with get_backend("raycast").open(scene) as renderer:
@@ -171,7 +171,7 @@ def test_sampling_is_deterministic():
 @pytest.mark.parametrize(
     "kw, phrase",
     [
-        (dict(views=0), "views per scene"),
+        (dict(views_per_scene=0), "views_per_scene"),
         (dict(camera_height=(1.8, 1.2)), "camera height"),
         (dict(hfov=180.0), "hfov"),
         (dict(min_valid=1.5), "valid"),

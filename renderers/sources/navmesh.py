@@ -45,7 +45,7 @@ vertex ``verts[poly.verts[k]]``, a larger one the detail vertex
 left out; off-mesh connections (polygon type 1) are skipped. The result's
 ``area`` is then habitat-sim's ``PathFinder.navigable_area``.
 
-Vertices are already in the Y-up world frame of DESIGN.md; nothing is rotated.
+Vertices are already in the Y-up world frame of docs/design.md; nothing is rotated.
 """
 
 from __future__ import annotations
