@@ -32,6 +32,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +46,7 @@ from manifests.pairs import PAIRS_SCHEMA, pairs_metadata, shard_name
 from manifests.views import read_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
 
-__all__ = ["FilterConfig", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
+__all__ = ["ChosenPair", "FilterConfig", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
 
 HISTOGRAM_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -86,12 +87,21 @@ class FilterConfig:
         return asdict(self)
 
 
+class ChosenPair(NamedTuple):
+    """One kept pair of a scene: its views' ids and covisibilities (``covisibility`` is the measure's min)."""
+
+    view1: int
+    view2: int
+    covis_1in2: float
+    covis_2in1: float
+    covisibility: float
+
+
 @dataclass
 class ScenePairs(UnitResult):
-    """One scene's chosen pairs, ``(view1_id, view2_id, covis_1in2, covis_2in1, covisibility)`` each, and how
-    they were found."""
+    """One scene's chosen pairs and how they were found."""
 
-    pairs: list = field(default_factory=list)
+    pairs: list[ChosenPair] = field(default_factory=list)
     views: int | None = None
     candidates: int | None = None  # pairs considered
     computed: int | None = None  # pairs computed exactly on every pixel
@@ -127,8 +137,8 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
                               target=config.pairs_per_scene, max_per_view=config.max_pairs_per_view, rng=rng)  # fmt: skip
         ids = np.asarray(table.column("view_id").to_pylist())
         c = found.covisibility
-        result.pairs = [[int(ids[found.pairs[k, 0]]), int(ids[found.pairs[k, 1]]), float(found.covis_1in2[k]),
-                         float(found.covis_2in1[k]), float(c[k])] for k in chosen]  # fmt: skip
+        result.pairs = [ChosenPair(int(ids[found.pairs[k, 0]]), int(ids[found.pairs[k, 1]]), float(found.covis_1in2[k]),
+                                   float(found.covis_2in1[k]), float(c[k])) for k in chosen]  # fmt: skip
         result.views, result.candidates, result.computed = n, found.candidates, found.computed
         result.in_band = len(found.band(config.min_covis, config.max_covis))
         result.status = "ok"
@@ -136,8 +146,8 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
     return run_unit(ScenePairs(), body)
 
 
-def _shard_table(rows: list[tuple[str, list]], views: dict[str, dict]) -> pa.Table:
-    """One shard's rows: (scene key, [v1, v2, c12, c21, c]) each, bytes taken from the views tables."""
+def _shard_table(rows: list[tuple[str, ChosenPair]], views: dict[str, dict]) -> pa.Table:
+    """One shard's rows, (scene key, pair) each, bytes taken from the views tables."""
     cols: dict[str, list] = {name: [] for name in PAIRS_SCHEMA.names}
     for key, (v1, v2, c12, c21, c) in rows:
         meta = views[key]
@@ -273,7 +283,7 @@ class FilterStage(Stage):
         finally:
             if bar is not None:
                 bar.close()
-        covis = np.array([p[4] for s in self.selections.values() for p in s.pairs], np.float64)
+        covis = np.array([p.covisibility for s in self.selections.values() for p in s.pairs], np.float64)
         hist, _ = np.histogram(covis, bins=HISTOGRAM_BINS)
         summary.counts.update(pairs=total, shards=len(shards))
         datasets = sorted({k.split("/", 1)[0] for k, s in self.selections.items() if s.pairs})
