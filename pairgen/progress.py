@@ -31,6 +31,7 @@ class Progress:
         self.postfix: dict[str, object] = {}
         self._start = self._last = time.monotonic()
         self._bar = None
+        self._shown = 0  # the count the last log line showed
         isatty = getattr(self.stream, "isatty", None)
         if isatty is not None and isatty():
             from tqdm import tqdm
@@ -50,7 +51,7 @@ class Progress:
             self._bar.set_postfix(self.postfix, refresh=refresh)
 
     def _line(self) -> None:
-        self._last = time.monotonic()
+        self._last, self._shown = time.monotonic(), self.n
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         extra = "".join(f" {k}={v}" for k, v in self.postfix.items())
@@ -61,7 +62,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.n and self.total:
+        elif self.n and self.total and self._shown != self.n:
             self._line()
 
     def __enter__(self) -> Progress:
