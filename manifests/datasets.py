@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,11 +101,11 @@ class SceneRecord:
 class SyntheticOptions:
     """How many procedural apartments the ``synthetic`` dataset holds, and how big."""
 
-    count: int = option(4, min=0, flag="--synthetic-count", metavar="N",
+    count: int = option(4, min=0, max=1_000_000, flag="--synthetic-count", metavar="N",
                         help="how many procedural apartments 'synthetic' holds")
     preset: str = option("medium", flag="--synthetic-preset", choices=("small", "medium", "large"),
                          help="size of the procedural apartments (large: about 1 M triangles)")
-    seed: int = option(0, min=0,
+    seed: int = option(0, min=0, max=2**32 - 1,
                        help="seed of the first procedural apartment (and, for render, of the viewpoint sampling)")
 
     def __post_init__(self) -> None:
@@ -172,27 +174,70 @@ describe_datasets = _REGISTRY.summary
 
 def _record(spec: Dataset, split: str, scene_id: str, mesh: Path | None,
             navmesh: Path | None, problems: list[str] | None = None) -> SceneRecord:
-    """A record for ``mesh`` (the expected file); a missing or empty one is its problem."""
+    """A record for ``mesh`` (the expected file); a missing, empty or foreign one is its problem.
+
+    Neither file is followed out of the dataset folder (``<data-root>/<name>``,
+    resolved, so a dataset folder that is itself a link is fine): a mesh or
+    navmesh that is a symlink leading outside it, or that is not a regular
+    file (a FIFO, a device, a folder), is recorded as the scene's problem and
+    not read. A missing navmesh is no problem (it is optional).
+    """
     problems = list(problems or [])
     if mesh is not None:
-        try:
-            if not mesh.is_file():
-                problems.append(f"{mesh.parent}: no {mesh.name}")
-                mesh = None
-            elif mesh.stat().st_size == 0:
-                problems.append(f"{mesh}: file is empty")
-        except OSError as e:
-            problems.append(f"{mesh}: cannot read: {e.strerror or e}")
+        if not os.path.lexists(mesh):
+            problems.append(f"{mesh.parent}: no {mesh.name}")
+            mesh = None
+        else:
+            problem = _file_problem(mesh, _dataset_folder(spec, mesh), empty_ok=False)
+            if problem is not None:
+                problems.append(f"{mesh}: {problem}")
+    if navmesh is not None:
+        if not os.path.lexists(navmesh):
+            navmesh = None
+        else:
+            problem = _file_problem(navmesh, _dataset_folder(spec, navmesh), empty_ok=True)
+            if problem is not None:
+                problems.append(f"{navmesh}: {problem}")
+                navmesh = None
     return SceneRecord(
         dataset=spec.name,
         split=split,
         scene_id=scene_id,
         mesh=str(mesh) if mesh is not None else None,
-        navmesh=str(navmesh) if navmesh is not None and navmesh.is_file() else None,
+        navmesh=str(navmesh) if navmesh is not None else None,
         source=spec.source,
         up=spec.up,
         problems=problems,
     )
+
+
+def _dataset_folder(spec: Dataset, path: Path) -> Path:
+    """The dataset folder a discovered ``path`` lies in: its nearest ancestor named after the dataset."""
+    return next((parent for parent in path.parents if parent.name == spec.name), path.parent)
+
+
+def _file_problem(path: Path, folder: Path, *, empty_ok: bool) -> str | None:
+    """Why ``path`` (which exists, maybe as a link) must not be read as a scene file, or None."""
+    try:
+        base = folder.resolve()
+        target = path.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        return f"cannot resolve: {getattr(e, 'strerror', None) or e}"
+    if not target.is_relative_to(base):
+        return f"leads outside the dataset folder {base} (through a symlink): refused, not followed"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "a broken symlink"
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a FIFO, device or socket)"
+    if st.st_size == 0 and not empty_ok:
+        return "file is empty"
+    return None
 
 
 def _subfolders(folder: Path) -> list[Path]:

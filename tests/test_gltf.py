@@ -302,3 +302,188 @@ def test_image_uri_outside_the_folder_is_refused(tmp_path, case):
         load_scene("gltf", path, up="z")
     message = str(err.value)
     assert str(path) in message and repr(uri) in message and phrase in message, message
+
+
+# -- hostile files: declared image sizes, stage configs, buffers, node trees -------
+
+
+def _huge_png(w=50000, h=50000) -> bytes:
+    """A PNG signature and IHDR declaring ``w`` x ``h``, and no pixels."""
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I4sIIBBBBB", 13, b"IHDR", w, h, 8, 2, 0, 0, 0) + b"\0" * 4
+
+
+def _huge_jpeg(w=50000, h=50000) -> bytes:
+    """A JPEG whose APP0 then baseline frame header (SOF0) declare ``w`` x ``h``."""
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"
+    sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, h, w, 3) + b"\x01\x11\0\x02\x11\0\x03\x11\0"
+    return b"\xff\xd8" + app0 + sof0 + b"\xff\xda" + b"\0" * 32
+
+
+def _huge_webp(w=50000, h=50000) -> bytes:
+    """A WebP whose VP8X chunk declares a ``w`` x ``h`` canvas."""
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + b"\0" * 4 + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("image, kind", [(_huge_png(), "png"), (_huge_jpeg(), "jpeg"), (_huge_webp(), "webp"),
+                                         (_huge_png(4, 70000), "png")])  # fmt: skip
+def test_image_declaring_a_huge_size_is_refused_before_decoding(tmp_path, monkeypatch, image, kind):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image whose header declares too many pixels")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    glb = write_glb(z_up_room()[:1], images=[GlbImage(image, f"image/{kind}")], materials=[textured_material(0)])
+    path = save(tmp_path, glb, "huge.glb")
+    with pytest.raises(SceneFormatError) as err:
+        load_scene("gltf", path, up="z")
+    message = str(err.value)
+    assert str(path) in message and "image 0" in message and "allowed per side" in message, message
+
+
+def test_image_sizes_are_read_from_real_headers():
+    from renderers.sources.textures import image_size
+
+    img = np.zeros((37, 53, 3), np.uint8)
+    for ext, params in [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".webp", []),
+                        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])]:  # fmt: skip
+        ok, buf = cv2.imencode(ext, img, params)
+        assert ok and image_size(buf.tobytes()) == (53, 37), (ext, params)
+    assert image_size(_huge_jpeg(300, 200)) == (300, 200)
+    assert image_size(_huge_webp(300, 200)) == (300, 200)
+
+
+def _plain_room() -> list[GlbMesh]:
+    """The room without materials or textures."""
+    meshes = z_up_room()
+    for m in meshes:
+        m.material = None
+    return meshes
+
+
+STAGE_CASES = {
+    "link out": (lambda p: p.symlink_to(p.parent.parent / "outside.json"), "leads outside the glTF file's folder"),
+    "link to /dev/zero": (lambda p: p.symlink_to("/dev/zero"), "leads outside the glTF file's folder"),
+    "fifo": (lambda p: os.mkfifo(p), "is not a regular file"),
+    "folder": (lambda p: p.mkdir(), "is a folder"),
+    "not an object": (lambda p: p.write_text("[0, 0, 1]"), "must be a JSON object"),
+    "up of words": (lambda p: p.write_text('{"up": ["x", "y", "z"]}'), "'up' must be a list of 3 finite numbers"),
+    "front too long": (lambda p: p.write_text('{"front": [0, 1, 0, 0]}'), "'front' must be a list of 3 finite numbers"),
+    "deep nesting": (lambda p: p.write_text("[" * 100000), "unreadable stage config"),
+    "too big": (lambda p: p.write_bytes(b" " * (2 << 20) + b"{}"), "more than the"),
+    "not orthogonal": (lambda p: p.write_text('{"up": [0, 0, 1], "front": [0, 0, 1]}'), "stage config axes"),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", list(STAGE_CASES))
+def test_hostile_stage_config_is_refused(tmp_path, case):
+    make, phrase = STAGE_CASES[case]
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    (tmp_path / "outside.json").write_text('{"up": [0, 1, 0], "front": [0, 0, -1], "secret": "SECRET"}')
+    path = save(folder, write_glb(_plain_room()), "stage.glb")
+    make(folder / "stage.stage_config.json")
+    with pytest.raises(SceneFormatError) as err:
+        load_scene("gltf", path, up="z")
+    message = str(err.value)
+    assert str(path) in message and phrase in message and "SECRET" not in message, message
+    if case != "not orthogonal":
+        assert "stage.stage_config.json" in message
+
+
+BUFFER_CASES = {
+    "absolute": (lambda tmp, folder: str(tmp / "outside.bin"), "absolute path"),
+    "parent folder": (lambda tmp, folder: "../outside.bin", "outside the glTF file's folder"),
+    "symlink out": (lambda tmp, folder: _symlink(folder, "link.bin", tmp / "outside.bin"), "outside the glTF file's folder"),
+    "fifo": (lambda tmp, folder: (os.mkfifo(folder / "pipe.bin"), "pipe.bin")[1], "is not a regular file"),
+    "folder": (lambda tmp, folder: ((folder / "sub").mkdir(), "sub")[1], "is a folder"),
+    "missing": (lambda tmp, folder: "missing.bin", "file not found"),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", list(BUFFER_CASES))
+def test_buffer_uri_outside_the_folder_is_refused(tmp_path, case):
+    make, phrase = BUFFER_CASES[case]
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    glb = write_glb(_plain_room())
+    (tmp_path / "outside.bin").write_bytes(b"SECRET" * 100)
+    uri = make(tmp_path, folder)
+    path = save(folder, _with_uri_buffer(glb, uri), "stage.glb")
+    with pytest.raises(SceneFormatError) as err:
+        load_scene("gltf", path, up="z")
+    message = str(err.value)
+    assert str(path) in message and repr(uri) in message and phrase in message and "SECRET" not in message, message
+
+
+def _with_uri_buffer(glb: bytes, uri: str) -> bytes:
+    from tests.writers.gltf import pack_glb, split_glb
+
+    doc, blob = split_glb(glb)
+    doc["buffers"] = [{"uri": uri, "byteLength": len(blob)}]
+    return pack_glb(doc)
+
+
+def test_buffer_beside_the_file_is_read(tmp_path):
+    from tests.writers.gltf import split_glb
+
+    glb = write_glb(_plain_room())
+    (tmp_path / "mesh.bin").write_bytes(split_glb(glb)[1])
+    scene = load_scene("gltf", save(tmp_path, _with_uri_buffer(glb, "mesh.bin")), up="z")
+    assert scene.num_triangles == 4
+
+
+def test_shared_children_are_refused_before_the_work_doubles(tmp_path):
+    """A chain of 40 nodes, each listing the next twice, would visit 2^40 nodes."""
+    meshes = _plain_room()[:1]
+    nodes = [GlbNode(mesh=0, children=[i + 1, i + 1]) for i in range(40)] + [GlbNode(mesh=0)]
+    path = save(tmp_path, write_glb(meshes, nodes, roots=[0]))
+    with pytest.raises(SceneFormatError, match="node 40 is reached twice"):
+        load_scene("gltf", path, up="z")
+
+
+def test_a_node_cycle_is_refused(tmp_path):
+    meshes = _plain_room()[:1]
+    path = save(tmp_path, write_glb(meshes, [GlbNode(mesh=0, children=[1]), GlbNode(children=[0])], roots=[0]))
+    with pytest.raises(SceneFormatError, match="node 0 is reached twice: the node hierarchy has a cycle"):
+        load_scene("gltf", path, up="z")
+
+
+def test_instanced_meshes_read_their_accessors_once_and_are_capped(tmp_path, monkeypatch):
+    from renderers.sources import gltf
+
+    meshes = _plain_room()[:1]
+    nodes = [GlbNode(children=list(range(1, 51)))] + [GlbNode(mesh=0, translation=(i, 0, 0)) for i in range(50)]
+    path = save(tmp_path, write_glb(meshes, nodes, roots=[0]))
+    reads = []
+    real = gltf._GltfReader._read_accessor
+    monkeypatch.setattr(gltf._GltfReader, "_read_accessor", lambda self, i: reads.append(i) or real(self, i))
+    scene = load_scene("gltf", path, up="z")
+    assert scene.num_triangles == 100 and sorted(reads) == [0, 1, 2]  # POSITION, TEXCOORD_0, indices: once each
+    monkeypatch.setattr(gltf, "MAX_TRIANGLES", 60)
+    with pytest.raises(SceneFormatError, match="more than 60 triangles"):
+        load_scene("gltf", path, up="z")
+
+
+def test_huge_node_transforms_are_a_clear_error(tmp_path):
+    meshes = _plain_room()[:1]
+    path = save(tmp_path, write_glb(meshes, [GlbNode(mesh=0, scale=(1e308, 1e308, 1e308))]))
+    with np.errstate(all="raise"), pytest.raises(SceneFormatError, match="NaN or infinite vertex positions"):
+        load_scene("gltf", path, up="z")
+
+
+def test_names_in_messages_stay_on_one_line(tmp_path):
+    glb = write_glb(z_up_room()[:1], images=[GlbImage(b"GIF89a", "image/gif")], materials=[textured_material(0)])
+    path = save(tmp_path, _with_json_of(glb, lambda d: d["images"][0].update(name="line one\nline two\x1b[31m")))
+    with pytest.raises(SceneFormatError) as err:
+        load_scene("gltf", path, up="z")
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value) and "line one" in str(err.value)
+
+
+def _with_json_of(glb: bytes, edit) -> bytes:
+    from tests.writers.gltf import pack_glb, split_glb
+
+    doc, blob = split_glb(glb)
+    edit(doc)
+    return pack_glb(doc, blob)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 from renderers.scene import SceneFormatError
 from renderers.sources.navmesh import MIN_POLYGON_AREA, parse_navmesh, read_navmesh
-from tests.writers.navmesh import write_navmesh
+from tests.writers.navmesh import write_navmesh, write_tile_chain
 
 log = logging.getLogger(__name__)
 
@@ -250,3 +251,67 @@ def test_bad_input(tmp_path, case):
 def test_empty_bytes_are_refused():
     with pytest.raises(SceneFormatError, match="empty"):
         parse_navmesh(b"", "nothing.navmesh")
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def _count_tile_steps(monkeypatch) -> list[int]:
+    """Count the steps along tile chains the version-2 tile search takes (one call a tile header)."""
+    from renderers.sources import navmesh as module
+
+    calls = [0]
+    real = module._next_tile
+
+    def counting(data, offset):
+        calls[0] += 1
+        return real(data, offset)
+
+    monkeypatch.setattr(module, "_next_tile", counting)
+    return calls
+
+
+def test_first_tile_search_is_linear_in_the_file(monkeypatch):
+    """Many tiny tiles, every one a candidate whose chain misses the end of the file by one byte:
+    each tile header is stepped over once, not once per candidate before it (that was quadratic:
+    a 240 KB file took 55 s). Timing figures: benchmarks/navmesh.py."""
+    calls = _count_tile_steps(monkeypatch)
+    steps = {}
+    for tiles in (800, 4000):  # about 10 KB and 48 KB
+        calls[0] = 0
+        with pytest.raises(SceneFormatError, match="tile 0: 4 bytes, too short"):
+            parse_navmesh(write_tile_chain(tiles), "chain.navmesh")
+        steps[tiles] = calls[0]
+    assert steps[800] <= 2 * 800 + 2 and steps[4000] <= 2 * 4000 + 2, steps
+    assert steps[4000] < 6 * steps[800], steps  # 5x the file, about 5x the work (quadratic: 25x)
+
+
+def test_version_2_chain_to_an_end_marker_is_preferred():
+    """A chain that stops at a tileRef-0 header in the file's last 8 bytes ends the file too."""
+    data = bytearray(write_navmesh(POLYGONS, version=2, settings_size=64, tiles=2) + bytes(8))
+    struct.pack_into("<i", data, 8, 3)  # numTiles 3: two tiles and the end marker
+    struct.pack_into("<Ii4s", data, 48, 5, 100, b"VAND")  # and a decoy in the settings
+    nav = parse_navmesh(bytes(data), "end-marker-v2.navmesh")
+    assert len(nav.polygons) == len(POLYGONS)
+
+
+def test_version_2_trailing_bytes_fall_back_to_the_first_tile():
+    """No chain ends at the end of the file: the first plausible tile is read (as before the fix)."""
+    data = write_navmesh(POLYGONS, version=2, settings_size=80, tiles=3)
+    nav = parse_navmesh(data + b"\0", "trailing.navmesh")
+    assert nav.area == pytest.approx(parse_navmesh(data, "x").area)
+
+
+@pytest.mark.timeout(30)  # a FIFO opened for reading would block here
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
+def test_a_navmesh_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    path = tmp_path / "scene.navmesh"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    with pytest.raises(SceneFormatError, match="is a folder" if kind == "folder" else "is not a regular file") as info:
+        read_navmesh(path)
+    assert str(path) in str(info.value)

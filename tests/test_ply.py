@@ -146,6 +146,15 @@ def _truncated(tmp_path):
     return data[: len(data) - 7]
 
 
+def _ascii_ply(props: str, row: str, face_prop: str = "list uchar int vertex_indices", face: str = "3 0 1 2") -> bytes:
+    """Three vertices with the same ``row`` of ``props`` (e.g. ``"float x, float y"``) and one face."""
+    lines = ["ply", "format ascii 1.0", "element vertex 3", *(f"property {p.strip()}" for p in props.split(",")),
+             "element face 1", f"property {face_prop}", "end_header", row, row, row, face]  # fmt: skip
+    return ("\n".join(lines) + "\n").encode()
+
+
+XYZ_RGB = "float x, float y, float z, uchar red, uchar green, uchar blue"
+
 BAD = {
     "empty": (lambda tmp: b"", "empty"),
     "wrong magic": (lambda tmp: b"PK\x03\x04" + b"\0" * 64, "not a PLY file"),
@@ -161,6 +170,11 @@ BAD = {
     "negative count": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"element face 12", b"element face -12"), "negative count"),
     "unknown format": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"binary_little_endian", b"binary_middle_endian"), "unknown PLY format 'binary_middle_endian'"),
     "malformed ASCII row": (lambda tmp: write_ply(CUBE, CUBE_TRIS, fmt="ascii").replace(b"\n3 0 2 3\n", b"\n3 0 x 3\n"), "malformed ASCII PLY data in element 'face'"),
+    # Properties of the wrong kind (found by tests/test_fuzz_scenes.py): a list where a number belongs, and back.
+    "x is a list": (lambda tmp: _ascii_ply(XYZ_RGB.replace("float x", "list uchar float x"), "1 0.5 0 0 5 6 7"), "vertex property 'x' must be a number"),
+    "indices are a number": (lambda tmp: _ascii_ply(XYZ_RGB, "0 0 0 5 6 7", "int vertex_indices", "1"), "'vertex_indices' must be a list"),
+    "indices are floats": (lambda tmp: _ascii_ply(XYZ_RGB, "0 0 0 5 6 7", "list uchar float vertex_indices", "3 0 1.5 2"), "must hold integers"),
+    "colour is a list": (lambda tmp: _ascii_ply(XYZ_RGB.replace("uchar red", "list uchar uchar red"), "0 0 0 1 5 6 7"), "colour property 'red' must be a number"),
 }
 
 
@@ -184,3 +198,26 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(SceneFormatError, match="not a regular file"):
         load_scene("ply", fifo)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("target", ["/dev/zero", "/dev/null"])
+def test_a_link_to_a_device_is_refused_without_reading(tmp_path, target):
+    link = tmp_path / "device.ply"
+    link.symlink_to(target)
+    with pytest.raises(SceneFormatError, match="is not a regular file \\(a character device\\)") as err:
+        load_scene("ply", link)
+    assert str(link) in str(err.value)
+
+
+def test_a_folder_is_refused(tmp_path):
+    (tmp_path / "folder.ply").mkdir()
+    with pytest.raises(SceneFormatError, match="is a folder"):
+        load_scene("ply", tmp_path / "folder.ply")
+
+
+def test_huge_float_face_colours_do_not_overflow(tmp_path):
+    colours = np.full((len(CUBE_TRIS), 3), 3e38, np.float32)
+    with np.errstate(all="raise"):
+        scene = load_scene("ply", _write(tmp_path, write_ply(CUBE, CUBE_TRIS, face_colors=colours)), up="y")
+    assert (scene.face_colors == 255).all()

@@ -9,19 +9,39 @@ A source turns a location (a file path, or a synthetic recipe) into a
 
 Every failure to read a file raises :class:`~renderers.scene.SceneFormatError`
 naming the file and the problem.
+
+Untrusted files. Every loader opens files through :func:`open_regular` (or
+:func:`read_bytes` on top of it): only regular files are read, never a folder,
+FIFO, device or socket, and the open never blocks. A file a scene file names
+(a glTF ``uri``, a stage config beside it) is resolved with
+:func:`resolve_inside` and refused when ``..``, an absolute path or a symlink
+leads out of the scene file's folder; the message names the scene file and
+the reference, and never quotes the content of a file outside.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
+import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 from manifests.registry import Registry
 from renderers.scene import Scene, SceneFormatError
 
-__all__ = ["SceneSource", "available_sources", "get_source", "load_scene", "register_source"]
+__all__ = [
+    "SceneSource",
+    "available_sources",
+    "get_source",
+    "load_scene",
+    "open_regular",
+    "read_bytes",
+    "register_source",
+    "resolve_inside",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +108,116 @@ def load_scene(
     return scene
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """Read a whole file, turning OS errors into SceneFormatError naming the file."""
+FailFn = Callable[[str], SceneFormatError]
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a plain file")
+
+
+def open_regular(path: str | Path, fail: FailFn | None = None) -> BinaryIO:
+    """Open ``path`` for binary reading, only if it is a regular file.
+
+    Folders, FIFOs, devices and sockets are refused before anything reads from
+    them: the type is checked before the open, the open itself is non-blocking
+    (a FIFO without a writer would otherwise wait forever) and the type is
+    checked again on the opened descriptor, so a file swapped in between is
+    refused too. Symlinks are followed; callers that must stay inside a folder
+    check the target with :func:`resolve_inside` first.
+
+    Parameters
+    ----------
+    path : str or Path
+    fail : callable, optional
+        Turns a problem (``"file not found"``, ``"is not a regular file (a
+        FIFO)"``, ...) into the SceneFormatError to raise; by default one naming
+        ``path``.
+
+    Returns
+    -------
+    BinaryIO
+        The open file; the caller closes it.
+    """
+    if fail is None:
+        fail = lambda problem: SceneFormatError(path, problem)
+
+    def check(mode: int) -> None:
+        if stat.S_ISDIR(mode):
+            raise fail("is a folder, not a file")
+        if not stat.S_ISREG(mode):
+            raise fail(f"is not a regular file ({_kind(mode)})")
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        data = Path(path).read_bytes()
+        check(os.stat(path).st_mode)
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        raise SceneFormatError(path, "file not found") from None
-    except IsADirectoryError:
-        raise SceneFormatError(path, "is a folder, not a file") from None
+        raise fail("file not found") from None
     except OSError as e:
-        raise SceneFormatError(path, f"cannot read: {e.strerror or e}") from None
+        raise fail(f"cannot read: {e.strerror or e}") from None
+    except ValueError as e:  # a NUL in the path
+        raise fail(f"cannot read: {e}") from None
+    stream = os.fdopen(fd, "rb")
+    try:
+        check(os.fstat(fd).st_mode)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def resolve_inside(folder: str | Path, relative: str | Path) -> Path | None:
+    """``folder / relative`` with ``..`` and symlinks resolved, or None when that leaves ``folder``.
+
+    An absolute ``relative`` is resolved as itself, so it is inside only if it
+    leads into ``folder``.
+    """
+    base = Path(folder).resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
+        return None
+    return target if target.is_relative_to(base) else None
+
+
+def read_bytes(path: str | Path, fail: FailFn | None = None, *, limit: int | None = None) -> bytes:
+    """Read a whole regular file (see :func:`open_regular`), refusing an empty one.
+
+    Parameters
+    ----------
+    path : str or Path
+    fail : callable, optional
+        As for :func:`open_regular`.
+    limit : int, optional
+        Refuse a file larger than this many bytes, before reading it.
+
+    Raises
+    ------
+    SceneFormatError
+        Missing, not a regular file, unreadable, empty or over ``limit``; the
+        message names the file.
+    """
+    if fail is None:
+        fail = lambda problem: SceneFormatError(path, problem)
+    with open_regular(path, fail) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        if limit is not None and size > limit:
+            raise fail(f"{size} bytes, more than the {limit} allowed")
+        try:
+            data = stream.read() if limit is None else stream.read(limit + 1)
+        except OSError as e:
+            raise fail(f"cannot read: {e.strerror or e}") from None
     if not data:
-        raise SceneFormatError(path, "file is empty")
+        raise fail("file is empty")
+    if limit is not None and len(data) > limit:
+        raise fail(f"more than the {limit} bytes allowed")
     return data
 
 

@@ -20,10 +20,15 @@ Untrusted input. Every size the file declares (counts, offsets, lengths,
 strides) is checked against the bytes actually there before anything is
 allocated or read, so a count of 10^12 or a count that is not a number is a
 SceneFormatError naming the file, never a MemoryError; any other malformed
-JSON value is one too. A ``uri`` (image or buffer) is only followed to a
-regular file inside the glTF file's folder: absolute paths, URL schemes other
-than ``data:``, ``..`` or symlinks leading out, and FIFOs or devices are
-refused with the file and the uri named.
+JSON value is one too. A ``uri`` (image or buffer), and the stage config
+beside the file, are only followed to a regular file inside the glTF file's
+folder: absolute paths, URL schemes other than ``data:``, ``..`` or symlinks
+leading out, and FIFOs or devices are refused with the file and the uri named.
+Work stays linear in the file: each accessor is read once, the node hierarchy
+must be a forest (a node reached twice is refused, as a shared child in a
+chain would double the work at each level), and instancing is capped at
+:data:`MAX_TRIANGLES` / :data:`MAX_VERTICES`. Image sizes are checked from
+their headers before decoding (:mod:`renderers.sources.textures`).
 
 All of this is hand-written, the glb container included (about 40 lines): the
 Python glTF libraries do not do it. ``pygltflib`` (1.16) splits glb chunks
@@ -45,7 +50,6 @@ import json
 import logging
 import math
 import os
-import stat
 import struct
 import urllib.parse
 from dataclasses import dataclass, field
@@ -54,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from renderers.scene import Material, Scene, SceneFormatError, Texture, Wrap
-from renderers.sources import SceneSource, read_bytes, register_source
+from renderers.sources import SceneSource, read_bytes, register_source, resolve_inside
 from renderers.sources.textures import decode_image
 
 __all__ = ["GltfSource", "rotation_from_up_front", "stage_config_axes"]
@@ -84,8 +88,15 @@ _UNSUPPORTED_EXTENSIONS = {
 _TEXTURE_SOURCE_EXTENSIONS = ("GOOGLE_texture_basis", "KHR_texture_basisu", "EXT_texture_webp")
 _SPARSE_INDEX_TYPES = (5121, 5123, 5125)
 # An accessor with no bufferView is all zeros (plus its sparse values): nothing
-# bounds its count but this, so a header cannot ask for terabytes of zeros.
-MAX_ZERO_ACCESSOR_BYTES = 1 << 30
+# bounds its count but this, so a few bytes of JSON cannot ask for gigabytes of zeros.
+MAX_ZERO_ACCESSOR_BYTES = 1 << 26
+# A stage config is a few hundred bytes of JSON.
+MAX_STAGE_CONFIG_BYTES = 1 << 20
+# Instancing (many nodes using one mesh) multiplies a small file into many
+# vertices and triangles: a scene may hold at most this many of each (real
+# indoor scans: a few million).
+MAX_TRIANGLES = 1 << 27
+MAX_VERTICES = 1 << 27
 
 # Habitat's world frame: up +Y, front -Z.
 _WORLD_UP = np.array([0.0, 1.0, 0.0])
@@ -119,23 +130,59 @@ def rotation_from_up_front(up, front) -> np.ndarray:
 
 
 def stage_config_axes(mesh_path: Path) -> tuple[list[float], list[float]] | None:
-    """``(up, front)`` from a Habitat ``<name>.stage_config.json`` beside the mesh, if any."""
+    """``(up, front)`` from a Habitat ``<name>.stage_config.json`` beside the mesh, if any.
+
+    The config is read like any file a scene names: a regular file inside the
+    mesh's folder (a symlink leading out, a FIFO or a device is refused), at
+    most :data:`MAX_STAGE_CONFIG_BYTES`; a malformed one is a SceneFormatError
+    naming the mesh and the config.
+    """
+    mesh_path = Path(mesh_path)
     name = mesh_path.name
     for suffix in (".basis.glb", ".glb", ".gltf"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
     config = mesh_path.with_name(name + ".stage_config.json")
-    if not config.is_file():
+    if not os.path.lexists(config):
         return None
+
+    def fail(problem: str) -> SceneFormatError:
+        return SceneFormatError(mesh_path, f"stage config {config.name!r}: {problem}")
+
+    target = resolve_inside(mesh_path.parent, config.name)
+    if target is None:
+        raise fail(f"refused: it leads outside the glTF file's folder {mesh_path.parent.resolve()}")
+    data = read_bytes(target, fail, limit=MAX_STAGE_CONFIG_BYTES)
     try:
-        cfg = json.loads(config.read_text())
-    except (OSError, ValueError) as e:
-        raise SceneFormatError(config, f"unreadable stage config: {e}") from None
+        cfg = json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise fail(f"unreadable stage config: {e}") from None
+    if not isinstance(cfg, dict):
+        raise fail(f"must be a JSON object, got {type(cfg).__name__}")
     if "up" not in cfg and "front" not in cfg:
         return None
     default_up, default_front = _DEFAULT_AXES["y"]
-    return list(cfg.get("up", default_up)), list(cfg.get("front", default_front))
+    axes = []
+    for key, default in (("up", default_up), ("front", default_front)):
+        value = cfg.get(key, default)
+        if (not isinstance(value, (list, tuple)) or len(value) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+            raise fail(f"{key!r} must be a list of 3 finite numbers, got {_quote(value)}")
+        axes.append([float(v) for v in value])
+    return axes[0], axes[1]
+
+
+def _quote(value, limit: int = 60) -> str:
+    """A JSON value for a message: its repr, cut to ``limit`` characters (one line, no raw control characters)."""
+    return _printable(repr(value), limit)
+
+
+def _printable(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters, control characters escaped, so a message stays one line."""
+    cut = text[:limit]
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    return out + ("..." if len(text) > limit else "")
 
 
 @register_source
@@ -161,7 +208,7 @@ class GltfSource(SceneSource):
             raise
         except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError) as e:
             # A JSON value of the wrong type or shape somewhere the checks above do not name.
-            raise SceneFormatError(path, f"malformed glTF ({type(e).__name__}: {e})") from None
+            raise SceneFormatError(path, f"malformed glTF ({type(e).__name__}: {_printable(str(e), 200)})") from None
         return scene.validate()
 
 
@@ -196,7 +243,7 @@ def _split_container(data: bytes, path: Path) -> tuple[dict, bytes | None]:
         raise SceneFormatError(path, f"not a glTF file: starts {bytes(data[:4])!r}, expected b'glTF'")
     try:
         doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError; RecursionError: [[[[...
         raise SceneFormatError(path, f"glTF JSON is malformed: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("asset"), dict):
         raise SceneFormatError(path, "glTF JSON has no 'asset' object")
@@ -229,6 +276,9 @@ class _GltfReader:
         self.path = path
         self._buffers: dict[int, bytes] = {}
         self._images: dict[int, np.ndarray] = {}
+        self._accessors: dict[int, np.ndarray] = {}  # read once, however many primitives use them
+        self._triangles = 0  # so far, against MAX_TRIANGLES
+        self._vertices = 0  # so far, against MAX_VERTICES
 
     def fail(self, problem: str) -> SceneFormatError:
         return SceneFormatError(self.path, problem)
@@ -297,21 +347,10 @@ class _GltfReader:
         if Path(relative).is_absolute():
             raise refuse("an absolute path; only files inside the glTF file's folder are read")
         folder = self.path.parent.resolve()
-        target = (folder / relative).resolve()  # follows symlinks and '..'
-        if not target.is_relative_to(folder):
-            raise refuse(f"it leads to {target}, outside the glTF file's folder {folder}")
-        try:
-            # Non-blocking, so that a FIFO put there is refused instead of waiting for a writer.
-            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        except OSError as e:
-            raise self.fail(f"{what}: cannot read {target}: {e.strerror or e}") from None
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise refuse(f"{target} is not a regular file")
-            try:
-                return f.read()
-            except OSError as e:
-                raise self.fail(f"{what}: cannot read {target}: {e.strerror or e}") from None
+        target = resolve_inside(folder, relative)  # follows symlinks and '..'
+        if target is None:
+            raise refuse(f"it leads outside the glTF file's folder {folder}")
+        return read_bytes(target, refuse)
 
     def buffer_view(self, index: int) -> tuple[memoryview, int | None]:
         view = self.item("bufferViews", index)
@@ -329,10 +368,21 @@ class _GltfReader:
         return memoryview(data)[start : start + length], stride
 
     def accessor(self, index: int) -> np.ndarray:
-        """The accessor's elements as an (count, ncomp) array (normalized ints -> float32).
+        """The accessor's elements as an (count, ncomp) array (normalized ints -> float32), read once.
 
         Every declared size is checked against the bytes there before reading.
+        The array is shared between the primitives that use the accessor: do
+        not modify it.
         """
+        key = index if isinstance(index, int) and not isinstance(index, bool) else None
+        if key is not None and key in self._accessors:
+            return self._accessors[key]
+        out = self._read_accessor(index)
+        if key is not None:
+            self._accessors[key] = out
+        return out
+
+    def _read_accessor(self, index: int) -> np.ndarray:
         acc = self.item("accessors", index)
         try:
             dtype = np.dtype(_COMPONENT_DTYPES[acc["componentType"]]).newbyteorder("<")
@@ -411,12 +461,12 @@ class _GltfReader:
     def image(self, index: int) -> np.ndarray:
         if index not in self._images:
             img = self.item("images", index)
-            label = f"image {index}" + (f" ({img['name']})" if img.get("name") else "")
+            label = f"image {index}" + (f" ({_printable(str(img['name']))})" if img.get("name") else "")
             if "bufferView" in img:
                 view, _ = self.buffer_view(img["bufferView"])
                 data = bytes(view)
             elif "uri" in img:
-                label = f"image {index} ({str(img['uri'])[:60]})"
+                label = f"image {index} ({_printable(str(img['uri']))})"
                 data = self.read_uri(img["uri"], label)
             else:
                 raise self.fail(f"{label} has neither a bufferView nor a uri")
@@ -477,14 +527,17 @@ class _GltfReader:
         materials: list[Material] = []
         infos: list[dict | None] = []
         stack = [(r, file_to_world) for r in reversed(roots)]  # pre-order, document order
-        visited = 0
+        visited: set[int] = set()
         while stack:
             index, parent = stack.pop()
-            visited += 1
-            if visited > 1_000_000:
-                raise self.fail("node hierarchy has a cycle")
             node = self.item("nodes", index)
-            world = parent @ _local_matrix(node, self.fail, index)
+            # glTF: the hierarchy is a set of disjoint strict trees. Reaching a node twice is a
+            # cycle, or a shared child whose subtree would be read again (exponentially, in a chain).
+            if index in visited:
+                raise self.fail(f"node {index} is reached twice: the node hierarchy has a cycle or a shared child")
+            visited.add(index)
+            with np.errstate(over="ignore", invalid="ignore"):  # huge transforms: the vertices are checked
+                world = parent @ _local_matrix(node, self.fail, index)
             if "mesh" in node:
                 mesh = self.item("meshes", node["mesh"])
                 for p, prim in enumerate(mesh.get("primitives", [])):
@@ -507,14 +560,18 @@ class _GltfReader:
             raise self.fail(f"{label} is Draco-compressed, which pairgen cannot decode")
         mode = prim.get("mode", 4)
         if mode not in (4, 5, 6):
-            log.debug("%s: %s has mode %d (points/lines), skipped", self.path, label, mode)
+            log.debug("%s: %s has mode %r (points/lines), skipped", self.path, label, mode)
             return
         attrs = prim.get("attributes", {})
         if "POSITION" not in attrs:
             raise self.fail(f"{label} has no POSITION attribute")
-        pos = self.accessor(attrs["POSITION"]).astype(np.float64)
+        pos = self.accessor(attrs["POSITION"])
         if pos.shape[1] != 3:
             raise self.fail(f"{label}: POSITION must be VEC3")
+        self._vertices += len(pos)
+        if self._vertices > MAX_VERTICES:
+            raise self.fail(f"more than {MAX_VERTICES} vertices (nodes instancing meshes add up to {self._vertices} so far)")
+        pos = pos.astype(np.float64)
         if "indices" in prim:
             idx = self.accessor(prim["indices"]).reshape(-1).astype(np.int64)
         else:
@@ -522,9 +579,15 @@ class _GltfReader:
         faces = _triangles_from_mode(idx, mode)
         if len(faces) == 0:
             return
+        self._triangles += len(faces)
+        if self._triangles > MAX_TRIANGLES:
+            raise self.fail(f"more than {MAX_TRIANGLES} triangles (nodes instancing meshes add up to {self._triangles} so far)")
         if int(faces.max()) >= len(pos) or int(faces.min()) < 0:
             raise self.fail(f"{label}: index {int(faces.max())} out of range for {len(pos)} vertices")
-        world_pos = pos @ world[:3, :3].T + world[:3, 3]
+        with np.errstate(over="ignore", invalid="ignore"):  # huge transforms: checked just below
+            world_pos = (pos @ world[:3, :3].T + world[:3, 3]).astype(np.float32)
+        if not np.isfinite(world_pos).all():
+            raise self.fail(f"{label}: NaN or infinite vertex positions (in the file, or after the node transforms)")
         if np.linalg.det(world[:3, :3]) < 0:
             faces = faces[:, ::-1]
         uv = None
@@ -537,7 +600,7 @@ class _GltfReader:
         color = None
         if "COLOR_0" in attrs:
             color = _linear_to_srgb8(self.accessor(attrs["COLOR_0"])[:, :3])
-        parts.positions.append(world_pos.astype(np.float32))
+        parts.positions.append(world_pos)
         parts.faces.append(faces)
         parts.uvs.append(uv)
         parts.colors.append(color)
@@ -575,19 +638,29 @@ class _GltfReader:
         )
 
 
+def _node_numbers(node: dict, key: str, default: list[float], fail, index: int) -> np.ndarray:
+    """``node[key]`` as len(default) finite float64s, else a SceneFormatError."""
+    value = node.get(key, default)
+    ok = isinstance(value, list) and len(value) == len(default) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    )
+    if not ok:
+        raise fail(f"malformed glTF: node {index} {key} must be {len(default)} finite numbers, got {_quote(value)}")
+    return np.asarray(value, dtype=np.float64)
+
+
 def _local_matrix(node: dict, fail, index: int) -> np.ndarray:
     """A node's local 4x4 transform from ``matrix`` (column-major) or T * R * S."""
     if "matrix" in node:
-        m = np.asarray(node["matrix"], dtype=np.float64)
-        if m.shape != (16,):
-            raise fail(f"node {index}: matrix must have 16 numbers")
-        return m.reshape(4, 4).T
+        return _node_numbers(node, "matrix", [0.0] * 16, fail, index).reshape(4, 4).T
     out = np.eye(4)
-    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
-    n = np.sqrt(x * x + y * y + z * z + w * w)
+    q = _node_numbers(node, "rotation", [0.0, 0.0, 0.0, 1.0], fail, index)
+    scale = _node_numbers(node, "scale", [1.0, 1.0, 1.0], fail, index)
+    translation = _node_numbers(node, "translation", [0.0, 0.0, 0.0], fail, index)
+    n = math.hypot(*q)
     if n == 0:
         raise fail(f"node {index}: zero rotation quaternion")
-    x, y, z, w = x / n, y / n, z / n, w / n
+    x, y, z, w = q / n
     rot = np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -595,8 +668,9 @@ def _local_matrix(node: dict, fail, index: int) -> np.ndarray:
             [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
         ]
     )
-    out[:3, :3] = rot * np.asarray(node.get("scale", [1.0, 1.0, 1.0]))[None, :]
-    out[:3, 3] = node.get("translation", [0.0, 0.0, 0.0])
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge scale: the vertices are checked for it
+        out[:3, :3] = rot * scale[None, :]
+    out[:3, 3] = translation
     return out
 
 

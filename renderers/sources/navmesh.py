@@ -33,7 +33,10 @@ hard-coding one release's size, the reader looks for the first tile after byte
 non-zero tileRef and a dataSize inside the file, preferring the first one from
 which the chain of ``numTiles`` tiles ends exactly at the end of the file
 (habitat writes nothing after the last tile). A float in the settings that
-happens to spell ``VAND`` cannot pass that test.
+happens to spell ``VAND`` cannot pass that test. The search is linear in the
+file: where each tile header's chain leads is computed once and shared by every
+candidate (``benchmarks/navmesh.py``: walking each candidate's chain on its own
+took 55 s on a crafted 240 KB file).
 
 **Triangles and area.** Each ground polygon's surface is its Detour detail
 mesh: detail triangle index ``k < poly.vertCount`` names the polygon's own
@@ -136,7 +139,8 @@ def read_navmesh(path: str | Path) -> NavMesh:
     Raises
     ------
     SceneFormatError
-        The file is missing, malformed, or has no navigable area.
+        The file is missing, not a regular file (a FIFO, a device: refused
+        without reading), malformed, or has no navigable area.
     """
     return parse_navmesh(read_bytes(path), str(path))
 
@@ -234,35 +238,87 @@ def _find_first_tile(data: bytes, num_tiles: int, fail: Fail) -> int:
     Prefers the first candidate whose tile chain ends exactly at the end of the
     file; otherwise returns the first plausible one, so that parsing reports
     what is wrong with it.
+
+    Linear in the file: every candidate's chain is walked through one shared
+    table of where each tile header leads (:class:`_Chains`), so a tile is
+    stepped over once however many candidates' chains pass through it (a file
+    of many tiny tiles, every one a candidate, made this quadratic).
     """
-    plausible = []
+    chains = _Chains(data)
+    plausible = None
     at = data.find(TILE_MAGIC, SET_HEADER.size + TILE_HEADER.size)
     while at >= 0:
         offset = at - TILE_HEADER.size
         tile_ref, size = TILE_HEADER.unpack_from(data, offset)
         if tile_ref != 0 and size > 0:
-            if _chain_end(data, offset, num_tiles) == len(data):
+            if chains.ends_at_eof(offset, num_tiles):
                 return offset
-            plausible.append(offset)
+            if plausible is None:
+                plausible = offset
         at = data.find(TILE_MAGIC, at + 1)
-    if plausible:
-        return plausible[0]
+    if plausible is not None:
+        return plausible
     fail(f"version 2 navmesh: no Detour tile ({TILE_MAGIC!r}) found after the settings block")
 
 
-def _chain_end(data: bytes, offset: int, num_tiles: int) -> int:
-    """Where a chain of up to ``num_tiles`` tiles from ``offset`` ends; -1 if it does not fit."""
-    for _ in range(num_tiles):
-        if offset + TILE_HEADER.size > len(data):
-            return -1
-        tile_ref, size = TILE_HEADER.unpack_from(data, offset)
-        if tile_ref == 0 or size == 0:
-            return offset + TILE_HEADER.size
-        start = offset + TILE_HEADER.size
-        if size < 0 or start + size > len(data) or data[start : start + 4] != TILE_MAGIC:
-            return -1
-        offset = start + size
-    return offset
+# How a chain of tiles from an offset stops (see _Chains).
+_AT_EOF, _AT_END_MARKER, _BROKEN = "eof", "end-marker", "broken"
+
+
+def _next_tile(data: bytes, offset: int) -> int | str:
+    """One step along a tile chain: the offset after the tile at ``offset``, or how the chain stops there.
+
+    ``_AT_EOF``: ``offset`` is the end of the file; ``_AT_END_MARKER``: a
+    ``tileRef 0`` / ``dataSize 0`` header that is the last 8 bytes of the file;
+    ``_BROKEN``: anything else that is not a whole tile starting with the magic.
+    """
+    if offset == len(data):
+        return _AT_EOF
+    if offset + TILE_HEADER.size > len(data):
+        return _BROKEN
+    tile_ref, size = TILE_HEADER.unpack_from(data, offset)
+    if tile_ref == 0 or size == 0:
+        return _AT_END_MARKER if offset + TILE_HEADER.size == len(data) else _BROKEN
+    start = offset + TILE_HEADER.size
+    if size < 0 or start + size > len(data) or data[start : start + 4] != TILE_MAGIC:
+        return _BROKEN
+    return start + size
+
+
+class _Chains:
+    """For each tile header offset: how many whole tiles follow from it, and how the chain stops.
+
+    Each offset is stepped over once (memoised), so answering for every
+    candidate of :func:`_find_first_tile` is linear in the file.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._memo: dict[int, tuple[int, str]] = {}  # offset -> (tiles, how it stops)
+
+    def walk(self, offset: int) -> tuple[int, str]:
+        path = []
+        while offset not in self._memo:
+            step = _next_tile(self.data, offset)
+            if isinstance(step, str):
+                self._memo[offset] = (0, step)
+                break
+            path.append(offset)
+            offset = step  # > offset: a chain never loops
+        tiles, stop = self._memo[offset]
+        for o in reversed(path):
+            tiles += 1
+            self._memo[o] = (tiles, stop)
+        return tiles, stop
+
+    def ends_at_eof(self, offset: int, num_tiles: int) -> bool:
+        """Whether ``num_tiles`` tiles read from ``offset``, as :func:`parse_navmesh` reads them, end at the end of the file.
+
+        They do when exactly ``num_tiles`` tiles reach the end, or fewer tiles
+        reach an end-of-list header that is the file's last 8 bytes.
+        """
+        tiles, stop = self.walk(offset)
+        return (stop == _AT_EOF and tiles == num_tiles) or (stop == _AT_END_MARKER and tiles < num_tiles)
 
 
 @dataclass

@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
 from plyfile import PlyData, PlyElementParseError, PlyHeaderParseError, PlyListProperty, PlyParseError
 
 from renderers.scene import Y_UP_FROM_Z_UP, Material, Scene, SceneFormatError, z_up_to_y_up
-from renderers.sources import SceneSource, register_source
+from renderers.sources import SceneSource, open_regular, register_source
 
 __all__ = ["PlySource", "read_ply"]
 
@@ -58,7 +57,8 @@ log = logging.getLogger(__name__)
 
 _COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 _FACE_LIST_NAMES = ("vertex_indices", "vertex_index")
-_HEADER_LIMIT = 1 << 20  # bytes of header quoted from in messages
+_HEADER_LIMIT = 1 << 20  # bytes of header searched for the line a message quotes
+_QUOTE_LIMIT = 200  # characters of a header line quoted in a message
 
 
 def read_ply(path: str | Path) -> PlyData:
@@ -104,20 +104,12 @@ def read_ply(path: str | Path) -> PlyData:
 
 
 def _open(path: Path):
-    """The file opened for binary reading; OS errors become SceneFormatErrors naming it."""
-    try:
-        st = path.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise SceneFormatError(path, "is a folder, not a file")
-        if not stat.S_ISREG(st.st_mode):
-            raise SceneFormatError(path, "not a regular file")
-        if st.st_size == 0:
-            raise SceneFormatError(path, "file is empty")
-        return path.open("rb")
-    except FileNotFoundError:
-        raise SceneFormatError(path, "file not found") from None
-    except OSError as e:
-        raise SceneFormatError(path, f"cannot read: {e.strerror or e}") from None
+    """The file opened for binary reading (regular files only, see ``open_regular``); empty is refused."""
+    stream = open_regular(path)
+    if os.fstat(stream.fileno()).st_size == 0:
+        stream.close()
+        raise SceneFormatError(path, "file is empty")
+    return stream
 
 
 def _header_line(stream, number: int) -> str:
@@ -126,7 +118,8 @@ def _header_line(stream, number: int) -> str:
     lines = stream.read(_HEADER_LIMIT).split(b"\n")
     if not 1 <= number <= len(lines):
         return ""
-    return lines[number - 1].decode("ascii", errors="replace").strip()
+    line = lines[number - 1].decode("ascii", errors="replace").strip()
+    return line if len(line) <= _QUOTE_LIMIT else line[:_QUOTE_LIMIT] + "..."
 
 
 def _parse_header(stream, path: Path) -> PlyData:
@@ -241,11 +234,14 @@ def _colors(element, path) -> np.ndarray | None:
     fields = element.data.dtype.names
     for names in _COLOR_NAMES:
         if all(n in fields for n in names):
+            for n in names:
+                if element.data.dtype[n].kind not in "biuf":
+                    raise SceneFormatError(path, f"PLY '{element.name}' colour property '{n}' must be a number, not a list")
             c = np.stack([np.asarray(element[n]) for n in names], axis=1)
             if c.dtype.kind == "f":
                 if not np.isfinite(c).all():
                     raise SceneFormatError(path, f"PLY '{element.name}' colours contain NaN or infinite values")
-                c = c * 255.0 + 0.5
+                c = np.clip(c, 0.0, 1.0) * 255.0 + 0.5  # clipped first: a huge float does not overflow
             return np.clip(c, 0, 255).astype(np.uint8)
     return None
 
@@ -263,14 +259,23 @@ class PlySource(SceneSource):
         if "vertex" not in ply or not all(k in ply["vertex"].data.dtype.names for k in "xyz"):
             raise SceneFormatError(path, "PLY has no 'vertex' element with x, y, z")
         vertex = ply["vertex"]
+        for k in "xyz":
+            if vertex.data.dtype[k].kind not in "biuf":
+                raise SceneFormatError(path, f"PLY vertex property '{k}' must be a number, not a list")
         if "face" not in ply:
             raise SceneFormatError(path, "PLY has no 'face' element: a point cloud, not a mesh")
         face = ply["face"]
         key = next((k for k in _FACE_LIST_NAMES if k in face.data.dtype.names), None)
         if key is None:
             raise SceneFormatError(path, "PLY 'face' element has no vertex_indices list")
+        column = face[key]
+        if column.dtype != object and column.ndim != 2:
+            raise SceneFormatError(path, f"PLY 'face' property '{key}' must be a list, not a {column.dtype} number")
+        index_kind = (column[0].dtype if column.dtype == object and len(column) else column.dtype).kind
+        if index_kind not in "iu":
+            raise SceneFormatError(path, f"PLY 'face' property '{key}' must hold integers, not {index_kind!r} numbers")
         points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1).astype(np.float32)
-        faces, face_of = _triangulate(*_lists(face[key]), path)
+        faces, face_of = _triangulate(*_lists(column), path)
         if len(faces) and (faces.min() < 0 or faces.max() >= len(points)):
             bad = faces.max() if faces.max() >= len(points) else faces.min()
             raise SceneFormatError(path, f"a face refers to vertex {int(bad)} but there are {len(points)} vertices")

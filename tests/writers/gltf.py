@@ -154,3 +154,23 @@ def write_glb(
 
 def textured_material(texture: int, factor=(1.0, 1.0, 1.0, 1.0)) -> dict:
     return {"pbrMetallicRoughness": {"baseColorTexture": {"index": texture}, "baseColorFactor": list(factor)}}
+
+
+def split_glb(data: bytes) -> tuple[dict, bytes]:
+    """The JSON document and BIN chunk of a well-formed glb (as :func:`write_glb` writes it)."""
+    n = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(bytes(data[20 : 20 + n]))
+    rest = bytes(data[20 + n :])
+    blob = rest[8 : 8 + struct.unpack_from("<I", rest, 0)[0]] if len(rest) >= 8 else b""
+    return doc, blob
+
+
+def pack_glb(doc, blob: bytes = b"", *, json_text: bytes | None = None) -> bytes:
+    """A glb holding ``doc`` (or the raw ``json_text``) and ``blob``, every length consistent."""
+    js = json.dumps(doc).encode() if json_text is None else json_text
+    js += b" " * (-len(js) % 4)
+    blob = bytes(blob) + b"\0" * (-len(blob) % 4)
+    chunks = struct.pack("<II", len(js), 0x4E4F534A) + js
+    if blob:
+        chunks += struct.pack("<II", len(blob), 0x004E4942) + blob
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks

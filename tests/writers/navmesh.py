@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["write_navmesh"]
+__all__ = ["write_navmesh", "write_tile_chain"]
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +134,16 @@ def _tile_data(polygons: list[np.ndarray], flags: list[int], x: int, detail: str
             bytes(b for t in detail_tris for b in (*t, 0)),  # 3 indices + edge flags
         ]
     )
+
+
+def write_tile_chain(tiles: int, *, tail: bytes = b"\0", settings_size: int = 64) -> bytes:
+    """A hostile version-2 set: ``tiles`` minimal tiles of 12 bytes (tile header, then only the Detour magic).
+
+    Every tile is a candidate of the reader's search for the first tile after
+    the settings block, and ``tail`` (a byte after the last tile) keeps every
+    candidate's chain from ending at the end of the file, so a search that
+    walks each candidate's chain on its own is quadratic in the file. The file
+    is not a valid navmesh (its tiles are too short for a dtMeshHeader).
+    """
+    head = struct.pack("<4sii3fffii", b"TESM", 2, tiles, 0.0, 0.0, 0.0, 1.0, 1.0, tiles, 1)
+    return head + bytes(settings_size) + struct.pack("<Ii4s", 1, 4, b"VAND") * tiles + tail
