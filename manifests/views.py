@@ -1,13 +1,18 @@
 """The views file: ``views/<dataset>/<scene_id>.parquet``, one row a rendered view (docs/design.md).
 
 The schema, the Hugging Face ``datasets`` features that make ``image`` and
-``depth`` decode as images, the file metadata, and a reader that checks all
-three and names the file when something is off.
+``depth`` decode as images, the file metadata, a reader that checks all
+three and names the file when something is off, and :func:`check_views`, the
+checks of the rows themselves that a reader runs before trusting them (unique
+view ids, the file's own scene, finite cameras with a rotation, depth maps of
+the declared size, at least two views).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +23,14 @@ import pyarrow.parquet as pq
 from manifests.io import OutputError, read_parquet_checked, write_parquet_atomic
 
 __all__ = [
+    "CHECKED_COLUMNS",
     "IMAGE_STRUCT",
+    "ROTATION_TOLERANCE",
     "VIEWS_FORMAT",
     "VIEWS_SCHEMA",
+    "CheckedViews",
     "ViewsFileMeta",
+    "check_views",
     "huggingface_metadata",
     "read_views",
     "read_views_meta",
@@ -31,6 +40,10 @@ __all__ = [
 
 VIEWS_FORMAT = "pairgen-views/1"
 META_KEY = "pairgen"
+
+#: How far a stored pose's rotation may be from orthonormal (max |R^T R - I|, |det R - 1|, and the
+#: bottom row's distance from (0, 0, 0, 1)): float32 storage is within ~1e-6, a damaged pose far beyond.
+ROTATION_TOLERANCE = 1e-4
 
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # Hugging Face Image layout
 MAT3 = pa.list_(pa.float32(), 9)
@@ -146,14 +159,14 @@ def read_views_meta(path: str | Path) -> ViewsFileMeta:
     try:
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY.encode())
     except (OSError, pa.ArrowException) as e:
-        raise OutputError(f"{path}: not a readable Parquet file ({e})") from e
+        raise OutputError(f"{path}: not a readable Parquet file ({_one_line(e)})") from e
     if raw is None:
         raise OutputError(f"{path}: not a pairgen views file (no '{META_KEY}' metadata)")
     try:
         fields = json.loads(raw)
         meta = ViewsFileMeta(**fields)
     except (ValueError, TypeError) as e:
-        raise OutputError(f"{path}: damaged '{META_KEY}' metadata ({e})") from e
+        raise OutputError(f"{path}: damaged '{META_KEY}' metadata ({_one_line(e)})") from e
     if meta.format != VIEWS_FORMAT:
         raise OutputError(f"{path}: views format {meta.format!r}, this pairgen reads {VIEWS_FORMAT!r}")
     return meta
@@ -162,7 +175,177 @@ def read_views_meta(path: str | Path) -> ViewsFileMeta:
 def read_views(path: str | Path, columns: list[str] | None = None) -> tuple[pa.Table, ViewsFileMeta]:
     """Read a views file after checking its metadata and schema."""
     meta = read_views_meta(path)
-    table = read_parquet_checked(path, VIEWS_SCHEMA, columns=columns)
+    try:
+        table = read_parquet_checked(path, VIEWS_SCHEMA, columns=columns)
+    except OutputError as e:  # pyarrow's messages run over several lines: one line, for the manifest and the log
+        raise OutputError(_one_line(e)) from e
     if table.num_rows != meta.views:
         raise OutputError(f"{path}: holds {table.num_rows} views, its metadata says {meta.views}")
     return table, meta
+
+
+@dataclass(frozen=True)
+class CheckedViews:
+    """One scene's views after :func:`check_views`: the arrays a reader computes with."""
+
+    view_ids: np.ndarray  # (N,) int64, unique
+    depths: np.ndarray  # (N, H, W) float32 metres, 0 = invalid
+    K: np.ndarray  # (N, 3, 3) float64
+    cam2world: np.ndarray  # (N, 4, 4) float64
+    width: int
+    height: int
+
+
+CHECKED_COLUMNS = ["view_id", "depth", "K", "cam2world", "width", "height"]  # what check_views needs
+
+
+def _null_row(column: pa.ChunkedArray | pa.Array) -> int | None:
+    """The first row where ``column`` (or a struct's ``bytes``, or a list's element) is null, else None."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    masks = [arr.is_null()]
+    if pa.types.is_struct(arr.type) and arr.type.get_field_index("bytes") >= 0:
+        masks.append(arr.field("bytes").is_null())
+    elif pa.types.is_fixed_size_list(arr.type) and not arr.null_count:
+        size = arr.type.list_size
+        masks.append(pa.array(arr.flatten().is_null().to_numpy(zero_copy_only=False).reshape(-1, size).any(axis=1)))
+    for mask in masks:
+        rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        if len(rows):
+            return int(rows[0])
+    return None
+
+
+def check_views(table: pa.Table, meta: ViewsFileMeta, path: str | Path, dataset: str, scene_id: str) -> CheckedViews:
+    """Check one scene's views (``table`` read from ``path``, with ``meta`` its metadata) before they are used.
+
+    ``dataset`` and ``scene_id`` are the scene the caller expects (its
+    manifest entry). The table must hold :data:`CHECKED_COLUMNS`; an
+    ``image`` column, when read, is checked too (bytes present, a header of
+    the image's size; its pixels are not decoded).
+
+    Returns
+    -------
+    CheckedViews
+        The view ids, decoded depth maps and cameras.
+
+    Raises
+    ------
+    OutputError
+        Naming the file and the problem: the metadata names another scene
+        than the file's path or the manifest entry; fewer than two views; a
+        missing value; a repeated view id; a camera that is not finite, has a
+        focal length that is not positive or a pose whose rotation is not
+        orthonormal (:data:`ROTATION_TOLERANCE`); a depth PNG that is not
+        readable or not of the image's size (``width``, ``height``); an
+        image whose header is not an image's or names another size.
+    """
+    path = Path(path)
+    said, found = f"{meta.dataset}/{meta.scene_id}", f"{path.parent.name}/{path.stem}"
+    if said != found:
+        raise OutputError(f"{path}: its metadata says it holds scene {said!r}, but it is the file of "
+                          f"{found!r} (a views file of another scene under this name?)")  # fmt: skip
+    if said != f"{dataset}/{scene_id}":
+        raise OutputError(f"{path}: holds scene {said!r}, but the views manifest's entry is for "
+                          f"{dataset + '/' + scene_id!r}")  # fmt: skip
+    n = table.num_rows
+    if n < 2:
+        raise OutputError(f"{path}: {n} view(s), a pair needs two")
+    for name in [*CHECKED_COLUMNS, *(["image"] if "image" in table.column_names else [])]:
+        row = _null_row(table.column(name))
+        if row is not None:
+            raise OutputError(f"{path}: row {row}: {name} is missing (null)")
+
+    ids = table.column("view_id").to_numpy().astype(np.int64)
+    if (ids < 0).any():
+        raise OutputError(f"{path}: row {int(np.flatnonzero(ids < 0)[0])}: negative view_id {int(ids[ids < 0][0])}")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        v = int(unique[counts > 1][0])
+        rows = ", ".join(str(int(r)) for r in np.flatnonzero(ids == v)[:5])
+        raise OutputError(f"{path}: view_id {v} appears {int(counts[counts > 1][0])} times (rows {rows}); "
+                          f"view ids must be unique ({int((counts > 1).sum())} repeated)")  # fmt: skip
+
+    widths, heights = table.column("width").to_numpy(), table.column("height").to_numpy()
+    for name, values in (("width", widths), ("height", heights)):
+        bad = np.flatnonzero((values <= 0) | (values != values[0]))
+        if len(bad):
+            r = int(bad[0])
+            raise OutputError(f"{path}: row {r} (view {ids[r]}): {name} {int(values[r])}, expected a positive size "
+                              f"shared by every view (row 0: {int(values[0])})")  # fmt: skip
+    width, height = int(widths[0]), int(heights[0])
+
+    K = table.column("K").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(n, 3, 3)
+    poses = (table.column("cam2world").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+             .astype(np.float64).reshape(n, 4, 4))  # fmt: skip
+    for name, m in (("K", K), ("cam2world", poses)):
+        bad = np.flatnonzero(~np.isfinite(m).reshape(n, -1).all(axis=1))
+        if len(bad):
+            r = int(bad[0])
+            raise OutputError(f"{path}: row {r} (view {ids[r]}): {name} holds NaN or infinite values "
+                              f"({len(bad)} view(s) so)")  # fmt: skip
+    focal = np.minimum(K[:, 0, 0], K[:, 1, 1])
+    bad = np.flatnonzero(~(focal > 0))
+    if len(bad):
+        r = int(bad[0])
+        raise OutputError(f"{path}: row {r} (view {ids[r]}): K's focal length (fx {K[r, 0, 0]:g}, fy {K[r, 1, 1]:g}) "
+                          "is not positive")  # fmt: skip
+    off = np.abs(K[:, 2] - [0.0, 0.0, 1.0]).max(axis=1)
+    bad = np.flatnonzero(off > ROTATION_TOLERANCE)
+    if len(bad):
+        r = int(bad[0])
+        raise OutputError(f"{path}: row {r} (view {ids[r]}): K's last row is {K[r, 2].tolist()}, "
+                          "not a pinhole's (0, 0, 1)")  # fmt: skip
+    R = poses[:, :3, :3]
+    orth = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
+    det = np.abs(np.linalg.det(R) - 1.0)
+    bottom = np.abs(poses[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1)
+    bad = np.flatnonzero((orth > ROTATION_TOLERANCE) | (det > ROTATION_TOLERANCE) | (bottom > ROTATION_TOLERANCE))
+    if len(bad):
+        r = int(bad[0])
+        raise OutputError(f"{path}: row {r} (view {ids[r]}): cam2world is not a rigid pose (rotation off "
+                          f"orthonormal by {orth[r]:.2g}, det {np.linalg.det(R[r]):.4g}, bottom row "
+                          f"{poses[r, 3].tolist()}; tolerance {ROTATION_TOLERANCE:g})")  # fmt: skip
+
+    from manifests.codecs import decode_depth
+
+    depths = np.empty((n, height, width), np.float32)
+    for r, item in enumerate(table.column("depth").to_pylist()):
+        try:
+            depth = decode_depth(item["bytes"])
+        except Exception as e:  # noqa: BLE001 -- PIL raises OSError, ValueError, SyntaxError, zlib.error...
+            raise OutputError(f"{path}: row {r} (view {ids[r]}): depth is not a readable 16-bit PNG "
+                              f"({type(e).__name__}: {_first_line(e)})") from None  # fmt: skip
+        if depth.shape != (height, width):
+            raise OutputError(f"{path}: row {r} (view {ids[r]}): depth PNG is {depth.shape[1]}x{depth.shape[0]}, "
+                              f"the image is {width}x{height} (width, height columns)")  # fmt: skip
+        depths[r] = depth
+    if "image" in table.column_names:
+        _check_image_sizes(table.column("image"), ids, path, width, height)
+    return CheckedViews(ids, depths, K, poses, width, height)
+
+
+def _check_image_sizes(column: pa.ChunkedArray, ids: np.ndarray, path: Path, width: int, height: int) -> None:
+    """Each encoded image's header (not its pixels) names an image of ``width`` x ``height``."""
+    from PIL import Image, UnidentifiedImageError
+
+    for r, item in enumerate(column.to_pylist()):
+        try:
+            with Image.open(io.BytesIO(item["bytes"])) as image:
+                size = image.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise OutputError(f"{path}: row {r} (view {ids[r]}): image is not a readable image "
+                              f"({type(e).__name__}: {_first_line(e)})") from None  # fmt: skip
+        if size != (width, height):
+            raise OutputError(f"{path}: row {r} (view {ids[r]}): image is {size[0]}x{size[1]}, "
+                              f"the width, height columns say {width}x{height}")  # fmt: skip
+
+
+def _one_line(e: BaseException | str) -> str:
+    """A message on one line (pyarrow's run over several)."""
+    return "; ".join(line.strip() for line in str(e).splitlines() if line.strip()).replace("; )", ")")
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message, without PIL's ``<_io.BytesIO object at 0x...>``."""
+    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e)).strip()
+    return text.splitlines()[0] if text else "no detail"
