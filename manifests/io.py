@@ -5,7 +5,9 @@ the destination folder, flushed and fsynced, renamed over the final name
 (atomic on POSIX file systems), then the folder is fsynced so the rename
 itself survives a crash. A reader therefore sees either the old complete file
 or the new complete one, never a truncated one; a crash leaves at most a
-``.tmp-*`` file, which :func:`remove_stale_temporaries` clears on the next run.
+``.tmp-<host>-<pid>-*`` file. :func:`remove_stale_temporaries` clears those of
+processes that are gone (on this host: the PID no longer runs; from another
+host: older than a day), never another live run's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +28,7 @@ import pyarrow.parquet as pq
 __all__ = [
     "OutputError",
     "atomic_path",
+    "copy_atomic",
     "path_inside",
     "read_json",
     "read_parquet_checked",
@@ -32,6 +38,33 @@ __all__ = [
 ]
 
 TMP_PREFIX = ".tmp-"
+STALE_FOREIGN_S = 86_400.0  # a temporary of another host is stale after a day (its process cannot be asked)
+
+
+def _tmp_prefix(name: str) -> str:
+    """``.tmp-<host>-<pid>-<name>.``: whose temporary it is, so no run removes another's."""
+    return f"{TMP_PREFIX}{socket.gethostname().replace('-', '_')}-{os.getpid()}-{name}."
+
+
+def _is_stale(tmp: Path) -> bool:
+    parts = tmp.name[len(TMP_PREFIX):].split("-", 2)
+    if len(parts) < 3 or not parts[1].isdigit():
+        return True  # an older pairgen's, or not ours: no owner to wait for
+    host, pid = parts[0], int(parts[1])
+    if host != socket.gethostname().replace("-", "_"):
+        try:
+            return time.time() - tmp.stat().st_mtime > STALE_FOREIGN_S
+        except OSError:
+            return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class OutputError(OSError):
@@ -57,7 +90,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), dir=path.parent)
     except OSError as e:
         raise OutputError(f"{path.parent}: cannot write here ({e.strerror or e})") from e
     os.close(fd)
@@ -74,6 +107,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def copy_atomic(source: str | Path, path: str | Path) -> None:
+    """Copy ``source`` to ``path`` atomically (a kill leaves the old file or none, never a truncated copy)."""
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
@@ -110,12 +149,16 @@ def path_inside(folder: str | Path, relative: str) -> Path:
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete the ``.tmp-*`` leftovers of interrupted writes under ``folder``; return how many."""
+    """Delete the ``.tmp-*`` leftovers of interrupted writes under ``folder``; return how many.
+
+    Only those of processes that are gone: a live run's temporaries (another
+    stage's, ``pairgen inspect``'s contact sheet) are left alone.
+    """
     folder = Path(folder)
     count = 0
     if folder.is_dir():
         for tmp in folder.rglob(TMP_PREFIX + "*"):
-            if tmp.is_file():
+            if tmp.is_file() and _is_stale(tmp):
                 tmp.unlink(missing_ok=True)
                 count += 1
     return count

@@ -170,6 +170,9 @@ class PairsManifest(StageManifest):
         shards = self.body.get("shards", [])
         if not isinstance(shards, list) or not all(isinstance(s, dict) and "file" in s for s in shards):
             raise ManifestError(f"{self.path}: field 'shards' is not a list of {{file, pairs, sha256}}")
+        for key in ("totals", "histogram", "identity"):
+            if key in self.body and not isinstance(self.body[key], dict):
+                raise ManifestError(f"{self.path}: field {key!r} is not an object")
 
     @property
     def complete(self) -> bool:

@@ -45,9 +45,13 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
-def pairs_metadata(config_hash: str, pairs: int) -> dict[str, str]:
-    """Schema metadata of a shard: ``pairgen`` (format, config hash, pair count) and ``huggingface``."""
+def pairs_metadata(config_hash: str, pairs: int, digest: str | None = None) -> dict[str, str]:
+    """Schema metadata of a shard: ``pairgen`` (format, config hash, pair count, and the digest of
+    its rows, which tells a rerun whether the shard holds what it would write) and ``huggingface``."""
+    meta = {"format": PAIRS_FORMAT, "config_hash": config_hash, "pairs": pairs}
+    if digest is not None:
+        meta["rows_digest"] = digest
     return {
-        META_KEY: json.dumps({"format": PAIRS_FORMAT, "config_hash": config_hash, "pairs": pairs}, sort_keys=True),
+        META_KEY: json.dumps(meta, sort_keys=True),
         **huggingface_metadata(PAIRS_SCHEMA, ("image1", "image2", "depth1", "depth2")),
     }

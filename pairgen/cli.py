@@ -5,7 +5,8 @@ Each subcommand is a function ``cmd_<name>(args) -> int`` registered in
 (:mod:`manifests.options`: each field declares its flag, help, default and
 bounds once). Bad arguments and bad inputs end in one clear message on
 stderr, never a traceback (``--debug`` shows it): exit status 2 for an option
-value out of its bounds (as argparse's own errors), 1 for bad input.
+value out of its bounds (as argparse's own errors) and for an output folder
+another run holds, 1 for bad input.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from pathlib import Path
 
 from manifests import DATASETS, DatasetError, SyntheticOptions, discover, parse_dataset_list
 from manifests.io import OutputError
+from manifests.lock import FolderBusy
 from manifests.options import ConfigError, add_options, from_args
 from pairgen import __version__
 from pairgen.distribute import ClusterOptions
 from pairgen.filter import FilterConfig
 from pairgen.inspect import SheetOptions
-from pairgen.progress import Progress
+from manifests.progress import Progress
 from pairgen.render import RenderConfig
 from pairgen.stage import report
 from renderers.backends import BackendUnavailable, get_backend
@@ -290,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"pairgen {args.command}: error: {e.cli_message()}", file=sys.stderr)
+        return EXIT_USAGE
+    except FolderBusy as e:
+        if args.debug:
+            raise
+        print(f"pairgen: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (DatasetError, SceneFormatError, OutputError, BackendUnavailable, ValueError) as e:
         if args.debug:

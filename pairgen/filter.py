@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -38,17 +39,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.codecs import decode_depth
-from manifests.io import OutputError, path_inside, write_parquet_atomic
+from manifests.io import OutputError, path_inside, write_json_atomic, write_parquet_atomic
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import ConfigError, check, option
-from manifests.pairs import PAIRS_SCHEMA, pairs_metadata, shard_name
-from manifests.views import read_views
+from manifests.pairs import PAIRS_SCHEMA, SHARD_GLOB, pairs_metadata, shard_name
+from manifests.views import CHECKED_COLUMNS, check_views, read_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
 
 __all__ = ["ChosenPair", "FilterConfig", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
 
 HISTOGRAM_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
+SELECTIONS = "scenes"  # pairs/scenes/<dataset>/<scene_id>.json: each scene's chosen pairs
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _safe_key(key: str) -> bool:
+    """A ``dataset/scene_id`` key that names a file inside the pairs folder."""
+    return bool(_SAFE_KEY.match(key))
 
 
 def _measures() -> list[str]:
@@ -69,13 +76,13 @@ class FilterConfig:
 
     min_covis: float = option(0.5, min=0, max=1, help="least covisibility of a kept pair")
     max_covis: float = option(0.8, min=0, max=1, help="greatest covisibility of a kept pair (drops near-duplicate views)")
-    pairs_per_scene: int = option(1000, min=1, metavar="N", help="pairs kept per scene, at most (CroCo's: 1,000)")
-    max_pairs_per_view: int = option(10, min=1, metavar="N", help="pairs one view may join, at most")
+    pairs_per_scene: int = option(1000, min=1, max=10_000_000, metavar="N", help="pairs kept per scene, at most (CroCo's: 1,000)")
+    max_pairs_per_view: int = option(10, min=1, max=1_000_000, metavar="N", help="pairs one view may join, at most")
     measure: str = option("reprojection", choices=_measures, help=_measures_help)
-    seed: int = option(0, min=0, help="seed of the pair choice and the shard order")
-    shard_size: int = option(1000, min=1, metavar="PAIRS", help="pairs a shard")
-    row_group_size: int = option(256, min=1, cli=False, help="pairs a Parquet row group")
-    scenes_per_block: int = option(16, min=1, cli=False, help="scenes whose pairs are interleaved together")
+    seed: int = option(0, min=0, max=2**32 - 1, help="seed of the pair choice and the shard order")
+    shard_size: int = option(1000, min=1, max=1_000_000, metavar="PAIRS", help="pairs a shard")
+    row_group_size: int = option(256, min=1, max=1_000_000, cli=False, help="pairs a Parquet row group")
+    scenes_per_block: int = option(16, min=1, max=100_000, cli=False, help="scenes whose pairs are interleaved together")
 
     def __post_init__(self) -> None:
         check(self)
@@ -115,27 +122,30 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
     """Covisibility and pair choice for one scene's views file. Never raises.
 
     ``task`` is ``(key, entry)``, the scene's record in ``views/manifest.json``
-    (``file`` relative to ``views_dir``, resolved inside it).
+    (``file`` relative to ``views_dir``, resolved inside it). The views are
+    checked before use (:func:`manifests.views.check_views`: the file's own
+    scene, unique view ids, finite cameras, depth of the image's size, two
+    views at least); a file that fails a check fails the scene, naming it.
     """
 
     def body(result: ScenePairs) -> None:
         from covisibility import get_measure, select_pairs
 
-        _, entry = task
+        key, entry = task
+        dataset, scene_id = _entry_scene(views_dir, key, entry)
         path = path_inside(views_dir, str(entry.get("file", "")))
-        table, _ = read_views(path, columns=["view_id", "depth", "K", "cam2world"])
-        n = table.num_rows
-        depths = np.stack([decode_depth(d["bytes"]) for d in table.column("depth").to_pylist()]) if n else None
-        Ks = np.asarray(table.column("K").to_pylist(), np.float64).reshape(-1, 3, 3)
-        poses = np.asarray(table.column("cam2world").to_pylist(), np.float64).reshape(-1, 4, 4)
-        if n < 2:
-            raise OutputError(f"{path}: {n} view(s), a pair needs two")
-        found = get_measure(config.measure).pairs(depths, Ks, poses, min_covis=config.min_covis,
+        table, meta = read_views(path, columns=[*CHECKED_COLUMNS, "image"])
+        views = check_views(table, meta, path, dataset, scene_id)
+        if entry.get("sha256") and sha256_file(path) != entry["sha256"]:  # sound, but not the file render wrote
+            raise OutputError(f"{path}: its SHA-256 differs from views/manifest.json's (changed after the render); "
+                              "run `pairgen render` again")  # fmt: skip
+        n = len(views.view_ids)
+        found = get_measure(config.measure).pairs(views.depths, views.K, views.cam2world, min_covis=config.min_covis,
                                                   max_covis=config.max_covis)  # fmt: skip
         rng = np.random.default_rng([config.seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
         chosen = select_pairs(found, min_covis=config.min_covis, max_covis=config.max_covis,
                               target=config.pairs_per_scene, max_per_view=config.max_pairs_per_view, rng=rng)  # fmt: skip
-        ids = np.asarray(table.column("view_id").to_pylist())
+        ids = views.view_ids
         c = found.covisibility
         result.pairs = [ChosenPair(int(ids[found.pairs[k, 0]]), int(ids[found.pairs[k, 1]]), float(found.covis_1in2[k]),
                                    float(found.covis_2in1[k]), float(c[k])) for k in chosen]  # fmt: skip
@@ -144,6 +154,17 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
         result.status = "ok"
 
     return run_unit(ScenePairs(), body)
+
+
+def _entry_scene(views_dir: str | Path, key: str, entry: dict) -> tuple[str, str]:
+    """``(dataset, scene_id)`` of a views manifest entry: its key's, which its own fields must repeat."""
+    dataset, _, scene_id = str(key).partition("/")
+    for name, value in (("dataset", dataset), ("scene_id", scene_id)):
+        if name in entry and entry[name] != value:
+            raise OutputError(f"{ViewsManifest.path_in(views_dir)}: entry {key!r} says {name} {entry[name]!r}")
+    if not dataset or not scene_id:
+        raise OutputError(f"{ViewsManifest.path_in(views_dir)}: entry {key!r} is not named dataset/scene_id")
+    return dataset, scene_id
 
 
 def _shard_table(rows: list[tuple[str, ChosenPair]], views: dict[str, dict]) -> pa.Table:
@@ -178,22 +199,33 @@ def _load_views(path: Path) -> dict:
     return meta
 
 
-def _shard_is_current(path: Path, config_hash: str, pairs: int) -> bool:
+def _rows_digest(rows: list[tuple[str, ChosenPair]]) -> str:
+    """16 hex digits naming a shard's rows: which pairs, in which order, with which values."""
+    h = hashlib.sha256()
+    for key, p in rows:
+        h.update(f"{key}/{p.view1}-{p.view2}:{p.covis_1in2!r}:{p.covis_2in1!r}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _shard_is_current(path: Path, config_hash: str, pairs: int, digest: str) -> bool:
     try:
         raw = (pq.read_schema(path).metadata or {}).get(b"pairgen")
         meta = json.loads(raw) if raw else {}
     except (OSError, pa.ArrowException, ValueError):
         return False
-    return meta.get("config_hash") == config_hash and meta.get("pairs") == pairs
+    return (isinstance(meta, dict) and meta.get("config_hash") == config_hash and meta.get("pairs") == pairs
+            and meta.get("rows_digest") == digest)  # fmt: skip
 
 
 def write_shards(selections: dict[str, ScenePairs], files: dict[str, Path], pairs_dir: Path, config: FilterConfig,
                  config_hash: str, progress=None) -> list[dict]:  # fmt: skip
-    """Write the shards of every scene's chosen pairs; return ``[{file, pairs, sha256}]``.
+    """Write the shards of every scene's chosen pairs; return ``[{file, pairs, bytes, sha256}]``.
 
-    ``files`` maps each scene key to its views file.
+    ``files`` maps each scene key to its views file. A shard already on disk
+    with the same rows (its footer's digest) is kept as it is; only shards
+    whose rows changed, or that are missing or damaged, are written.
     """
-    keys = sorted(k for k, s in selections.items() if s.status == "ok" and s.pairs)
+    keys = sorted(k for k, s in selections.items() if s.ok and s.pairs)
     shards: list[dict] = []
     for block_start in range(0, len(keys), config.scenes_per_block):
         block = keys[block_start : block_start + config.scenes_per_block]
@@ -204,14 +236,19 @@ def write_shards(selections: dict[str, ScenePairs], files: dict[str, Path], pair
         for start in range(0, len(rows), config.shard_size):
             part = rows[start : start + config.shard_size]
             path = pairs_dir / shard_name(len(shards))
-            if not _shard_is_current(path, config_hash, len(part)):
+            digest = _rows_digest(part)
+            if not _shard_is_current(path, config_hash, len(part), digest):
                 if views is None:  # each views file of the block is read once
                     views = {key: _load_views(files[key]) for key in block}
-                write_parquet_atomic(path, _shard_table(part, views), metadata=pairs_metadata(config_hash, len(part)),
+                write_parquet_atomic(path, _shard_table(part, views),
+                                     metadata=pairs_metadata(config_hash, len(part), digest),
                                      row_group_size=config.row_group_size)  # fmt: skip
-            shards.append({"file": path.name, "pairs": len(part), "sha256": sha256_file(path)})
+            shards.append({"file": path.name, "pairs": len(part), "bytes": path.stat().st_size,
+                           "sha256": sha256_file(path)})  # fmt: skip
             if progress is not None:
                 progress.update(len(part))
+    for stale in sorted(pairs_dir.glob(SHARD_GLOB))[len(shards):]:  # fewer shards than an earlier run wrote
+        stale.unlink(missing_ok=True)
     return shards
 
 
@@ -257,40 +294,95 @@ class FilterStage(Stage):
         return {"views_dir": self.views_dir, "config": self.config}
 
     def outputs(self, manifest: PairsManifest) -> list[str]:
-        return [s["file"] for s in manifest.shards]
+        return [s["file"] for s in manifest.shards] + [
+            str(self.selection_path(k).relative_to(self.folder)) for k in manifest.scenes if _safe_key(k)
+        ]
+
+    def selection_path(self, key: str) -> Path:
+        """``pairs/scenes/<dataset>/<scene_id>.json``: one scene's chosen pairs, kept so a rerun need not redo it."""
+        return self.folder / SELECTIONS / f"{key}.json"
+
+    def _inputs(self) -> dict[str, str | None]:
+        """What the pairs are made of: each rendered scene's views file checksum (None: not rendered)."""
+        return {k: (e.get("sha256") if e.get("status") == "ok" and e.get("file") else None)
+                for k, e in sorted(self.views.scenes.items())}  # fmt: skip
 
     def up_to_date(self, manifest: PairsManifest) -> bool:
-        if not manifest.complete or not all(path.is_file() for _, path in manifest.shard_paths()):
+        """Complete, made of the views there are now, and every shard present at its recorded size."""
+        if not manifest.complete or manifest.body.get("inputs") != self._inputs():
             return False
+        for entry, path in manifest.shard_paths():
+            try:
+                if path.stat().st_size != entry.get("bytes", path.stat().st_size):
+                    return False
+            except OSError:
+                return False
         self.summary.counts.update(pairs=int(manifest.body.get("totals", {}).get("pairs", 0)), shards=len(manifest.shards))
         return True
 
+    def _reusable(self, key: str, entry: dict) -> ScenePairs | None:
+        """The scene's selection of an earlier run, when made by this config from this very views file."""
+        path = self.selection_path(key)
+        if not _safe_key(key) or not entry.get("sha256") or not path.is_file():
+            return None
+        try:
+            kept = json.loads(path.read_text())
+            if kept["config_hash"] != self.manifest.config_hash or kept["views_sha256"] != entry["sha256"]:
+                return None
+            return ScenePairs(status="skipped", pairs=[ChosenPair(*p) for p in kept["pairs"]],
+                              **{k: kept["stats"].get(k) for k in ("views", "candidates", "computed", "in_band")})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # damaged: computed again
+
     def plan(self):
         self.manifest.body.update(complete=False, shards=[])
-        return sorted(self.scenes.items()), []
+        todo, decided = [], []
+        for key, entry in sorted(self.views.scenes.items()):
+            if entry.get("status") != "ok" or not entry.get("file"):
+                reason = entry.get("reason") or "no views file"
+                decided.append(((key, entry), ScenePairs(status="absent", reason=f"not rendered: {reason}")))
+            elif (kept := self._reusable(key, entry)) is not None:
+                decided.append(((key, entry), kept))
+            else:
+                todo.append((key, entry))
+        return todo, decided
 
     def on_result(self, task, result: ScenePairs) -> None:
-        self.selections[task[0]] = result
+        key, entry = task
+        if result.status == "absent":
+            self.summary.counts["not rendered"] += 1
+            return
+        self.selections[key] = result
+        if result.status == "ok" and _safe_key(key):
+            write_json_atomic(self.selection_path(key), {
+                "config_hash": self.manifest.config_hash, "views_sha256": entry.get("sha256"),
+                "pairs": [list(p) for p in result.pairs],
+                "stats": {k: getattr(result, k) for k in ("views", "candidates", "computed", "in_band")},
+            })  # fmt: skip
+        elif result.status == "skipped":
+            self.summary.counts["reused"] += 1
 
     def finish(self, manifest: PairsManifest) -> None:
         summary = self.summary
-        total = sum(len(s.pairs) for s in self.selections.values())
+        total = sum(len(s.pairs) for s in self.selections.values() if s.ok)
         files = {key: path_inside(self.views_dir, self.scenes[key]["file"])
-                 for key, s in self.selections.items() if s.status == "ok"}  # fmt: skip
+                 for key, s in self.selections.items() if s.ok}  # fmt: skip
         bar = self.progress(total, "writing shards", "pair") if self.progress else None
         try:
             shards = write_shards(self.selections, files, self.folder, self.config, manifest.config_hash, progress=bar)
         finally:
             if bar is not None:
                 bar.close()
-        covis = np.array([p.covisibility for s in self.selections.values() for p in s.pairs], np.float64)
+        covis = np.array([p.covisibility for s in self.selections.values() if s.ok for p in s.pairs], np.float64)
         hist, _ = np.histogram(covis, bins=HISTOGRAM_BINS)
         summary.counts.update(pairs=total, shards=len(shards))
-        datasets = sorted({k.split("/", 1)[0] for k, s in self.selections.items() if s.pairs})
+        datasets = sorted({k.split("/", 1)[0] for k, s in self.selections.items() if s.ok and s.pairs})
         manifest.body.update(
             complete=True,
             views_manifest="../views/manifest.json",
-            totals={"pairs": total, "shards": len(shards), "scenes": summary.ok, "scenes_failed": summary.failed,
+            inputs=self._inputs(),
+            totals={"pairs": total, "shards": len(shards), "scenes": summary.ok + summary.skipped,
+                    "scenes_failed": summary.failed, "scenes_not_rendered": summary.counts["not rendered"],
                     "datasets": datasets},  # fmt: skip
             histogram={"bins": HISTOGRAM_BINS.tolist(), "counts": hist.tolist()},
             shards=shards,
@@ -299,7 +391,9 @@ class FilterStage(Stage):
     def line(self, summary: StageSummary) -> str:
         if summary.up_to_date:
             return f"already complete: {summary.counts['pairs']} pairs in {summary.counts['shards']} shards"
+        reused = f", {summary.counts['reused']} reused" if summary.counts["reused"] else ""
+        absent = f", {summary.counts['not rendered']} not rendered" if summary.counts["not rendered"] else ""
         return (
-            f"{summary.counts['pairs']} pairs from {summary.ok} scenes ({summary.failed} failed) "
-            f"in {summary.counts['shards']} shards, {summary.seconds:.1f} s"
+            f"{summary.counts['pairs']} pairs from {summary.ok + summary.skipped} scenes ({summary.failed} failed"
+            f"{absent}{reused}) in {summary.counts['shards']} shards, {summary.seconds:.1f} s"
         )

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from manifests.io import OutputError, atomic_path
 from manifests.manifest import PairsManifest
 from manifests.options import check, option
-from manifests.pairs import META_KEY, SHARD_GLOB
+from manifests.pairs import META_KEY, PAIRS_SCHEMA, SHARD_GLOB
 
 __all__ = ["LABEL_HEIGHT", "MIN_PANEL", "PAD", "SheetOptions", "contact_sheet", "highlight", "pairs_statistics"]
 
@@ -58,10 +58,15 @@ class SheetOptions:
     """Which pairs the contact sheet shows."""
 
     pairs: int = option(8, min=1, max=1000, metavar="N", help="pairs (rows) on the contact sheet")
-    seed: int = option(0, min=0, help="seed of the pairs drawn for the sheet")
+    seed: int = option(0, min=0, max=2**32 - 1, help="seed of the pairs drawn for the sheet")
 
     def __post_init__(self) -> None:
         check(self)
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (pyarrow's span several)."""
+    return " ".join(str(error).split())
 
 
 def _read_manifest(pairs_dir: Path) -> PairsManifest:
@@ -86,6 +91,7 @@ def _shard_footers(pairs_dir: Path, manifest: PairsManifest) -> tuple[list[dict]
         path = pairs_dir / name
         shard = {"file": name, "pairs": int(entry.get("pairs", 0)), "rows": None, "row_groups": [], "bytes": 0}
         shards.append(shard)
+        before = len(problems)
         if not path.is_file():
             problems.append(f"{name}: listed in the manifest ({shard['pairs']} pairs) but missing")
             continue
@@ -93,7 +99,7 @@ def _shard_footers(pairs_dir: Path, manifest: PairsManifest) -> tuple[list[dict]
         try:
             meta = pq.ParquetFile(path).metadata
         except (OSError, pa.ArrowException) as e:
-            problems.append(f"{name}: not a readable Parquet file, truncated or damaged ({e})")
+            problems.append(f"{name}: not a readable Parquet file, truncated or damaged ({_one_line(e)})")
             continue
         changed = manifest.verify_shard(entry, path)
         if changed:
@@ -106,9 +112,17 @@ def _shard_footers(pairs_dir: Path, manifest: PairsManifest) -> tuple[list[dict]
             written = json.loads((meta.metadata or {}).get(META_KEY.encode(), b"{}"))
         except ValueError:
             written = {}
+        if not isinstance(written, dict):  # the footer's metadata is data too
+            written = {}
         if written.get("config_hash") != config_hash:
             problems.append(f"{name}: written with config {written.get('config_hash')}, "
                             f"the manifest's is {config_hash}")  # fmt: skip
+        schema = meta.schema.to_arrow_schema()
+        for field in PAIRS_SCHEMA:
+            if field.name not in schema.names or not schema.field(field.name).type.equals(field.type):
+                problems.append(f"{name}: column {field.name!r} is missing or not {field.type}")
+                break
+        shard["clean"] = len(problems) == before  # the contact sheet draws from clean shards only
     for path in sorted(pairs_dir.glob(SHARD_GLOB)):
         if path.name not in listed:
             problems.append(f"{path.name}: on disk but not in the manifest (left from another run?)")
@@ -157,7 +171,7 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
         try:
             table = pq.read_table(path, columns=["dataset", "scene_id", "covisibility"])
         except (OSError, pa.ArrowException) as e:
-            problems.append(f"{shard['file']}: columns cannot be read ({e})")
+            problems.append(f"{shard['file']}: columns cannot be read ({_one_line(e)})")
             continue
         keys = [f"{d}/{s}" for d, s in zip(table.column("dataset").to_pylist(), table.column("scene_id").to_pylist())]
         scenes.update(keys)
@@ -284,7 +298,7 @@ def contact_sheet(pairs_dir: str | Path, out_png: str | Path, n: int = 8, seed: 
     if n < 1:
         raise ValueError(f"a contact sheet needs at least one pair, got {n}")
     shards, _ = _shard_footers(pairs_dir, _read_manifest(pairs_dir))
-    rows = _draw_rows(pairs_dir, shards, n, seed)
+    rows = _draw_rows(pairs_dir, [s for s in shards if s.get("clean")], n, seed)
     if not rows:
         raise OutputError(f"{pairs_dir}: no readable pair to draw")
     w = max(int(r["width"]) for r in rows)

@@ -50,7 +50,7 @@ class RenderConfig:
     """Everything that decides what a scene's views file holds (hashed)."""
 
     backend: str = option("raycast", choices=available_backends, help=lambda: "renderer: " + describe_backends())
-    seed: int = option(0, min=0, cli=False, help="seed of the viewpoint sampling (the --seed flag)")
+    seed: int = option(0, min=0, max=2**32 - 1, cli=False, help="seed of the viewpoint sampling (the --seed flag)")
     image_format: str = option("jpeg", choices=IMAGE_FORMATS, help="encoding of the RGB images")
     jpeg_quality: int = option(95, min=1, max=100, help="JPEG quality, 1-100")
     sampling: ViewConfig = field(default_factory=ViewConfig)

@@ -4,6 +4,9 @@ A stage (``render``, ``filter``) is a :class:`Stage` subclass: its config, the
 folder it writes, its unit-of-work function and a few hooks. :meth:`Stage.run`
 does the rest, the same way for every stage:
 
+0. **one run per folder**: the folder's lock is held throughout
+   (:mod:`manifests.lock`); a second run into it fails at once, naming the
+   first;
 1. **identity**: the config (and what it depends on, e.g. the views' config
    hash) is hashed (:func:`manifests.config.config_hash`);
 2. **manifest**: ``OUT/<folder>/manifest.json`` is read through the typed
@@ -22,7 +25,8 @@ does the rest, the same way for every stage:
    manifest as it arrives (so a run killed at any moment resumes), counted
    in the summary and shown by the progress;
 5. :meth:`Stage.finish` (the filter writes its shards there), then the
-   manifest is written a last time;
+   manifest is written a last time, marked ``complete`` only when every
+   unit succeeded (the same command again retries exactly the failed ones);
 6. the :class:`StageSummary` gives the summary line; :func:`report` prints it
    with the first failures, and the exit status is 1 when a unit failed.
 """
@@ -41,6 +45,8 @@ from typing import Any, ClassVar, TextIO
 
 from manifests.config import config_changes, config_hash
 from manifests.io import OutputError, remove_stale_temporaries
+from manifests.lock import folder_lock
+from pairgen.distribute import TaskTimeout
 from manifests.manifest import StageManifest
 
 __all__ = ["ConfigMismatch", "Stage", "StageSummary", "UnitResult", "report", "run_unit"]
@@ -49,6 +55,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED = 0, 1
 SHOWN_FAILURES = 10  # failures printed at the end of a run; the manifest has them all
+REASON_CHARS = 300  # a failure's reason as printed (the manifest keeps it whole)
 
 
 class ConfigMismatch(ValueError):
@@ -59,8 +66,9 @@ class ConfigMismatch(ValueError):
 class UnitResult:
     """What one unit of work (a scene) returns; each stage subclasses it with its statistics.
 
-    ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or
-    ``failed`` (then ``reason`` says why, naming the file).
+    ``status`` is ``ok``, ``skipped`` (complete from an earlier run),
+    ``failed`` (then ``reason`` says why, naming the file) or ``absent`` (its
+    input is missing: the earlier stage failed it; ``reason`` says why).
     """
 
     status: str = "failed"
@@ -114,7 +122,7 @@ class Stage(abc.ABC):
         Replace the outputs of another config instead of refusing.
     progress : callable, optional
         ``progress(total, desc, unit)`` -> an object with ``update``,
-        ``set_postfix`` and ``close`` (:class:`pairgen.progress.Progress`).
+        ``set_postfix`` and ``close`` (:class:`manifests.progress.Progress`).
     """
 
     name: ClassVar[str]  # "render"
@@ -219,9 +227,15 @@ class Stage(abc.ABC):
         ------
         ConfigMismatch
             The folder holds another config's outputs and ``overwrite`` is False.
+        FolderBusy
+            Another live run writes the folder (:func:`manifests.lock.folder_lock`).
         OutputError
             The inputs are missing, or the folder cannot be written.
         """
+        with folder_lock(self.folder):
+            return self._run()
+
+    def _run(self) -> StageSummary:
         summary = self.summary
         start = time.perf_counter()
         manifest = self.manifest = self.open_manifest(config_hash(self.identity()))
@@ -231,6 +245,7 @@ class Stage(abc.ABC):
         stale = remove_stale_temporaries(self.folder)
         if stale:
             log.info("removed %d unfinished temporary file(s) of an interrupted run", stale)
+        manifest.body["complete"] = False  # until every unit has succeeded
         manifest.write()  # fails early, with one message, if the folder is not writable
         todo, decided = self.plan()
         log.info("%s: %d unit(s) to run, %d decided already, into %s", self.name, len(todo), len(decided), self.folder)
@@ -245,10 +260,12 @@ class Stage(abc.ABC):
                 entry.pop("reason", None)
             elif result.status == "ok":
                 summary.ok += 1
+            elif result.status == "absent":  # not this stage's to do (its input is missing), not its failure
+                pass
             else:
                 summary.failed += 1
                 summary.failures[key] = result.reason or "unknown"
-                log.warning("%s failed: %s", key, result.reason)
+                log.info("%s failed: %s", key, result.reason)  # printed once, in the report
             manifest.scenes[key] = entry
             self.on_result(task, result)
             summary.seconds = time.perf_counter() - start
@@ -259,16 +276,26 @@ class Stage(abc.ABC):
                 bar.update(1)
 
         def on_error(task, error: BaseException) -> UnitResult:
-            return self.result_cls(reason=f"worker failed: {type(error).__name__}: {error}")
+            if isinstance(error, TaskTimeout):
+                return self.result_cls(reason=str(error))
+            return self.result_cls(reason=f"worker failed: {getattr(error, 'kind', type(error).__name__)}: {error}")
+
+        def on_tick(running: int, retried: int) -> None:
+            summary.counts["retries"] = retried
+            if bar is not None:
+                bar.tick(running=running, retried=retried, failed=summary.failed)
 
         try:
             for task, result in decided:
                 on_result(task, result)
-            self.distributor(type(self).work, todo, on_result, on_error, self.common())
+            retried = self.distributor(type(self).work, todo, on_result, on_error, self.common(), on_tick=on_tick)
+            summary.counts["retries"] = retried or 0
         finally:
             if bar is not None:
                 bar.close()
         self.finish(manifest)
+        # complete only when every unit succeeded: a rerun retries exactly the failed ones
+        manifest.body["complete"] = summary.failed == 0 and manifest.body.get("complete", True)
         summary.seconds = time.perf_counter() - start
         manifest.body["last_run"] = summary.to_dict()
         manifest.write()
@@ -279,11 +306,15 @@ def report(stage: Stage, summary: StageSummary, stream: TextIO) -> int:
     """Print the first failures, the summary line and where the outputs are; return the exit status."""
     failures = list(summary.failures.items())
     for key, reason in failures[:SHOWN_FAILURES]:
-        print(f"  FAILED {key}: {reason}", file=stream)
+        shown = reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 3] + "..."  # whole in the manifest
+        print(f"  FAILED {key}: {shown}", file=stream)
     manifest = stage.manifest_cls.path_in(stage.folder)
     if len(failures) > SHOWN_FAILURES:
         print(f"  ... and {len(failures) - SHOWN_FAILURES} more (see {manifest})", file=stream)
     print(stage.line(summary), file=stream)
+    if summary.counts.get("retries"):
+        print(f"  {summary.counts['retries']} retr{'y' if summary.counts['retries'] == 1 else 'ies'} "
+              "(workers that died or scenes past --scene-timeout)", file=stream)  # fmt: skip
     print(f"{stage.folder_name}: {stage.folder}  (manifest: {manifest})", file=stream)
     return EXIT_FAILED if summary.failed else EXIT_OK
 

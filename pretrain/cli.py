@@ -16,6 +16,7 @@ Errors end in one message and a non-zero exit (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -87,15 +88,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pretrain.train import TrainConfig, train
-
+    from manifests.lock import folder_lock
     from manifests.options import from_args
+    from pretrain.train import TrainConfig
 
     resume = args.resume
     run_dir = resume.parent if resume is not None else args.runs / (args.name or args.model)
     config = from_args(TrainConfig, args, shards=str(args.shards), run_dir=str(run_dir))
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with folder_lock(run_dir) if rank0 else contextlib.nullcontext():  # one run per run folder
+        last = _resume_and_train(config, run_dir, resume, args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if "loss" in last:
+            print(f"trained to step {last['step']}, loss {last['loss']:.4f}", file=sys.stderr)
+        else:
+            print(f"already trained to step {last['step']}: nothing to do", file=sys.stderr)
+        print(f"run: {run_dir}  (checkpoint-last.pt, log.jsonl, tb/, recon-*.png)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _resume_and_train(config, run_dir: Path, resume: Path | None, overwrite: bool) -> dict:
+    """Check the run folder's checkpoint against ``config``, verify the shards, train; the last record."""
     from manifests.config import config_changes
-    from pretrain.train import load_checkpoint
+    from manifests.progress import Progress
+    from pretrain.shards import verify_shards
+    from pretrain.train import load_checkpoint, train
 
     last_ckpt = run_dir / "checkpoint-last.pt"
     source = resume if resume is not None else (last_ckpt if last_ckpt.is_file() else None)
@@ -104,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         drift = "; ".join(config_changes(checkpoint["config"], config.to_dict(), ignore=RESUMABLE))
         if drift and resume is not None:
             raise ValueError(f"{resume}: written by a run of another config ({drift}); resume with the same options")
-        if drift and not args.overwrite:
+        if drift and not overwrite:
             raise ValueError(
                 f"{run_dir} holds a run of another config ({drift}). Use another --name, or --overwrite to "
                 "start afresh there."
@@ -115,26 +132,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             checkpoint = None
         elif resume is None:
             print(f"pretrain: resuming from {last_ckpt}", file=sys.stderr)
-    from tqdm import tqdm
-
-    with tqdm(desc="training", unit="step", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
-        last = train(config, resume=checkpoint, progress=bar)
-    if int(os.environ.get("RANK", "0")) == 0:
-        if "loss" in last:
-            print(f"trained to step {last['step']}, loss {last['loss']:.4f}", file=sys.stderr)
-        else:
-            print(f"already trained to step {last['step']}: nothing to do", file=sys.stderr)
-        print(f"run: {run_dir}  (checkpoint-last.pt, log.jsonl, tb/, recon-*.png)", file=sys.stderr)
-    return EXIT_OK
+    if config.verify and int(os.environ.get("RANK", "0")) == 0:
+        checked = verify_shards(config.shards, Path(run_dir) / "verified-shards.json")
+        if checked:
+            log.info("verified the SHA-256 of %d shard(s) against their manifest", checked)
+    with Progress(None, "training", "step") as bar:
+        return train(config, resume=checkpoint, progress=bar)
 
 
 # what may change between a run and its resumption (the rest decides the result)
-RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_every", "image_every", "keep_checkpoints")
+RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_every", "image_every", "keep_checkpoints",
+             "verify")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
+    from manifests.io import atomic_path
     from pretrain.model import MODEL_PRESETS
     from pretrain.train import load_checkpoint
 
@@ -143,9 +157,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     kwargs = {**MODEL_PRESETS[config["model"]], "img_size": config["img_size"]}
     state = ckpt["model"]
     encoder = {k: v for k, v in state.items() if k.split(".")[0] in ("patch_embed", "enc_blocks", "enc_norm", "enc_pos_embed")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state, "croco_kwargs": kwargs, "step": ckpt["step"]}, args.out / "croco.pth")
-    torch.save({"model": encoder, "croco_kwargs": kwargs, "step": ckpt["step"]}, args.out / "croco_encoder.pth")
+    for name, weights in (("croco.pth", state), ("croco_encoder.pth", encoder)):
+        with atomic_path(args.out / name) as tmp:  # Ctrl-C leaves the old file or none, never a truncated one
+            torch.save({"model": weights, "croco_kwargs": kwargs, "step": ckpt["step"]}, tmp)
     print(f"wrote {args.out / 'croco.pth'} ({len(state)} tensors) and {args.out / 'croco_encoder.pth'} "
           f"({len(encoder)} tensors)", file=sys.stderr)  # fmt: skip
     return EXIT_OK
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)  # fmt: skip
+    from manifests.lock import FolderBusy
     from manifests.options import ConfigError
     from pretrain.data import ShardError
     from pretrain.train import TrainingError
@@ -165,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"pretrain {args.command}: error: {e.cli_message()}", file=sys.stderr)
+        return EXIT_USAGE
+    except FolderBusy as e:
+        if args.debug:
+            raise
+        print(f"pretrain: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (ShardError, TrainingError, ValueError, OSError) as e:
         if args.debug:

@@ -16,6 +16,7 @@ that fails, then or when one of its row groups is read, raises
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests.manifest import MANIFEST_NAME as MANIFEST
+from manifests.io import write_json_atomic
 from manifests.manifest import ManifestError, PairsManifest
 from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, SHARD_GLOB, SIZE_COLUMNS
 
-__all__ = ["RowGroup", "ShardError", "ShardIndex", "find_shards", "read_group"]
+__all__ = ["RowGroup", "ShardError", "ShardIndex", "find_shards", "read_group", "verify_shards"]
 
 
 class ShardError(ValueError):
@@ -121,7 +123,7 @@ class ShardIndex:
                 with pq.ParquetFile(path) as pf:
                     schema, meta = pf.schema_arrow, pf.metadata
             except (OSError, pa.ArrowException) as e:
-                raise ShardError(f"{path}: not a readable Parquet file ({e})") from e
+                raise ShardError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
             for name in IMAGE_COLUMNS:
                 problem = _image_column_problem(schema, name)
                 if problem:
@@ -218,7 +220,7 @@ def read_group(index: ShardIndex, g: int) -> RowGroup:
         with pq.ParquetFile(path) as pf:
             table = pf.read_row_group(rg, columns=columns)
     except (OSError, pa.ArrowException) as e:
-        raise ShardError(f"{path}: row group {rg} could not be read ({e})") from e
+        raise ShardError(f"{path}: row group {rg} could not be read ({' '.join(str(e).split())})") from e  # one line
     expected = int(index.group_rows[g])
     if table.num_rows != expected:
         raise ShardError(f"{path}: row group {rg} holds {table.num_rows} rows, its footer said {expected}")
@@ -238,3 +240,45 @@ def read_group(index: ShardIndex, g: int) -> RowGroup:
         start = int(index.group_start[g])
         pair_ids = [f"{path.name}#{start + r}" for r in range(expected)]
     return RowGroup(tuple(data), tuple(offsets), pair_ids)
+
+
+def verify_shards(path: str | Path | Sequence[str | Path], record: Path | None = None) -> int:
+    """Check the shards of a pairs folder against its manifest's SHA-256; return how many were hashed.
+
+    Only a folder with a manifest has recorded checksums (a list of files or
+    a single shard is taken as it is). ``record`` (a JSON file in the run
+    folder) remembers the shards already verified, by name, checksum, size
+    and modification time, so a resumed run does not hash them again.
+
+    Raises
+    ------
+    ShardError
+        A shard whose bytes differ from the manifest's checksum (altered or
+        truncated after the filter wrote it); the message names it.
+    """
+    if isinstance(path, (list, tuple)) or not PairsManifest.exists(path):
+        return 0
+    manifest = PairsManifest.read(path)
+    seen: dict = {}
+    if record is not None and record.is_file():
+        try:
+            seen = json.loads(record.read_text())
+        except (OSError, ValueError):
+            seen = {}
+    hashed = 0
+    for entry, file in manifest.shard_paths():
+        recorded = entry.get("sha256")
+        if not recorded:
+            continue
+        stat = file.stat()
+        key = f"{file.name}:{recorded}:{stat.st_size}:{stat.st_mtime_ns}"
+        if seen.get(str(file)) == key:
+            continue
+        problem = manifest.verify_shard(entry, file)
+        if problem:
+            raise ShardError(f"{Path(path) / problem}; run `pairgen filter` again to rewrite it, or pass --no-verify")
+        seen[str(file)] = key
+        hashed += 1
+    if record is not None and hashed:
+        write_json_atomic(record, seen)
+    return hashed

@@ -24,7 +24,6 @@ import math
 import os
 import pickle
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from manifests.io import atomic_path
+from manifests.io import atomic_path, copy_atomic
 from manifests.options import ConfigError, check, option
 from pretrain import augment
 from pretrain.augment import to_float
@@ -68,26 +67,30 @@ class TrainConfig:
     shards: str | list[str]  # a pairs folder, a shard, or shard files (--shards)
     run_dir: str  # RUNS/NAME (--runs, --name)
     model: str = option("croco-base", choices=_models, help="model preset")
-    img_size: int = option(224, min=16, help="crop size fed to the model (pixels, a multiple of the 16-pixel patch)")
-    batch_size: int = option(64, min=1, help="pairs per micro-batch per process")
-    accum: int = option(1, min=1, help="micro-batches per optimizer step")
+    img_size: int = option(224, min=16, max=4096,
+                           help="crop size fed to the model (pixels, a multiple of the 16-pixel patch)")
+    batch_size: int = option(64, min=1, max=65_536, help="pairs per micro-batch per process")
+    accum: int = option(1, min=1, max=65_536, help="micro-batches per optimizer step")
     base_lr: float = option(1.5e-4, above=0, help="learning rate per 256 pairs of effective batch")
     min_lr: float = option(0.0, min=0, cli=False, help="learning rate at the end of the cosine")
-    weight_decay: float = option(0.05, min=0, help="AdamW weight decay (not on biases and norms)")
+    weight_decay: float = option(0.05, min=0, max=10, help="AdamW weight decay (not on biases and norms)")
     betas: tuple[float, float] = option((0.9, 0.95), min=0, below=1, cli=False, help="AdamW betas")
-    warmup_steps: int | None = option(None, min=0, help="linear warm-up steps (None: a tenth of the run, at most 1,000)")
-    steps: int | None = option(None, min=1, help="optimizer steps to train (None: --epochs, or one epoch)")
-    epochs: float | None = option(None, above=0, help="epochs over the shards to train")
-    seed: int = option(0, min=0, help="seed of the data order, augmentation, masks and init")
-    num_workers: int = option(4, min=0, flag="--workers", help="DataLoader worker processes per GPU/process")
+    warmup_steps: int | None = option(None, min=0, max=10**9,
+                                      help="linear warm-up steps (None: a tenth of the run, at most 1,000)")
+    steps: int | None = option(None, min=1, max=10**9, help="optimizer steps to train (None: --epochs, or one epoch)")
+    epochs: float | None = option(None, above=0, max=1e6, help="epochs over the shards to train")
+    seed: int = option(0, min=0, max=2**32 - 1, help="seed of the data order, augmentation, masks and init")
+    num_workers: int = option(4, min=0, max=256, flag="--workers", help="DataLoader worker processes per GPU/process")
     compile: bool = option(False, help="torch.compile the model")
     amp: str = option("auto", choices=("auto", "bf16", "off"), help="auto: bf16 autocast on CUDA, fp32 on CPU")
     jitter: bool = option(True, flag="--no-jitter", help="turn CroCo's colour jitter off")
-    log_every: int = option(20, min=1, help="steps between log lines")
-    ckpt_every: int = option(1000, min=0, help="steps between checkpoints (0: only at the end)")
+    log_every: int = option(20, min=1, max=10**9, help="steps between log lines")
+    ckpt_every: int = option(1000, min=0, max=10**9, help="steps between checkpoints (0: only at the end)")
     keep_checkpoints: bool = option(False, help="keep every periodic checkpoint as checkpoint-NNNNNNN.pt besides "
                                     "checkpoint-last.pt")
-    image_every: int = option(1000, min=0, help="steps between reconstruction PNGs (0: never)")
+    image_every: int = option(1000, min=0, max=10**9, help="steps between reconstruction PNGs (0: never)")
+    verify: bool = option(True, flag="--no-verify", help="skip the check of the shards' SHA-256 against their "
+                          "manifest (done once a run; about 0.6 s a GiB)")
 
     def __post_init__(self) -> None:
         check(self)
@@ -169,21 +172,170 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint's contents, loaded without unpickling arbitrary objects."""
+    """A checkpoint's contents, loaded without unpickling arbitrary objects, and checked before use.
+
+    Everything a resume or an export reads is checked here, so that a damaged
+    or foreign file is one message naming it rather than an error deep in
+    training: a dict with ``config`` (plain values; a known ``model``, a
+    positive ``img_size``, ``num_workers``), ``model`` (the tensors of that
+    model at that size, same names and shapes, finite), ``optimizer``
+    (AdamW's groups of that model, moments of its parameters' shapes),
+    ``scaler``, ``step``/``epoch``/``position`` (non-negative integers) and
+    ``rng`` (states the generators accept).
+
+    Raises
+    ------
+    TrainingError
+        Not found, not readable, holding pickled objects, or not a checkpoint
+        of ``pretrain run`` (the message says what is wrong).
+    """
+    import re
+    import zipfile
+
     path = Path(path)
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if not head:
+            raise TrainingError(f"{path}: not a readable checkpoint (the file is empty)")
+        try:
+            archive = zipfile.is_zipfile(path)
+        except (zipfile.BadZipFile, OSError, ValueError):  # is_zipfile itself raises on some damaged end records
+            archive = False
+        if head != b"\x80\x02" and not archive:  # torch.save writes a zip archive, or a legacy pickle
+            raise TrainingError(f"{path}: not a readable checkpoint (not a file torch.save writes: truncated, "
+                                "damaged or of another kind)")  # fmt: skip
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainingError(f"{path}: checkpoint not found") from None
+    except IsADirectoryError:
+        raise TrainingError(f"{path}: is a folder, not a checkpoint") from None
     except pickle.UnpicklingError as e:
+        operand = re.search(r"Unsupported operand \d+", str(e))
+        if operand:  # not a request for an object: a byte of the pickle that is no pickle opcode
+            raise TrainingError(f"{path}: not a readable checkpoint (damaged: {operand.group(0).lower()})") from None
         if "Weights only load failed" in str(e):
             raise TrainingError(
                 f"{path}: refused: it holds Python objects besides tensors and plain values, and loading "
                 "them could run code (checkpoints are read with torch.load(weights_only=True))"
             ) from None
-        raise TrainingError(f"{path}: not a readable checkpoint (damaged: {str(e).splitlines()[0]})") from None
-    except Exception as e:  # a damaged file, or one holding objects weights_only refuses
-        raise TrainingError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+        detail = (str(e).strip() or "no detail").splitlines()[0]
+        raise TrainingError(f"{path}: not a readable checkpoint (damaged: {detail})") from None
+    except Exception as e:  # noqa: BLE001 -- a damaged file: torch raises RuntimeError, EOFError, KeyError...
+        detail = (str(e).strip() or "no detail").splitlines()[0]
+        raise TrainingError(f"{path}: not a readable checkpoint ({type(e).__name__}: {detail})") from None
+
+    def plain(value) -> bool:  # what a config may hold: JSON-like values
+        if value is None or isinstance(value, (str, bool, int, float)):
+            return True
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return isinstance(value, dict) and all(isinstance(k, str) and plain(v) for k, v in value.items())
+
+    def count(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def problem() -> str | None:
+        from pretrain.model import MODEL_PRESETS
+
+        if not isinstance(ckpt, dict):
+            return f"it holds a {type(ckpt).__name__}, not a dict"
+        needed = ("config", "model", "optimizer", "scaler", "step", "epoch", "position", "rng")
+        missing = [k for k in needed if k not in ckpt]
+        if missing:
+            return f"no {', '.join(repr(k) for k in missing)}"
+        config = ckpt["config"]
+        if not isinstance(config, dict) or not plain(config):
+            return "'config' is not a dict of plain values"
+        if config.get("model") not in MODEL_PRESETS:
+            return f"'config' names model {config.get('model')!r}; known: {', '.join(sorted(MODEL_PRESETS))}"
+        if not count(config.get("img_size")) or not config["img_size"] or not count(config.get("num_workers")):
+            return "'config' has no valid img_size and num_workers"
+        for key in ("step", "epoch", "position"):
+            if not count(ckpt[key]):
+                return f"{key!r} is {ckpt[key]!r}, not a non-negative integer"
+        try:
+            with torch.device("meta"):  # shapes only, no memory
+                reference = build_model(config["model"], img_size=config["img_size"])
+        except Exception as e:  # noqa: BLE001 -- a size the model cannot be built at
+            return f"its model {config['model']!r} cannot be built at {config['img_size']} px ({e})"
+        state, wanted = ckpt["model"], reference.state_dict()
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            return "'model' is not a dict of tensors"
+        if set(state) != set(wanted):
+            lost, extra = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
+            return (f"'model' is not a {config['model']!r} model at {config['img_size']} px (missing "
+                    f"{lost[:3] or 'none'}, unexpected {extra[:3] or 'none'})")  # fmt: skip
+        for name, tensor in state.items():
+            if tensor.shape != wanted[name].shape or tensor.dtype != wanted[name].dtype:
+                return (f"'model' tensor {name!r} is {tensor.dtype} {tuple(tensor.shape)}, expected "
+                        f"{wanted[name].dtype} {tuple(wanted[name].shape)}")  # fmt: skip
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                return f"'model' tensor {name!r} holds NaN or infinite values"
+        optimizer = ckpt["optimizer"]
+        groups = param_groups(reference, 0.0)
+        if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) or not isinstance(
+            optimizer.get("param_groups"), list
+        ):
+            return "'optimizer' is not an optimizer state (state, param_groups)"
+        saved = optimizer["param_groups"]
+        if len(saved) != len(groups) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                                and len(g["params"]) == len(r["params"]) for g, r in zip(saved, groups)):  # fmt: skip
+            return "'optimizer' has other parameter groups than the model's"
+        defaults = torch.optim.AdamW([torch.zeros(1)]).defaults
+        shapes = {}
+        for g, r in zip(saved, groups):
+            for key, value in g.items():
+                if key == "params" or key not in defaults:
+                    continue
+                default = defaults[key]
+                fits = (isinstance(value, bool) or value is None if isinstance(default, bool) or default is None
+                        else all(number(v) for v in value) and len(value) == len(default)
+                        if isinstance(default, tuple) and isinstance(value, (list, tuple))
+                        else number(value) and number(default))  # fmt: skip
+                if not fits:
+                    return f"'optimizer' setting {key!r} is {value!r}"
+            for i, p in zip(g["params"], r["params"]):
+                if not count(i) or i in shapes:
+                    return "'optimizer' parameter ids are not distinct integers"
+                shapes[i] = p.shape
+        amsgrad = any(g.get("amsgrad") for g in saved)
+        needed = {"step", "exp_avg", "exp_avg_sq", *(["max_exp_avg_sq"] if amsgrad else [])}  # AdamW's, per parameter
+        for i, moments in optimizer["state"].items():
+            if i not in shapes or not isinstance(moments, dict):
+                return f"'optimizer' holds a state for parameter {i!r}, which the model has not"
+            if needed - set(moments):
+                return f"'optimizer' state of parameter {i} has no {', '.join(sorted(needed - set(moments)))}"
+            for key, value in moments.items():
+                if not isinstance(value, torch.Tensor) or (key != "step" and value.shape != shapes[i]) or (
+                    key == "step" and value.numel() != 1
+                ):
+                    return f"'optimizer' state {key!r} of parameter {i} does not fit it"
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    return f"'optimizer' state {key!r} of parameter {i} holds NaN or infinite values"
+        rng = ckpt["rng"]
+        try:
+            torch.Generator().set_state(rng["torch"])
+            if not isinstance(rng["cuda"], list) or not all(isinstance(t, torch.Tensor) for t in rng["cuda"]):
+                raise TypeError("cuda: not a list of tensors")
+            n = rng["numpy"]
+            np.random.RandomState().set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"],
+                                               n["gauss"][0], n["gauss"][1]))  # fmt: skip
+            internal, version, gauss = rng["python"]
+            random.Random().setstate((version, tuple(internal), gauss))
+        except Exception as e:  # noqa: BLE001 -- any shape of damage
+            detail = (str(e).strip() or "no detail").splitlines()[0]
+            return f"'rng' is not the generators' states ({type(e).__name__}: {detail})"
+        return None
+
+    wrong = problem()
+    if wrong:
+        raise TrainingError(f"{path}: not a checkpoint of `pretrain run`: {wrong}")
+    return ckpt
 
 
 def _denormalize(x: torch.Tensor) -> torch.Tensor:
@@ -371,7 +523,7 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
                 if config.ckpt_every and step % config.ckpt_every == 0:
                     save("checkpoint-last.pt")
                     if config.keep_checkpoints and rank == 0:
-                        shutil.copyfile(run_dir / "checkpoint-last.pt", run_dir / f"checkpoint-{step:07d}.pt")
+                        copy_atomic(run_dir / "checkpoint-last.pt", run_dir / f"checkpoint-{step:07d}.pt")
             if position >= per_epoch:
                 epoch, position = epoch + 1, 0
         save("checkpoint-last.pt")

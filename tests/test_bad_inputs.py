@@ -415,9 +415,36 @@ def test_pretrain_refuses_a_damaged_shard(small_pairs, tmp_path, damage):
     victim = pairs / json.loads((pairs / "manifest.json").read_text())["shards"][0]["file"]
     SHARD_DAMAGE[damage][0](victim)
     runs = tmp_path / "runs"
-    ran = pretrain("run", "--shards", pairs, *PRETRAIN_TINY, "--runs", runs, "--name", "r")
+    # the loader's own checks, behind the SHA-256 check (which would refuse each of these first: see below)
+    ran = pretrain("run", "--shards", pairs, *PRETRAIN_TINY, "--runs", runs, "--name", "r", "--no-verify")
     assert_one_message(ran, str(victim), *SHARD_DAMAGE[damage][1])
     assert files_under(runs) == []
+
+
+@pytest.mark.parametrize("damage", ["image-bytes-altered", *SHARD_DAMAGE])
+def test_pretrain_refuses_a_shard_that_differs_from_its_checksum(small_pairs, tmp_path, damage):
+    pairs = tmp_path / "pairs"
+    shutil.copytree(small_pairs / "pairs", pairs)
+    victim = pairs / json.loads((pairs / "manifest.json").read_text())["shards"][0]["file"]
+    if damage == "image-bytes-altered":  # the Parquet file stays valid; one JPEG byte of the first row changes
+        table = pq.read_table(victim)
+        images = table.column("image1").to_pylist()
+        data = bytearray(images[0]["bytes"])
+        data[len(data) // 2] ^= 0xFF
+        images[0] = {**images[0], "bytes": bytes(data)}
+        column = pa.array(images, table.schema.field("image1").type)
+        table = table.set_column(table.schema.get_field_index("image1"), "image1", column)
+        pq.write_table(table, victim)
+    else:
+        SHARD_DAMAGE[damage][0](victim)
+    runs = tmp_path / "runs"
+    ran = pretrain("run", "--shards", pairs, *PRETRAIN_TINY, "--runs", runs, "--name", "r")
+    assert_one_message(ran, str(victim), "SHA-256 differs", "--no-verify")
+    assert files_under(runs) == []
+    ran = pairgen("inspect", "--out", tmp_path)  # a problem of that shard, whichever check sees it first
+    assert ran.code == 1 and f"PROBLEM {victim.name}: " in ran.err and "Traceback" not in ran.err, ran.err
+    if damage == "image-bytes-altered":
+        assert f"PROBLEM {victim.name}: its SHA-256 differs" in ran.err, ran.err
 
 
 INSPECT_DAMAGE = {"truncated": _truncate, "not-parquet": lambda p: p.write_bytes(b"PAR1 but not really")}

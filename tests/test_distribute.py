@@ -23,6 +23,13 @@ def _crashy(task: str, marker_dir: str) -> dict:
     return {"status": "ok", "task": task, "attempts": attempts}
 
 
+def _sleepy(task: float) -> dict:
+    import time
+
+    time.sleep(task)
+    return {"status": "ok", "task": task}
+
+
 def _on_error(task, error) -> dict:
     return {"status": "failed", "task": task, "reason": f"{type(error).__name__}"}
 
@@ -46,6 +53,26 @@ def test_ray_retries_dead_workers_then_records_the_scene(tmp_path):
     assert results["flaky"] == {"status": "ok", "task": "flaky", "attempts": 2}  # died once, retried
     assert results["doomed"]["status"] == "failed"
     assert int((tmp_path / "doomed.attempts").read_text()) == 2  # tried 1 + 1 retry, then given up
+
+
+def test_local_time_limit_fails_the_task_and_goes_on():
+    results = {}
+    run_local(_sleepy, [5.0, 0.0], lambda t, r: results.setdefault(t, r), _on_error, timeout=0.5)
+    assert results[5.0] == {"status": "failed", "task": 5.0, "reason": "TaskTimeout"}
+    assert results[0.0]["status"] == "ok"
+
+
+def test_ray_time_limit_cancels_retries_then_records_and_ticks(tmp_path):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    results, ticks = {}, []
+    retried = run_ray(_sleepy, [60.0, 0.0], lambda t, r: results.setdefault(t, r),
+                      lambda t, e: {"status": "failed", "reason": str(e)}, workers=2, retries=1, timeout=2.0,
+                      on_tick=lambda running, retried: ticks.append((running, retried)))  # fmt: skip
+    assert results[60.0] == {"status": "failed", "reason": "timed out after 2 s"} and results[0.0]["status"] == "ok"
+    assert retried == 1  # the slow one: cancelled, tried once more, cancelled again
+    assert ticks and ticks[-1][1] == 1
 
 
 @pytest.mark.parametrize("workers", [0, -1])

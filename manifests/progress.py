@@ -50,6 +50,14 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix(self.postfix, refresh=refresh)
 
+    def tick(self, **values) -> None:
+        """A heartbeat while nothing finishes: new figures, and a log line if ``interval`` has passed."""
+        self.postfix.update(values)
+        if self._bar is not None:
+            self._bar.set_postfix(self.postfix, refresh=True)
+        elif time.monotonic() - self._last >= self.interval:
+            self._line()
+
     def _line(self) -> None:
         self._last, self._shown = time.monotonic(), self.n
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"

@@ -1,0 +1,84 @@
+"""One run per output folder: an advisory lock held by every stage that writes the folder.
+
+``with folder_lock(folder):`` takes ``folder/.lock`` with ``filelock`` (an
+``fcntl.flock`` on POSIX: the kernel drops it when its process dies, so a lock
+left by a killed run is simply taken over) and records who holds it in
+``folder/.lock-holder.json`` (PID, host, command, start time); both files go
+when the run ends, and so does the folder if the run created it and wrote
+nothing. A second run
+into the same folder fails at once with :class:`FolderBusy`, whose message
+names the holder; the command lines exit with status 2.
+
+``flock`` is local to one machine on most network file systems: on a cluster,
+run each stage's driver on one node (the head), as the README says; workers
+never take the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from manifests.io import OutputError, write_json_atomic
+
+__all__ = ["FolderBusy", "folder_lock"]
+
+LOCK_NAME = ".lock"
+HOLDER_NAME = ".lock-holder.json"
+
+
+class FolderBusy(OutputError):
+    """Another live run holds the folder's lock."""
+
+
+def _holder(folder: Path) -> str:
+    try:
+        h = json.loads((folder / HOLDER_NAME).read_text())
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(h["since"])))
+        return f"PID {h['pid']} on {h['host']}, `{h['command']}`, since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (no holder record)"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, command: str | None = None) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block (the folder is created if needed).
+
+    Raises
+    ------
+    FolderBusy
+        Another live process holds it; the message names that process.
+    OutputError
+        The folder cannot be created or the lock file written.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / LOCK_NAME, timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise FolderBusy(f"{folder}: in use by another run ({_holder(folder)}); wait for it to finish, "
+                         "or use another output folder") from None  # fmt: skip
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot write here ({e.strerror or e})") from e
+    try:
+        write_json_atomic(folder / HOLDER_NAME, {"pid": os.getpid(), "host": socket.gethostname(),
+                                                 "command": command or " ".join(sys.argv), "since": time.time()})  # fmt: skip
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # removed while held: a later run makes its own (timeout 0: none waits)
+            (folder / HOLDER_NAME).unlink()
+            (folder / LOCK_NAME).unlink()
+        lock.release()
+        if created:  # a run refused before writing anything leaves no trace
+            with contextlib.suppress(OSError):
+                folder.rmdir()
