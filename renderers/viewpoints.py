@@ -51,25 +51,25 @@ SCREEN = 8  # the screening render is this many times smaller per side
 class ViewConfig:
     """How views are placed and which are kept (metres, degrees); each field is a ``pairgen render`` flag."""
 
-    views_per_scene: int = option(500, min=1, metavar="N",
+    views_per_scene: int = option(500, min=1, max=1_000_000, metavar="N",
                                   help="views kept per scene (about 1,000 pairs in 0.5-0.8 covisibility)")
-    resolution: tuple[int, int] = option((256, 256), min=8, metavar="WxH", parse=parse_size, show=show_size,
+    resolution: tuple[int, int] = option((256, 256), min=8, max=8192, metavar="WxH", parse=parse_size, show=show_size,
                                          help="image size: SIZE or WIDTHxHEIGHT")
     hfov: float = option(60.0, above=0, below=180, help="horizontal field of view, degrees")
-    camera_height: tuple[float, float] = option((1.2, 1.8), min=0, metavar="MIN,MAX", parse=parse_pair,
+    camera_height: tuple[float, float] = option((1.2, 1.8), min=0, max=100, metavar="MIN,MAX", parse=parse_pair,
                                                 show=show_pair, help="camera height above the floor, metres")
     tilt: float = option(10.0, min=0, below=90, help="largest pitch up or down, degrees")
     roll: float = option(5.0, min=0, below=180, help="largest roll, degrees")
     min_valid: float = option(0.7, min=0, max=1, help="least share of pixels with valid depth for a view to be kept")
-    min_distance: float = option(0.3, min=0, metavar="M",
+    min_distance: float = option(0.3, min=0, max=100, metavar="M",
                                  help="surfaces nearer than this (metres) may fill at most --max-near of a kept view")
     max_near: float = option(0.2, min=0, max=1, metavar="FRACTION",
                              help="largest share of a kept view nearer than --min-distance")
-    walk_length: int = option(16, min=1, metavar="N", help="views per walk")
-    step: tuple[float, float] = option((0.1, 0.8), min=0, metavar="MIN,MAX", parse=parse_pair, show=show_pair,
+    walk_length: int = option(16, min=1, max=100_000, metavar="N", help="views per walk")
+    step: tuple[float, float] = option((0.1, 0.8), min=0, max=100, metavar="MIN,MAX", parse=parse_pair, show=show_pair,
                                        help="metres between a view and the one it branches from")
     turn: float = option(20.0, min=0, max=180, help="largest yaw change from that view, degrees")
-    max_attempts: float = option(8.0, min=1, cli=False, help="candidates tried per view kept, at most")
+    max_attempts: float = option(8.0, min=1, max=1000, cli=False, help="candidates tried per view kept, at most")
 
     def __post_init__(self) -> None:
         check(self)
