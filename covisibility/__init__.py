@@ -11,7 +11,9 @@ reverse.
 * :mod:`covisibility.measures`: the :class:`Measure` interface, its registry,
   :class:`PairCovisibility` and :func:`select_pairs`;
 * :mod:`covisibility.batch` (``reprojection``) and :mod:`covisibility.croco`
-  (``croco``): the registered measures.
+  (``croco``): the registered measures;
+* :mod:`covisibility.search`: the :class:`Search` interface (which pairs get
+  computed and kept), its registry (``exhaustive``, ``index``) and :class:`Choice`.
 """
 
 from renderers.camera import intrinsics_from_hfov, pixel_rays, project, unproject_depth
@@ -29,23 +31,43 @@ from covisibility.measures import (
     select_pairs,
 )
 from covisibility import batch, croco  # noqa: F401,E402  (register "reprojection" and "croco")
+from covisibility.search import (  # noqa: E402  (registers "exhaustive" and "index")
+    Choice,
+    MillimetreDepths,
+    Search,
+    available_searches,
+    describe_searches,
+    get_search,
+    metres,
+    millimetres,
+    register_search,
+)
 
 __all__ = [
     "DEPTH_ABS_TOL",
     "DEPTH_REL_TOL",
+    "Choice",
     "Measure",
+    "MillimetreDepths",
     "PairCovisibility",
+    "Search",
     "all_pairs",
     "available_measures",
+    "available_searches",
     "covisibility",
     "covisible_mask",
     "describe_measures",
+    "describe_searches",
     "get_measure",
+    "get_search",
     "intrinsics_from_hfov",
+    "metres",
+    "millimetres",
     "pair_covisibility",
     "pixel_rays",
     "project",
     "register_measure",
+    "register_search",
     "select_pairs",
     "unproject_depth",
 ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEPTH_ABS_TOL", "DEPTH_REL_TOL", "covisible_points", "in_image", "nearest_pixel"]
+__all__ = ["DEPTH_ABS_TOL", "DEPTH_REL_TOL", "covisible_count", "covisible_points", "in_image", "nearest_pixel"]
 
 DEPTH_ABS_TOL = 0.02  # metres
 DEPTH_REL_TOL = 0.05  # of the point's depth in B
@@ -71,3 +71,25 @@ def covisible_points(u: np.ndarray, v: np.ndarray, z: np.ndarray, depths_b: np.n
     seen = np.zeros(u.shape, dtype=bool)
     seen[which[ok], idx[ok]] = True
     return seen
+
+
+
+def covisible_count(u: np.ndarray, v: np.ndarray, z: np.ndarray, depth_b: np.ndarray) -> int:
+    """How many of ``M`` points one view B sees: ``covisible_points(u[None], v[None], z[None], depth_b[None]).sum()``.
+
+    The same test on the same values (:func:`in_image`, :func:`nearest_pixel`,
+    the tolerance) with flat indices into B's depth and no mask of the
+    result, so the count is that of :func:`covisible_points` exactly.
+
+    Parameters
+    ----------
+    u, v, z : (M,) float
+        The points' pixel coordinates and planar depth in B.
+    depth_b : (H, W) float
+        B's planar depth in metres, 0 = invalid.
+    """
+    h, w = depth_b.shape
+    sel = np.flatnonzero(in_image(u, v, z, w, h))
+    z_b = np.ravel(depth_b)[nearest_pixel(v[sel]) * w + nearest_pixel(u[sel])]
+    z_a = z[sel]
+    return int(np.count_nonzero((z_b > 0) & (np.abs(z_b - z_a) <= DEPTH_ABS_TOL + DEPTH_REL_TOL * z_a)))

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "pairgen filter --min-covis 0.5",
             "pairgen filter --out /tmp/pg --min-covis 0.4 --max-covis 0.9 --pairs-per-scene 500",
-            "pairgen filter --measure croco    # CroCo's k-d-tree overlap (slow)",
+            "pairgen filter --measure croco --search exhaustive    # CroCo's k-d-tree overlap (slow)",
         ],
     )
     p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/views, writes OUT/pairs")

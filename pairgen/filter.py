@@ -70,6 +70,18 @@ def _measures_help() -> str:
     return "covisibility measure: " + describe_measures()
 
 
+def _searches() -> list[str]:
+    from covisibility import available_searches
+
+    return available_searches()
+
+
+def _searches_help() -> str:
+    from covisibility import describe_searches
+
+    return "how candidate pairs are found: " + describe_searches()
+
+
 @dataclass(frozen=True)
 class FilterConfig:
     """Everything that decides which pairs are kept and how they are written (hashed)."""
@@ -79,6 +91,7 @@ class FilterConfig:
     pairs_per_scene: int = option(1000, min=1, max=10_000_000, metavar="N", help="pairs kept per scene, at most (CroCo's: 1,000)")
     max_pairs_per_view: int = option(10, min=1, max=1_000_000, metavar="N", help="pairs one view may join, at most")
     measure: str = option("reprojection", choices=_measures, help=_measures_help)
+    search: str = option("index", choices=_searches, help=_searches_help)
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of the pair choice and the shard order")
     shard_size: int = option(1000, min=1, max=1_000_000, metavar="PAIRS", help="pairs a shard")
     row_group_size: int = option(256, min=1, max=1_000_000, cli=False, help="pairs a Parquet row group")
@@ -86,6 +99,9 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.search == "index" and self.measure != "reprojection":
+            raise ConfigError("search", f"index works only with --measure reprojection, not {self.measure}; "
+                              "pass --search exhaustive")  # fmt: skip
         if self.min_covis > self.max_covis:
             raise ConfigError("min_covis", f"{self.min_covis} is above max_covis {self.max_covis}: no pair can qualify",
                               related=("max_covis",))  # fmt: skip
@@ -129,7 +145,7 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
     """
 
     def body(result: ScenePairs) -> None:
-        from covisibility import get_measure, select_pairs
+        from covisibility import get_search
 
         key, entry = task
         dataset, scene_id = _entry_scene(views_dir, key, entry)
@@ -140,11 +156,12 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
             raise OutputError(f"{path}: its SHA-256 differs from views/manifest.json's (changed after the render); "
                               "run `pairgen render` again")  # fmt: skip
         n = len(views.view_ids)
-        found = get_measure(config.measure).pairs(views.depths, views.K, views.cam2world, min_covis=config.min_covis,
-                                                  max_covis=config.max_covis)  # fmt: skip
         rng = np.random.default_rng([config.seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
-        chosen = select_pairs(found, min_covis=config.min_covis, max_covis=config.max_covis,
-                              target=config.pairs_per_scene, max_per_view=config.max_pairs_per_view, rng=rng)  # fmt: skip
+        choice = get_search(config.search).choose(
+            views.depths, views.K, views.cam2world, measure=config.measure, min_covis=config.min_covis,
+            max_covis=config.max_covis, target=config.pairs_per_scene, max_per_view=config.max_pairs_per_view, rng=rng,
+        )  # fmt: skip
+        found, chosen = choice.result, choice.chosen
         ids = views.view_ids
         c = found.covisibility
         result.pairs = [ChosenPair(int(ids[found.pairs[k, 0]]), int(ids[found.pairs[k, 1]]), float(found.covis_1in2[k]),
