@@ -189,7 +189,7 @@ class CheckedViews:
     """One scene's views after :func:`check_views`: the arrays a reader computes with."""
 
     view_ids: np.ndarray  # (N,) int64, unique
-    depths: np.ndarray  # (N, H, W) float32 metres, 0 = invalid
+    depth_mm: np.ndarray  # (N, H, W) uint16 millimetres, 0 = invalid (decode_depth's metres: / 1000 in float32)
     K: np.ndarray  # (N, 3, 3) float64
     cam2world: np.ndarray  # (N, 4, 4) float64
     width: int
@@ -306,12 +306,12 @@ def check_views(table: pa.Table, meta: ViewsFileMeta, path: str | Path, dataset:
                           f"orthonormal by {orth[r]:.2g}, det {np.linalg.det(R[r]):.4g}, bottom row "
                           f"{poses[r, 3].tolist()}; tolerance {ROTATION_TOLERANCE:g})")  # fmt: skip
 
-    from manifests.codecs import decode_depth
+    from manifests.codecs import decode_depth_mm
 
-    depths = np.empty((n, height, width), np.float32)
+    depths = np.empty((n, height, width), np.uint16)
     for r, item in enumerate(table.column("depth").to_pylist()):
         try:
-            depth = decode_depth(item["bytes"])
+            depth = decode_depth_mm(item["bytes"])
         except Exception as e:  # noqa: BLE001 -- PIL raises OSError, ValueError, SyntaxError, zlib.error...
             raise OutputError(f"{path}: row {r} (view {ids[r]}): depth is not a readable 16-bit PNG "
                               f"({type(e).__name__}: {_first_line(e)})") from None  # fmt: skip

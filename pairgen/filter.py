@@ -145,7 +145,7 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
     """
 
     def body(result: ScenePairs) -> None:
-        from covisibility import get_search
+        from covisibility import MillimetreDepths, get_search
 
         key, entry = task
         dataset, scene_id = _entry_scene(views_dir, key, entry)
@@ -158,7 +158,7 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
         n = len(views.view_ids)
         rng = np.random.default_rng([config.seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
         choice = get_search(config.search).choose(
-            views.depths, views.K, views.cam2world, measure=config.measure, min_covis=config.min_covis,
+            MillimetreDepths(views.depth_mm), views.K, views.cam2world, measure=config.measure, min_covis=config.min_covis,
             max_covis=config.max_covis, target=config.pairs_per_scene, max_per_view=config.max_pairs_per_view, rng=rng,
         )  # fmt: skip
         found, chosen = choice.result, choice.chosen
