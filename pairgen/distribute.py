@@ -45,7 +45,7 @@ from typing import Any
 
 from manifests.options import check, option
 
-__all__ = ["ClusterOptions", "TaskTimeout", "run_local", "run_ray"]
+__all__ = ["ClusterOptions", "TaskTimeout", "run_local", "run_ray", "time_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,14 @@ def _short(error: BaseException) -> BaseException:
 
 
 @contextlib.contextmanager
-def _alarm(seconds: float | None) -> Iterator[None]:
-    """Raise TaskTimeout in this thread after ``seconds`` (main thread only; elsewhere no limit)."""
+def time_limit(seconds: float | None, error: Callable[[str], BaseException] = TaskTimeout) -> Iterator[None]:
+    """Raise ``error(message)`` in this thread after ``seconds`` (main thread only; elsewhere no limit)."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def fire(signum, frame):
-        raise TaskTimeout(f"timed out after {seconds:g} s")
+        raise error(f"timed out after {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, fire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -103,7 +103,7 @@ def run_local(
 
     for task in tasks:
         try:
-            with _alarm(timeout), threadpool_limits(limits=1, user_api="blas"):  # as a Ray worker (OMP_NUM_THREADS=1)
+            with time_limit(timeout), threadpool_limits(limits=1, user_api="blas"):  # as a Ray worker (OMP_NUM_THREADS=1)
                 result = fn(task, **(common or {}))
         except Exception as e:  # noqa: BLE001  (fn should not raise; if it does, the run goes on)
             result = on_error(task, e)

@@ -32,7 +32,6 @@ import json
 import os
 import random
 import re
-import signal
 import struct
 import tempfile
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from hypothesis import strategies as st
 
 from manifests import discover, get_dataset
 from pairgen.cli import main as pairgen_main
+from pairgen.distribute import time_limit
 from pairgen.scenes import load_record
 from renderers.scene import NavMesh, Scene, SceneFormatError
 from renderers.sources import load_scene
@@ -317,20 +317,6 @@ class Hang(BaseException):
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float):
-    def expire(signum, frame):
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextlib.contextmanager
 def watch_opens():
     """Record every path opened through ``builtins.open``, ``io.open`` and ``os.open``."""
     opened: list[str] = []
@@ -371,7 +357,7 @@ def check_load(load: Callable[[], object], box: Sandbox, names: list[Path]) -> s
 
     Returns ``"ok"`` or the error message.
     """
-    with time_limit(CASE_SECONDS), watch_opens() as opened:
+    with time_limit(CASE_SECONDS, Hang), watch_opens() as opened:
         try:
             result = load()
         except SceneFormatError as e:
@@ -759,7 +745,7 @@ def test_scenes_command_lists_every_mutated_glb(tmp_path, capsys):
     (root / "gibson" / "Nav.navmesh").symlink_to(outside / "secret.bin")
     names = {*glbs, "Good", "Foreign", "Pipe", "Nav"}
 
-    with time_limit(60):
+    with time_limit(60, Hang):
         code = pairgen_main(["scenes", "--scenes", "gibson", "--data-root", str(root), "--triangles"])
     out, err = capsys.readouterr()
     assert code == 0
