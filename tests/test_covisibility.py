@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 
 from covisibility import (
-    Measure,
     PairCovisibility,
     all_pairs,
-    available_measures,
-    describe_measures,
     get_measure,
-    register_measure,
     select_pairs,
 )
 from covisibility.batch import covisibility_pairs
@@ -176,23 +172,6 @@ def test_every_measure_keeps_the_contract(scene_views, name):
     assert result.computed == p <= result.candidates == 40 * 39 // 2
     assert all(isinstance(v, int) for v in result.stats.values())
     assert get_measure(name).description and "\n" not in get_measure(name).description
-
-
-def test_the_registry_lists_both_measures():
-    assert available_measures() == ["croco", "reprojection"]
-    assert describe_measures().startswith("croco (CroCo's criterion") and "reprojection (depth" in describe_measures()
-    assert all(isinstance(get_measure(n), Measure) and get_measure(n).name == n for n in available_measures())
-    with pytest.raises(ValueError, match="known: croco, reprojection"):
-        get_measure("colmap")
-    with pytest.raises(ValueError, match="registered twice"):
-
-        @register_measure
-        class Again(Measure):
-            name = "croco"
-            description = "a second croco"
-
-            def pairs(self, depths, Ks, poses, *, min_covis, max_covis):
-                raise NotImplementedError
 
 
 def test_the_result_type_refuses_broken_contracts():

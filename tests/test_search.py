@@ -12,14 +12,10 @@ from covisibility import (
     Choice,
     MillimetreDepths,
     PairCovisibility,
-    Search,
-    available_searches,
-    describe_searches,
     get_measure,
     get_search,
     metres,
     millimetres,
-    register_search,
     select_pairs,
 )
 from covisibility.batch import (
@@ -82,25 +78,6 @@ def _check_choice(choice: Choice, n: int, *, target: int, cap: int, lo=LO, hi=HI
 
 
 # --------------------------------------------------------------------------- registry and interface
-
-
-def test_the_registry_lists_both_searches():
-    assert available_searches() == ["exhaustive", "index"]
-    assert describe_searches().startswith("exhaustive (") and "index (" in describe_searches()
-    for name in available_searches():
-        s = get_search(name)
-        assert isinstance(s, Search) and s.name == name and s.description and "\n" not in s.description
-    with pytest.raises(ValueError, match="known: exhaustive, index"):
-        get_search("octree")
-    with pytest.raises(ValueError, match="registered twice"):
-
-        @register_search
-        class Again(Search):
-            name = "index"
-            description = "a second index"
-
-            def choose(self, depths, Ks, poses, **kw):
-                raise NotImplementedError
 
 
 def test_index_supports_reprojection_only(scene):

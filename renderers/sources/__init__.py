@@ -55,6 +55,7 @@ class SceneSource(abc.ABC):
     """
 
     name: ClassVar[str]
+    description: ClassVar[str] = ""  # one line, for help texts
     # File suffixes this source reads, lower case, for messages and discovery.
     suffixes: ClassVar[tuple[str, ...]] = ()
 

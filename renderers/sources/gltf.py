@@ -190,6 +190,7 @@ class GltfSource(SceneSource):
     """glTF 2.0 binary (``.glb``) or JSON (``.gltf``) scenes."""
 
     name = "gltf"
+    description = "glTF 2.0 .glb/.gltf: HM3D, MP3D, Gibson, ReplicaCAD stages; Basis textures"
     suffixes = (".glb", ".gltf")
 
     def load(self, location: str, *, scene_id: str, up: str) -> Scene:

@@ -251,6 +251,7 @@ class PlySource(SceneSource):
     """Binary or ASCII PLY with per-vertex or per-face colours (ScanNet, Replica, scans)."""
 
     name = "ply"
+    description = "PLY with vertex or face colours: ScanNet, Replica"
     suffixes = (".ply",)
 
     def load(self, location: str, *, scene_id: str, up: str) -> Scene:

@@ -700,6 +700,7 @@ class SyntheticSource(SceneSource):
     """
 
     name = "synthetic"
+    description = "procedural apartments built in memory, no files"
 
     def load(self, location: str, *, scene_id: str, up: str) -> Scene:
         preset, sep, seed = str(location).strip().partition("/")
