@@ -141,10 +141,10 @@ def views_table(
     )
 
 
-def write_views(path: str | Path, table: pa.Table, meta: ViewsFileMeta) -> None:
-    """Write one scene's views file atomically, its metadata in the schema."""
+def write_views(path: str | Path, table: pa.Table, meta: ViewsFileMeta, tmp_dir: str | Path | None = None) -> None:
+    """Write one scene's views file atomically, its metadata in the schema (``tmp_dir``: where the temporary goes)."""
     metadata = {META_KEY: meta.to_json(), **huggingface_metadata(VIEWS_SCHEMA, ("image", "depth"))}
-    write_parquet_atomic(path, table, metadata=metadata, row_group_size=128)
+    write_parquet_atomic(path, table, metadata=metadata, row_group_size=128, tmp_dir=tmp_dir)
 
 
 def read_views_meta(path: str | Path) -> ViewsFileMeta:

@@ -5,7 +5,7 @@ record to one ``views/<dataset>/<scene_id>.parquet`` plus a
 :class:`SceneViews` result; it never raises (a bad file, a scene without
 floor, too few usable views are results with a reason). :class:`RenderStage`
 is the rest: the lifecycle of :mod:`pairgen.stage` (config hash,
-``views/manifest.json``, resume, refusal of another config, progress) with
+``OUT/views.manifest.json``, resume, refusal of another config, progress) with
 render's plan: a scene whose views file is complete with this config's hash
 (in its own metadata, found where the record's views belong, never where a
 manifest says) is skipped.
@@ -24,6 +24,7 @@ import numpy as np
 from manifests import SceneRecord
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
 from manifests.io import OutputError
+from manifests.layout import temporaries_dir
 from manifests.manifest import ViewsManifest, sha256_file
 from manifests.options import check, option
 from manifests.views import ViewsFileMeta, read_views_meta, views_table, write_views
@@ -150,7 +151,7 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
                             config.sampling.height, valid, image_ext=config.image_ext, scene_id=record.scene_id)  # fmt: skip
         meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
                              backend=config.backend, config_hash=config_hash, views=stats.kept)  # fmt: skip
-        write_views(path, table, meta)
+        write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
         result.sha256 = sha256_file(path)
         result.status = "ok"
 
