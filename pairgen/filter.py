@@ -42,12 +42,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from manifests.card import write_card
 from manifests.io import OutputError, path_inside, write_json_atomic, write_parquet_atomic
 from manifests.layout import CONTACT_SHEET, selections_dir, temporaries_dir
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import ConfigError, check, option
 from manifests.pairs import PAIRS_SCHEMA, SHARD_GLOB, pairs_metadata, shard_name
-from manifests.views import CHECKED_COLUMNS, check_views, read_views
+from manifests.views import CHECKED_COLUMNS, SCENE_COLUMNS, check_views, read_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
 
 __all__ = ["ChosenPair", "FilterConfig", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
@@ -156,7 +157,7 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
         key, entry = task
         dataset, scene_id = _entry_scene(views_dir, key, entry)
         path = path_inside(views_dir, str(entry.get("file", "")))
-        table, meta = read_views(path, columns=[*CHECKED_COLUMNS, "image"])
+        table, meta = read_views(path, columns=[*CHECKED_COLUMNS, "image", *SCENE_COLUMNS])
         views = check_views(table, meta, path, dataset, scene_id)
         if entry.get("sha256") and sha256_file(path) != entry["sha256"]:  # sound, but not the file render wrote
             raise OutputError(f"{path}: its SHA-256 differs from the views manifest's (changed after the render); "
@@ -385,6 +386,9 @@ class FilterStage(Stage):
             else:
                 todo.append((key, entry))
         return todo, decided
+
+    def publish(self) -> None:
+        write_card(self.out_dir)  # OUT/README.md, the dataset card (manifests/card.py)
 
     def on_result(self, task, result: ScenePairs) -> None:
         key, entry = task
