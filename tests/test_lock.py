@@ -97,3 +97,18 @@ def test_temporaries_name_their_run(tmp_path):
         tmp.write_text("1")
     time.sleep(0)  # nothing left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_temporaries_bound_for_a_data_folder_stay_out_of_it(tmp_path):
+    from manifests.layout import temporaries_dir
+
+    data, state = tmp_path / "pairs", temporaries_dir(tmp_path / "pairs")
+    with atomic_path(data / "shard-00000.parquet", state) as tmp:
+        assert tmp.parent == state and data.is_dir() and list(data.iterdir()) == []
+        tmp.write_bytes(b"PAR1")
+    assert [p.name for p in data.iterdir()] == ["shard-00000.parquet"] and list(state.iterdir()) == []
+    with pytest.raises(RuntimeError):  # a write that fails leaves nothing, in either folder
+        with atomic_path(data / "shard-00001.parquet", state) as tmp:
+            tmp.write_bytes(b"PA")
+            raise RuntimeError("interrupted")
+    assert [p.name for p in data.iterdir()] == ["shard-00000.parquet"] and list(state.iterdir()) == []
