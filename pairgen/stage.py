@@ -278,6 +278,8 @@ class Stage(abc.ABC):
         """The manifest is written: pairgen 0.1's copy goes, then the card is brought up to date."""
         if manifest.remove_legacy():
             log.info("%s: moved to %s (pairgen 0.1's place removed)", self.folder, manifest.path)
+        with contextlib.suppress(OSError):  # empty once every write is renamed (only this folder's lock holder uses it)
+            self.temporaries.rmdir()
         self.publish()
 
     def _run(self) -> StageSummary:

@@ -167,6 +167,7 @@ def test_data_folders_hold_parquet_only_and_manifests_sit_beside_them(out):
         assert others == [], others
         assert not [p for p in folder.rglob(".*")]  # no hidden file or folder either (Polars reads those)
     assert (out / "views.manifest.json").is_file() and (out / "pairs.manifest.json").is_file()
+    assert sorted(p.name for p in (out / "_pairgen").iterdir()) == ["selections"]  # no lock or temporary left
     assert sorted(p.name for p in (out / "_pairgen" / "selections" / "synthetic").iterdir()) == [
         "apartment_0000.json", "apartment_0001.json", "apartment_0002.json"]  # fmt: skip
 
