@@ -117,6 +117,11 @@ def test_the_card_makes_the_folder_a_datasets_dataset(out, config, tmp_path):
         warnings.simplefilter("ignore")
         plain = datasets.load_dataset("parquet", data_files=str(first), split="train", cache_dir=str(tmp_path / "hf"))
     assert ds.features == plain.features
+    if config == "pairs":  # the default config: the folder alone loads the pairs (not both schemas merged)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            default = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf"))
+        assert default.num_rows == ds.num_rows and default.features == ds.features
     image = "image1" if config == "pairs" else "image"
     assert isinstance(ds.features[image], datasets.Image) and ds[0][image].size == (ds[0]["width"], ds[0]["height"])
 
