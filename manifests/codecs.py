@@ -25,6 +25,7 @@ __all__ = [
     "decode_depth",
     "decode_depth_mm",
     "decode_rgb",
+    "depth_metres",
     "depth_to_mm",
     "encode_depth",
     "encode_rgb",
@@ -107,3 +108,47 @@ def decode_depth_mm(data: bytes) -> np.ndarray:
 def decode_depth(data: bytes) -> np.ndarray:
     """16-bit PNG bytes (millimetres) -> (H, W) float32 metres, 0 = invalid."""
     return decode_depth_mm(data).astype(np.float32) / np.float32(DEPTH_SCALE)
+
+
+def depth_metres(depth):
+    """A stored depth map as float32 metres, 0 = invalid, whatever form a reader hands it in.
+
+    Parameters
+    ----------
+    depth
+        The 16-bit PNG (millimetres) as ``bytes``; a ``{"bytes": ...}`` dict
+        (the Parquet struct, or ``datasets`` with ``decode=False``); a PIL
+        image (``datasets``' decoded ``Image``); or an integer array of
+        millimetres, (H, W) or batched (..., H, W): numpy, or a torch tensor
+        (``datasets``' ``with_format("torch")`` gives ``uint16``, on which
+        ``max()`` and ``mean()`` fail).
+
+    Returns
+    -------
+    float32 metres of the same shape: a torch tensor on the input's device
+    for a tensor, else a numpy array.
+
+    Raises
+    ------
+    TypeError
+        A floating-point array or tensor (already converted? metres and
+        millimetres cannot be told apart) or another kind of value.
+    """
+    if isinstance(depth, dict):
+        depth = depth.get("bytes")
+    if isinstance(depth, (bytes, bytearray, memoryview)):
+        return decode_depth(bytes(depth))
+    if isinstance(depth, Image.Image):
+        depth = np.asarray(depth)
+    if type(depth).__module__.split(".")[0] == "torch":
+        import torch
+
+        if depth.is_floating_point() or depth.is_complex():
+            raise TypeError(f"depth_metres takes integer millimetres, got a {depth.dtype} tensor (metres already?)")
+        return depth.to(torch.float32) / DEPTH_SCALE
+    if isinstance(depth, np.ndarray):
+        if not (np.issubdtype(depth.dtype, np.integer) or depth.dtype == bool):
+            raise TypeError(f"depth_metres takes integer millimetres, got a {depth.dtype} array (metres already?)")
+        return depth.astype(np.float32) / np.float32(DEPTH_SCALE)
+    raise TypeError(f"depth_metres takes PNG bytes, a PIL image, a numpy array or a torch tensor, "
+                    f"got {type(depth).__name__}")  # fmt: skip

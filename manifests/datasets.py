@@ -38,6 +38,7 @@ __all__ = [
     "DATASETS",
     "DatasetError",
     "Dataset",
+    "Licence",
     "SceneRecord",
     "SyntheticOptions",
     "available_datasets",
@@ -98,6 +99,23 @@ class SceneRecord:
 
 
 @dataclass(frozen=True)
+class Licence:
+    """The terms a dataset is used under: its name, where to read it, and the Hugging Face ``license`` id.
+
+    Renders of a scene are derived from it: the dataset card (``OUT/README.md``)
+    names each scene's licence, and whoever publishes the views or pairs is
+    bound by it.
+    """
+
+    name: str
+    url: str
+    hf_id: str = "other"  # a Hugging Face licence identifier (https://huggingface.co/docs/hub/repositories-licenses)
+
+
+UNKNOWN_LICENCE = Licence("unknown: the source dataset's own terms", "")
+
+
+@dataclass(frozen=True)
 class SyntheticOptions:
     """How many procedural apartments the ``synthetic`` dataset holds, and how big."""
 
@@ -131,11 +149,14 @@ class Dataset(abc.ABC):
     splits : tuple of str
         Sub-folders that are splits (HM3D's ``train``/``val``/``minival``);
         empty when the dataset has none.
+    licence : Licence
+        The terms its scenes (and so their renders) are used under.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     source: ClassVar[str]
+    licence: ClassVar[Licence] = UNKNOWN_LICENCE
     up: ClassVar[str] = "z"
     splits: ClassVar[tuple[str, ...]] = ()
 
@@ -249,6 +270,8 @@ class HM3D(Dataset):
     """``NNNNN-<hash>/<hash>.glb`` (preferred) or ``<hash>.basis.glb``."""
 
     name, description, source, splits = "hm3d", "Habitat-Matterport 3D v0.2", "gltf", ("train", "val", "minival")
+    licence = Licence("Matterport End User License Agreement for Academic Use of Model Data",
+                      "https://matterport.com/legal/matterport-end-user-license-agreement-academic-use-model-data")
 
     def find(self, folder: Path) -> Iterator[SceneRecord]:
         for scene_dir in _subfolders(folder):
@@ -267,6 +290,7 @@ class ScanNet(Dataset):
     """``sceneXXXX_XX/sceneXXXX_XX_vh_clean_2.ply``."""
 
     name, description, source, splits = "scannet", "ScanNet v2 reconstructions", "ply", ("scans", "scans_test")
+    licence = Licence("ScanNet Terms of Use", "http://kaldir.vc.in.tum.de/scannet/ScanNet_TOS.pdf")
 
     def find(self, folder: Path) -> Iterator[SceneRecord]:
         for scene_dir in _subfolders(folder):
@@ -278,6 +302,8 @@ class Replica(Dataset):
     """``<room>/mesh.ply`` with ``<room>/habitat/mesh_semantic.navmesh`` when present."""
 
     name, description, source = "replica", "Replica rooms (vertex colours)", "ply"
+    licence = Licence("Replica Dataset Research Terms",
+                      "https://github.com/facebookresearch/Replica-Dataset/blob/main/LICENSE")
 
     def find(self, folder: Path) -> Iterator[SceneRecord]:
         for room in _subfolders(folder):
@@ -289,6 +315,7 @@ class MP3D(Dataset):
     """``<scan>/<scan>.glb`` + ``<scan>/<scan>.navmesh``."""
 
     name, description, source = "mp3d", "Matterport3D (Habitat glb)", "gltf"
+    licence = Licence("Matterport3D Terms of Use", "http://kaldir.vc.in.tum.de/matterport/MP_TOS.pdf")
 
     def find(self, folder: Path) -> Iterator[SceneRecord]:
         for scan in _subfolders(folder):
@@ -300,6 +327,8 @@ class Gibson(Dataset):
     """``<Name>.glb`` + ``<Name>.navmesh``, all in one folder."""
 
     name, description, source = "gibson", "Gibson (Habitat glb)", "gltf"
+    licence = Licence("Gibson Database of 3D Spaces License Agreement",
+                      "https://storage.googleapis.com/gibson_material/Agreement%20GDS%2006-04-18.pdf")
 
     def find(self, folder: Path) -> Iterator[SceneRecord]:
         for mesh in sorted(folder.glob("*.glb")):
@@ -314,6 +343,8 @@ class Synthetic(Dataset):
     """Procedural apartments built from a seed: no data root, no files."""
 
     name, description, source, up = "synthetic", "procedural apartments (built in, no data root)", "synthetic", "y"
+    licence = Licence("MIT (pairgen's own licence: the apartments are built by its code from a seed)",
+                      "https://opensource.org/license/mit", hf_id="mit")
 
     def find(self, folder: Path) -> Iterator[SceneRecord]:
         return iter(())

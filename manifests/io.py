@@ -5,7 +5,9 @@ the destination folder, flushed and fsynced, renamed over the final name
 (atomic on POSIX file systems), then the folder is fsynced so the rename
 itself survives a crash. A reader therefore sees either the old complete file
 or the new complete one, never a truncated one; a crash leaves at most a
-``.tmp-<host>-<pid>-*`` file. :func:`remove_stale_temporaries` clears those of
+``.tmp-<host>-<pid>-*`` file. Files bound for a data folder (which must hold
+Parquet only: ``manifests.layout``) pass ``tmp_dir``, a folder on the same file
+system, so that even a crash's leftover stays out of it. :func:`remove_stale_temporaries` clears those of
 processes that are gone (on this host: the PID no longer runs; from another
 host: older than a day), never another live run's.
 """
@@ -80,17 +82,32 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it becomes ``path``.
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
 
-    The caller writes the temporary file completely (and closes it); on a clean
-    exit it is fsynced and renamed, on an exception it is removed.
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, tmp_dir: str | Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path; on success it becomes ``path``.
+
+    The temporary lies in ``tmp_dir`` (created if needed) when given and on
+    the same file system as ``path``'s folder (a rename across file systems
+    is no rename), else beside ``path``. The caller writes the temporary file
+    completely (and closes it); on a clean exit it is fsynced and renamed, on
+    an exception it is removed.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), dir=path.parent)
+        where = path.parent
+        if tmp_dir is not None:
+            Path(tmp_dir).mkdir(parents=True, exist_ok=True)
+            if _same_device(Path(tmp_dir), path.parent):
+                where = Path(tmp_dir)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), dir=where)
     except OSError as e:
         raise OutputError(f"{path.parent}: cannot write here ({e.strerror or e})") from e
     os.close(fd)
@@ -115,9 +132,9 @@ def copy_atomic(source: str | Path, path: str | Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
+def write_json_atomic(path: str | Path, obj, tmp_dir: str | Path | None = None) -> None:
+    """Write ``obj`` as indented JSON, atomically (``tmp_dir``: as :func:`atomic_path`'s)."""
+    with atomic_path(path, tmp_dir) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -183,8 +200,9 @@ def write_parquet_atomic(
     *,
     metadata: dict[str, str] | None = None,
     row_group_size: int = 256,
+    tmp_dir: str | Path | None = None,
 ) -> None:
-    """Write ``table`` to ``path`` atomically.
+    """Write ``table`` to ``path`` atomically (``tmp_dir``: as :func:`atomic_path`'s).
 
     Binary columns (already-encoded images and depth) are stored uncompressed
     and without dictionary encoding; every other column uses zstd.
@@ -198,7 +216,7 @@ def write_parquet_atomic(
     leaves = [leaf for f in table.schema for leaf in _leaf_paths(f)]
     blob = {p for p, t in leaves if pa.types.is_binary(t) or pa.types.is_large_binary(t)}
     compression = {p: ("none" if p in blob else "zstd") for p, _ in leaves}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, tmp_dir) as tmp:
         pq.write_table(
             table,
             tmp,

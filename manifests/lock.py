@@ -5,7 +5,10 @@
 left by a killed run is simply taken over) and records who holds it in
 ``folder/.lock-holder.json`` (PID, host, command, start time); both files go
 when the run ends, and so does the folder if the run created it and wrote
-nothing. A second run
+nothing. ``folder_lock(folder, at=state)`` keeps both files in ``state``
+instead, as ``<folder name>.lock`` and ``<folder name>.lock-holder.json``: the
+stages lock a data folder that way, since it holds Parquet only
+(``manifests.layout``; a killed run's lock file would stay behind). A second run
 into the same folder fails at once with :class:`FolderBusy`, whose message
 names the holder; the command lines exit with status 2.
 
@@ -37,9 +40,9 @@ class FolderBusy(OutputError):
     """Another live run holds the folder's lock."""
 
 
-def _holder(folder: Path) -> str:
+def _holder(record: Path) -> str:
     try:
-        h = json.loads((folder / HOLDER_NAME).read_text())
+        h = json.loads(record.read_text())
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(h["since"])))
         return f"PID {h['pid']} on {h['host']}, `{h['command']}`, since {since}"
     except (OSError, ValueError, KeyError, TypeError):
@@ -47,8 +50,11 @@ def _holder(folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, command: str | None = None) -> Iterator[None]:
-    """Hold ``folder``'s lock for the block (the folder is created if needed).
+def folder_lock(folder: str | Path, command: str | None = None, *, at: str | Path | None = None) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block (the folder holding the lock files is created if needed).
+
+    ``at``: the folder of the lock files (default: ``folder`` itself, as
+    ``.lock`` and ``.lock-holder.json``).
 
     Raises
     ------
@@ -60,25 +66,28 @@ def folder_lock(folder: str | Path, command: str | None = None) -> Iterator[None
     from filelock import FileLock, Timeout
 
     folder = Path(folder)
-    created = not folder.exists()
+    where = folder if at is None else Path(at)
+    lock_file, holder = (where / LOCK_NAME, where / HOLDER_NAME) if at is None else (
+        where / f"{folder.name}{LOCK_NAME}", where / f"{folder.name}{HOLDER_NAME}")  # fmt: skip
+    created = [p for p in (where, where.parent) if not p.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / LOCK_NAME, timeout=0)
+        where.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_file, timeout=0)
         lock.acquire()
     except Timeout:
-        raise FolderBusy(f"{folder}: in use by another run ({_holder(folder)}); wait for it to finish, "
+        raise FolderBusy(f"{folder}: in use by another run ({_holder(holder)}); wait for it to finish, "
                          "or use another output folder") from None  # fmt: skip
     except OSError as e:
-        raise OutputError(f"{folder}: cannot write here ({e.strerror or e})") from e
+        raise OutputError(f"{where}: cannot write here ({e.strerror or e})") from e
     try:
-        write_json_atomic(folder / HOLDER_NAME, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                 "command": command or " ".join(sys.argv), "since": time.time()})  # fmt: skip
+        write_json_atomic(holder, {"pid": os.getpid(), "host": socket.gethostname(),
+                                   "command": command or " ".join(sys.argv), "since": time.time()})  # fmt: skip
         yield
     finally:
         with contextlib.suppress(OSError):  # removed while held: a later run makes its own (timeout 0: none waits)
-            (folder / HOLDER_NAME).unlink()
-            (folder / LOCK_NAME).unlink()
+            holder.unlink()
+            lock_file.unlink()
         lock.release()
-        if created:  # a run refused before writing anything leaves no trace
+        for made in created:  # a run refused before writing anything leaves no trace
             with contextlib.suppress(OSError):
-                folder.rmdir()
+                made.rmdir()

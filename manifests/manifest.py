@@ -1,15 +1,18 @@
-"""The stage manifests: ``views/manifest.json`` and ``pairs/manifest.json``, typed.
+"""The stage manifests: ``OUT/views.manifest.json`` and ``OUT/pairs.manifest.json``, typed.
 
-Each stage's output folder holds one JSON manifest (docs/design.md, "On-disk
-layout"): its format and version, the pairgen version that wrote it, the
+Each stage's data folder has one JSON manifest beside it, ``<folder>.manifest.json``
+(docs/design.md, "On-disk layout"; :mod:`manifests.layout`): its format and version, the pairgen version that wrote it, the
 config and its hash, and one entry per unit of work (a scene) with its status.
 This module is the only place that reads or writes them:
 
 * :meth:`StageManifest.read` checks the format name and version (a manifest
   of another kind or of a newer version is refused, naming the file), that it
   is a JSON object with the fields every reader relies on, and resolves every
-  file it names inside its own folder (:meth:`StageManifest.file`: a manifest
-  is data, never a trusted path);
+  file it names inside its data folder (:meth:`StageManifest.file`: a manifest
+  is data, never a trusted path). A folder written by pairgen 0.1, whose
+  manifest is ``<folder>/manifest.json``, is read the same way
+  (:attr:`StageManifest.legacy` is then True); a stage's next run writes the
+  new one and removes the old (:meth:`StageManifest.remove_legacy`);
 * :meth:`StageManifest.write` writes it atomically (``manifests.io``);
 * :func:`sha256_file` and :meth:`PairsManifest.verify_shard` check recorded
   checksums.
@@ -27,11 +30,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from manifests.io import OutputError, path_inside, read_json, write_json_atomic
+from manifests.layout import legacy_manifest_path, manifest_path
 from manifests.version import VERSION
 
-__all__ = ["MANIFEST_NAME", "ManifestError", "PairsManifest", "StageManifest", "ViewsManifest", "sha256_file"]
-
-MANIFEST_NAME = "manifest.json"
+__all__ = ["ManifestError", "PairsManifest", "StageManifest", "ViewsManifest", "sha256_file"]
 
 
 class ManifestError(OutputError):
@@ -59,11 +61,12 @@ class StageManifest:
     KIND: ClassVar[str]
     VERSION: ClassVar[int] = 1
 
-    folder: Path
+    folder: Path  # the data folder, where the files it names are
     config_hash: str
     config: dict
     scenes: dict[str, dict] = field(default_factory=dict)
     body: dict = field(default_factory=dict)
+    legacy: bool = False  # read from <folder>/manifest.json (pairgen 0.1's place)
 
     @classmethod
     def format_name(cls) -> str:
@@ -71,19 +74,29 @@ class StageManifest:
 
     @classmethod
     def path_in(cls, folder: str | Path) -> Path:
-        return Path(folder) / MANIFEST_NAME
+        """Where the manifest of the data folder ``folder`` is written: ``<folder>.manifest.json`` beside it."""
+        return manifest_path(folder)
+
+    @classmethod
+    def find(cls, folder: str | Path) -> Path | None:
+        """The manifest file to read for ``folder``: beside it, else pairgen 0.1's inside it, else None."""
+        for path in (manifest_path(folder), legacy_manifest_path(folder)):
+            if path.is_file():
+                return path
+        return None
 
     @property
     def path(self) -> Path:
-        return self.path_in(self.folder)
+        """The manifest's file: where it was read from (pairgen 0.1's while :attr:`legacy`), else where it goes."""
+        return legacy_manifest_path(self.folder) if self.legacy else self.path_in(self.folder)
 
     @classmethod
     def exists(cls, folder: str | Path) -> bool:
-        return cls.path_in(folder).is_file()
+        return cls.find(folder) is not None
 
     @classmethod
     def read(cls, folder: str | Path) -> StageManifest:
-        """Read and validate ``folder/manifest.json``.
+        """Read and validate the manifest of the data folder ``folder`` (:meth:`find`).
 
         Raises
         ------
@@ -92,7 +105,7 @@ class StageManifest:
             or a field of the wrong type; the message names the file.
         """
         folder = Path(folder)
-        path = cls.path_in(folder)
+        path = cls.find(folder) or cls.path_in(folder)
         if not path.is_file():
             raise ManifestError(f"{path}: not found")
         try:
@@ -114,7 +127,8 @@ class StageManifest:
         for key, entry in scenes.items():
             if not isinstance(entry, dict):
                 raise ManifestError(f"{path}: entry {key!r} is not an object")
-        manifest = cls(folder, doc.pop("config_hash"), doc.pop("config"), scenes)
+        manifest = cls(folder, doc.pop("config_hash"), doc.pop("config"), scenes,
+                       legacy=path == legacy_manifest_path(folder))  # fmt: skip
         for key in ("format", "pairgen_version"):
             doc.pop(key, None)
         manifest.body = doc
@@ -141,12 +155,21 @@ class StageManifest:
 
     def write(self) -> None:
         """Write atomically (the last thing a stage writes: the files it lists are complete)."""
-        write_json_atomic(self.path, self.to_json())
+        write_json_atomic(self.path_in(self.folder), self.to_json())
+
+    def remove_legacy(self) -> bool:
+        """Remove pairgen 0.1's ``<folder>/manifest.json`` once this one is written; True if there was one."""
+        old = legacy_manifest_path(self.folder)
+        if not old.is_file() or not self.path_in(self.folder).is_file():
+            return False
+        old.unlink()
+        self.legacy = False
+        return True
 
 
 @dataclass
 class ViewsManifest(StageManifest):
-    """``views/manifest.json``: per scene ``status``, ``reason``, ``file``, ``views``, ``sha256``..."""
+    """``OUT/views.manifest.json``: per scene ``status``, ``reason``, ``file``, ``views``, ``sha256``..."""
 
     KIND: ClassVar[str] = "views"
 
@@ -162,7 +185,7 @@ class ViewsManifest(StageManifest):
 
 @dataclass
 class PairsManifest(StageManifest):
-    """``pairs/manifest.json``: shards with pair counts and SHA-256, totals, histogram, ``complete``."""
+    """``OUT/pairs.manifest.json``: shards with pair counts and SHA-256, totals, histogram, ``complete``."""
 
     KIND: ClassVar[str] = "pairs"
 

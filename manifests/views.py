@@ -1,5 +1,12 @@
 """The views file: ``views/<dataset>/<scene_id>.parquet``, one row a rendered view (docs/design.md).
 
+Format ``pairgen-views/2``: every row names its scene (``dataset``,
+``scene_id``, dictionary-encoded strings), so the files of many scenes read
+as one table (``pyarrow.dataset``, Polars, DuckDB, ``datasets``, Ray) have
+unique ``(dataset, scene_id, view_id)``. Files of ``pairgen-views/1`` (no such
+columns) are still read (:data:`VIEWS_FORMATS_READ`); ``pairgen render``
+rewrites them as version 2 (:func:`upgrade_views`, no re-rendering).
+
 The schema, the Hugging Face ``datasets`` features that make ``image`` and
 ``depth`` decode as images, the file metadata, a reader that checks all
 three and names the file when something is off, and :func:`check_views`, the
@@ -25,20 +32,25 @@ from manifests.io import OutputError, read_parquet_checked, write_parquet_atomic
 __all__ = [
     "CHECKED_COLUMNS",
     "IMAGE_STRUCT",
+    "SCENE_COLUMNS",
     "ROTATION_TOLERANCE",
     "VIEWS_FORMAT",
+    "VIEWS_FORMATS_READ",
     "VIEWS_SCHEMA",
+    "VIEWS_SCHEMA_V1",
     "CheckedViews",
     "ViewsFileMeta",
     "check_views",
     "huggingface_metadata",
     "read_views",
     "read_views_meta",
+    "upgrade_views",
     "views_table",
     "write_views",
 ]
 
-VIEWS_FORMAT = "pairgen-views/1"
+VIEWS_FORMAT = "pairgen-views/2"
+VIEWS_FORMATS_READ = ("pairgen-views/1", VIEWS_FORMAT)  # 1: without the dataset, scene_id columns
 META_KEY = "pairgen"
 
 #: How far a stored pose's rotation may be from orthonormal (max |R^T R - I|, |det R - 1|, and the
@@ -48,8 +60,10 @@ ROTATION_TOLERANCE = 1e-4
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # Hugging Face Image layout
 MAT3 = pa.list_(pa.float32(), 9)
 MAT4 = pa.list_(pa.float32(), 16)
+NAME = pa.dictionary(pa.int32(), pa.string())  # one value a file: dictionary-encoded, a few bytes on disk
+SCENE_COLUMNS = ("dataset", "scene_id")
 
-VIEWS_SCHEMA = pa.schema(
+VIEWS_SCHEMA_V1 = pa.schema(
     [
         ("view_id", pa.int32()),
         ("image", IMAGE_STRUCT),
@@ -61,6 +75,7 @@ VIEWS_SCHEMA = pa.schema(
         ("valid_fraction", pa.float32()),
     ]
 )
+VIEWS_SCHEMA = pa.schema([(name, NAME) for name in SCENE_COLUMNS] + list(VIEWS_SCHEMA_V1))
 
 
 def huggingface_metadata(schema: pa.Schema, image_columns: tuple[str, ...]) -> dict[str, str]:
@@ -74,6 +89,8 @@ def huggingface_metadata(schema: pa.Schema, image_columns: tuple[str, ...]) -> d
     for field in schema:
         if field.name in image_columns:
             features[field.name] = {"_type": "Image"}
+        elif pa.types.is_dictionary(field.type):  # decoded to its values' type
+            features[field.name] = {"dtype": dtypes[field.type.value_type], "_type": "Value"}
         elif pa.types.is_fixed_size_list(field.type):
             features[field.name] = {
                 "feature": {"dtype": dtypes[field.type.value_type], "_type": "Value"},
@@ -112,12 +129,14 @@ def views_table(
     valid_fractions: list[float],
     *,
     image_ext: str,
+    dataset: str,
     scene_id: str,
 ) -> pa.Table:
-    """Assemble the rows of one scene's views file."""
+    """Assemble the rows of one scene's views file (``dataset``, ``scene_id``: the scene, on every row)."""
     n = len(view_ids)
     return pa.table(
         {
+            **_scene_columns(dataset, scene_id, n),
             "view_id": pa.array(view_ids, pa.int32()),
             "image": pa.array(
                 [{"bytes": b, "path": f"{scene_id}/{i:06d}.{image_ext}"} for i, b in zip(view_ids, images)],
@@ -141,10 +160,17 @@ def views_table(
     )
 
 
-def write_views(path: str | Path, table: pa.Table, meta: ViewsFileMeta) -> None:
-    """Write one scene's views file atomically, its metadata in the schema."""
+def _scene_columns(dataset: str, scene_id: str, n: int) -> dict[str, pa.DictionaryArray]:
+    """The ``dataset`` and ``scene_id`` columns of ``n`` rows: one dictionary value each, repeated."""
+    zeros = pa.array(np.zeros(n, np.int32))
+    return {name: pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string()))
+            for name, value in zip(SCENE_COLUMNS, (dataset, scene_id))}  # fmt: skip
+
+
+def write_views(path: str | Path, table: pa.Table, meta: ViewsFileMeta, tmp_dir: str | Path | None = None) -> None:
+    """Write one scene's views file atomically, its metadata in the schema (``tmp_dir``: where the temporary goes)."""
     metadata = {META_KEY: meta.to_json(), **huggingface_metadata(VIEWS_SCHEMA, ("image", "depth"))}
-    write_parquet_atomic(path, table, metadata=metadata, row_group_size=128)
+    write_parquet_atomic(path, table, metadata=metadata, row_group_size=128, tmp_dir=tmp_dir)
 
 
 def read_views_meta(path: str | Path) -> ViewsFileMeta:
@@ -167,21 +193,41 @@ def read_views_meta(path: str | Path) -> ViewsFileMeta:
         meta = ViewsFileMeta(**fields)
     except (ValueError, TypeError) as e:
         raise OutputError(f"{path}: damaged '{META_KEY}' metadata ({_one_line(e)})") from e
-    if meta.format != VIEWS_FORMAT:
-        raise OutputError(f"{path}: views format {meta.format!r}, this pairgen reads {VIEWS_FORMAT!r}")
+    if meta.format not in VIEWS_FORMATS_READ:
+        raise OutputError(f"{path}: views format {meta.format!r}, this pairgen reads {', '.join(VIEWS_FORMATS_READ)} "
+                          "(a newer pairgen wrote it: upgrade pairgen)")  # fmt: skip
     return meta
 
 
 def read_views(path: str | Path, columns: list[str] | None = None) -> tuple[pa.Table, ViewsFileMeta]:
     """Read a views file after checking its metadata and schema."""
     meta = read_views_meta(path)
+    schema = VIEWS_SCHEMA if meta.format == VIEWS_FORMAT else VIEWS_SCHEMA_V1
+    if columns is not None:  # a version 1 file has no scene columns: asked for, they are left out
+        columns = [c for c in columns if c in schema.names or c not in SCENE_COLUMNS]
     try:
-        table = read_parquet_checked(path, VIEWS_SCHEMA, columns=columns)
+        table = read_parquet_checked(path, schema, columns=columns)
     except OutputError as e:  # pyarrow's messages run over several lines: one line, for the manifest and the log
         raise OutputError(_one_line(e)) from e
     if table.num_rows != meta.views:
         raise OutputError(f"{path}: holds {table.num_rows} views, its metadata says {meta.views}")
     return table, meta
+
+
+def upgrade_views(path: str | Path, tmp_dir: str | Path | None = None) -> ViewsFileMeta:
+    """Rewrite a ``pairgen-views/1`` file as the current format (its rows, plus ``dataset`` and ``scene_id``).
+
+    The bytes of every image and depth are kept; the file is replaced
+    atomically. Returns the new metadata (a current file is left as it is).
+    """
+    table, meta = read_views(path)
+    if meta.format == VIEWS_FORMAT:
+        return meta
+    table = pa.table({**_scene_columns(meta.dataset, meta.scene_id, table.num_rows),
+                      **{name: table.column(name) for name in VIEWS_SCHEMA_V1.names}}, schema=VIEWS_SCHEMA)  # fmt: skip
+    meta = ViewsFileMeta(**{**meta.__dict__, "format": VIEWS_FORMAT})
+    write_views(path, table, meta, tmp_dir=tmp_dir)
+    return meta
 
 
 @dataclass(frozen=True)
@@ -197,6 +243,7 @@ class CheckedViews:
 
 
 CHECKED_COLUMNS = ["view_id", "depth", "K", "cam2world", "width", "height"]  # what check_views needs
+# (it checks dataset and scene_id too when they are read: every row names the file's own scene)
 
 
 def _null_row(column: pa.ChunkedArray | pa.Array) -> int | None:
@@ -248,6 +295,14 @@ def check_views(table: pa.Table, meta: ViewsFileMeta, path: str | Path, dataset:
         raise OutputError(f"{path}: holds scene {said!r}, but the views manifest's entry is for "
                           f"{dataset + '/' + scene_id!r}")  # fmt: skip
     n = table.num_rows
+    for name, value in zip(SCENE_COLUMNS, (meta.dataset, meta.scene_id)):
+        if name in table.column_names:
+            column = table.column(name).cast(pa.string()).combine_chunks()
+            bad = np.flatnonzero(~np.asarray(column.to_numpy(zero_copy_only=False) == value, bool))
+            if len(bad):
+                r = int(bad[0])
+                raise OutputError(f"{path}: row {r}: {name} is {column[r].as_py()!r}, the file's metadata says "
+                                  f"{value!r}")  # fmt: skip
     if n < 2:
         raise OutputError(f"{path}: {n} view(s), a pair needs two")
     for name in [*CHECKED_COLUMNS, *(["image"] if "image" in table.column_names else [])]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from manifests import DATASETS, DatasetError, SyntheticOptions, discover, parse_dataset_list
 from manifests.io import OutputError
+from manifests.layout import CONTACT_SHEET
 from manifests.lock import FolderBusy
 from manifests.options import ConfigError, add_options, from_args
 from pairgen import __version__
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render views of every scene into OUT/views/<dataset>/<scene_id>.parquet, one Ray task a "
         "scene. Cameras stand on the navmesh or on the floor found in the geometry, in walks whose views "
         "overlap at every level. A rerun skips finished scenes; a scene that fails is recorded in "
-        "OUT/views/manifest.json with its reason and the others go on.",
+        "OUT/views.manifest.json with its reason and the others go on.",
         examples=[
             "pairgen render --scenes hm3d",
             "pairgen render --scenes synthetic --views-per-scene 100 --out /tmp/pg",
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/pairs")
     p.add_argument("--sheet", default=None, type=Path, metavar="PATH",
-                   help="where the contact sheet PNG goes (None: OUT/pairs/contact_sheet.png)")
+                   help="where the contact sheet PNG goes (None: OUT/contact_sheet.png)")
     add_options(p, SheetOptions)
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
@@ -212,7 +213,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     options = from_args(SheetOptions, args)
     pairs_dir = args.out / "pairs"
     stats = pairs_statistics(pairs_dir)
-    sheet_path = args.sheet if args.sheet is not None else pairs_dir / "contact_sheet.png"
+    sheet_path = args.sheet if args.sheet is not None else args.out / CONTACT_SHEET  # beside pairs/: Parquet only there
     sheet = (contact_sheet(pairs_dir, sheet_path, n=options.pairs, seed=options.seed)
              if stats["totals"]["pairs"] else None)  # fmt: skip
     stats["contact_sheet"] = None if sheet is None else {"path": sheet["path"], "pairs": len(sheet["pairs"]),

@@ -17,7 +17,7 @@ Two parts:
    and depth bytes are copied from the views files as they are, without
    re-encoding.
 
-``pairs/manifest.json`` (:class:`manifests.manifest.PairsManifest`) holds the
+``OUT/pairs.manifest.json`` (:class:`manifests.manifest.PairsManifest`) holds the
 config and its hash (over the filter config and the views' config hash),
 each shard with its pair count and SHA-256, totals, the covisibility
 histogram of the kept pairs, each scene's statistics, and ``complete``. The
@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -39,17 +42,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from manifests.card import write_card
 from manifests.io import OutputError, path_inside, write_json_atomic, write_parquet_atomic
+from manifests.layout import CONTACT_SHEET, selections_dir, temporaries_dir
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import ConfigError, check, option
 from manifests.pairs import PAIRS_SCHEMA, SHARD_GLOB, pairs_metadata, shard_name
-from manifests.views import CHECKED_COLUMNS, check_views, read_views
+from manifests.views import CHECKED_COLUMNS, SCENE_COLUMNS, check_views, read_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
 
 __all__ = ["ChosenPair", "FilterConfig", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
 
+log = logging.getLogger(__name__)
+
 HISTOGRAM_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
-SELECTIONS = "scenes"  # pairs/scenes/<dataset>/<scene_id>.json: each scene's chosen pairs
+LEGACY_SELECTIONS = "scenes"  # pairgen 0.1's pairs/scenes/<dataset>/<scene_id>.json, now OUT/_pairgen/selections
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -137,7 +144,7 @@ class ScenePairs(UnitResult):
 def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: FilterConfig) -> ScenePairs:
     """Covisibility and pair choice for one scene's views file. Never raises.
 
-    ``task`` is ``(key, entry)``, the scene's record in ``views/manifest.json``
+    ``task`` is ``(key, entry)``, the scene's record in ``OUT/views.manifest.json``
     (``file`` relative to ``views_dir``, resolved inside it). The views are
     checked before use (:func:`manifests.views.check_views`: the file's own
     scene, unique view ids, finite cameras, depth of the image's size, two
@@ -150,10 +157,10 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
         key, entry = task
         dataset, scene_id = _entry_scene(views_dir, key, entry)
         path = path_inside(views_dir, str(entry.get("file", "")))
-        table, meta = read_views(path, columns=[*CHECKED_COLUMNS, "image"])
+        table, meta = read_views(path, columns=[*CHECKED_COLUMNS, "image", *SCENE_COLUMNS])
         views = check_views(table, meta, path, dataset, scene_id)
         if entry.get("sha256") and sha256_file(path) != entry["sha256"]:  # sound, but not the file render wrote
-            raise OutputError(f"{path}: its SHA-256 differs from views/manifest.json's (changed after the render); "
+            raise OutputError(f"{path}: its SHA-256 differs from the views manifest's (changed after the render); "
                               "run `pairgen render` again")  # fmt: skip
         n = len(views.view_ids)
         rng = np.random.default_rng([config.seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
@@ -259,7 +266,7 @@ def write_shards(selections: dict[str, ScenePairs], files: dict[str, Path], pair
                     views = {key: _load_views(files[key]) for key in block}
                 write_parquet_atomic(path, _shard_table(part, views),
                                      metadata=pairs_metadata(config_hash, len(part), digest),
-                                     row_group_size=config.row_group_size)  # fmt: skip
+                                     row_group_size=config.row_group_size, tmp_dir=temporaries_dir(pairs_dir))
             shards.append({"file": path.name, "pairs": len(part), "bytes": path.stat().st_size,
                            "sha256": sha256_file(path)})  # fmt: skip
             if progress is not None:
@@ -311,13 +318,29 @@ class FilterStage(Stage):
         return {"views_dir": self.views_dir, "config": self.config}
 
     def outputs(self, manifest: PairsManifest) -> list[str]:
-        return [s["file"] for s in manifest.shards] + [
-            str(self.selection_path(k).relative_to(self.folder)) for k in manifest.scenes if _safe_key(k)
-        ]
+        """The shards (the selections, outside the folder, name their config: another's are never reused)."""
+        return [s["file"] for s in manifest.shards]
 
     def selection_path(self, key: str) -> Path:
-        """``pairs/scenes/<dataset>/<scene_id>.json``: one scene's chosen pairs, kept so a rerun need not redo it."""
-        return self.folder / SELECTIONS / f"{key}.json"
+        """``OUT/_pairgen/selections/<dataset>/<scene_id>.json``: one scene's chosen pairs, kept so a rerun need not
+        redo it (outside ``pairs/``, which holds Parquet only)."""
+        return selections_dir(self.folder) / f"{key}.json"
+
+    def migrate(self, manifest: PairsManifest) -> None:
+        """pairgen 0.1's ``pairs/scenes/`` (the selections) and ``pairs/contact_sheet.png`` move out of ``pairs/``."""
+        super().migrate(manifest)
+        if manifest.legacy and "views_manifest" in manifest.body:
+            manifest.body["views_manifest"] = os.path.relpath(self.views.path_in(self.views_dir), self.out_dir)
+        for old, new in ((self.folder / LEGACY_SELECTIONS, selections_dir(self.folder)),
+                         (self.folder / CONTACT_SHEET, self.out_dir / CONTACT_SHEET)):  # fmt: skip
+            if not old.exists():
+                continue
+            if new.exists():
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+            else:
+                new.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(old, new)
+            log.info("moved %s out of the pairs folder (to %s)", old, new)
 
     def _inputs(self) -> dict[str, str | None]:
         """What the pairs are made of: each rendered scene's views file checksum (None: not rendered)."""
@@ -364,6 +387,9 @@ class FilterStage(Stage):
                 todo.append((key, entry))
         return todo, decided
 
+    def publish(self) -> None:
+        write_card(self.out_dir)  # OUT/README.md, the dataset card (manifests/card.py)
+
     def on_result(self, task, result: ScenePairs) -> None:
         key, entry = task
         if result.status == "absent":
@@ -396,7 +422,7 @@ class FilterStage(Stage):
         datasets = sorted({k.split("/", 1)[0] for k, s in self.selections.items() if s.ok and s.pairs})
         manifest.body.update(
             complete=True,
-            views_manifest="../views/manifest.json",
+            views_manifest=os.path.relpath(self.views.path_in(self.views_dir), self.out_dir),
             inputs=self._inputs(),
             totals={"pairs": total, "shards": len(shards), "scenes": summary.ok + summary.skipped,
                     "scenes_failed": summary.failed, "scenes_not_rendered": summary.counts["not rendered"],

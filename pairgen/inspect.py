@@ -1,6 +1,6 @@
 """``pairgen inspect``: statistics of a pairs folder, and a contact sheet of pairs.
 
-:func:`pairs_statistics` reads ``pairs/manifest.json`` and checks it against
+:func:`pairs_statistics` reads ``OUT/pairs.manifest.json`` and checks it against
 the shards themselves: each shard's footer (row count, row groups, the config
 hash in its schema metadata; no image is read) and the small ``dataset``,
 ``scene_id`` and ``covisibility`` columns, from which the per-dataset and
@@ -159,7 +159,7 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
     manifest = _read_manifest(pairs_dir)
     shards, problems = _shard_footers(pairs_dir, manifest)
     if not manifest.complete:
-        problems.append("manifest.json: not marked complete (filter was interrupted?)")
+        problems.append(f"{manifest.path.name}: not marked complete (filter was interrupted?)")
     bins = np.asarray(manifest.body.get("histogram", {}).get("bins") or DEFAULT_BINS, np.float64)
 
     scenes: Counter[str] = Counter()
@@ -187,14 +187,14 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
     totals = manifest.body.get("totals", {})
     unread = any(shard["rows"] is None for shard in shards) or any("cannot be read" in p for p in problems)
     if not unread and totals.get("pairs") is not None and totals["pairs"] != len(values):
-        problems.append(f"manifest.json: totals say {totals['pairs']} pairs, the shards hold {len(values)}")
+        problems.append(f"{manifest.path.name}: totals say {totals['pairs']} pairs, the shards hold {len(values)}")
     listed = manifest.body.get("histogram", {}).get("counts")
     if listed is not None and list(listed) != counts.tolist() and len(values) == totals.get("pairs"):
-        problems.append("manifest.json: its covisibility histogram differs from the shards'")
+        problems.append(f"{manifest.path.name}: its covisibility histogram differs from the shards'")
     expected = {k: s.get("pairs", 0) for k, s in manifest.scenes.items() if s.get("pairs")}
     if not problems and expected != dict(scenes):
         differ = sorted(set(expected) ^ set(scenes) | {k for k in expected if expected[k] != scenes.get(k)})
-        problems.append(f"manifest.json: per-scene pair counts differ from the shards' ({', '.join(differ[:5])})")
+        problems.append(f"{manifest.path.name}: per-scene pair counts differ from the shards' ({', '.join(differ[:5])})")
 
     sizes = [{"file": s["file"], "pairs": s["rows"] or 0, "row_groups": len(s["row_groups"]),
               "mib": round(s["bytes"] / MIB, 3)} for s in shards]  # fmt: skip

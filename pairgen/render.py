@@ -5,10 +5,12 @@ record to one ``views/<dataset>/<scene_id>.parquet`` plus a
 :class:`SceneViews` result; it never raises (a bad file, a scene without
 floor, too few usable views are results with a reason). :class:`RenderStage`
 is the rest: the lifecycle of :mod:`pairgen.stage` (config hash,
-``views/manifest.json``, resume, refusal of another config, progress) with
+``OUT/views.manifest.json``, resume, refusal of another config, progress) with
 render's plan: a scene whose views file is complete with this config's hash
 (in its own metadata, found where the record's views belong, never where a
-manifest says) is skipped.
+manifest says) is skipped; one of the older ``pairgen-views/1`` format is
+rewritten in the current one (:func:`manifests.views.upgrade_views`: the scene
+columns added, nothing rendered again).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import numpy as np
 
 from manifests import SceneRecord
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
+from manifests.card import write_card
 from manifests.io import OutputError
+from manifests.layout import temporaries_dir
 from manifests.manifest import ViewsManifest, sha256_file
 from manifests.options import check, option
-from manifests.views import ViewsFileMeta, read_views_meta, views_table, write_views
+from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, upgrade_views, views_table, write_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
 from renderers.backends import available_backends, describe_backends
 from renderers.floor import FloorConfig, NoFloorError, find_floor
@@ -117,6 +121,9 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         result.file = path.relative_to(views_dir).as_posix()
         done = _complete_meta(path, config_hash)
         if done is not None:
+            if done.format != VIEWS_FORMAT:  # an older format's file of this config: the new columns added
+                done = upgrade_views(path, tmp_dir=temporaries_dir(views_dir))
+                result.sha256 = sha256_file(path)
             result.status, result.views = "skipped", done.views
             return
         scene = load_record(record)
@@ -147,10 +154,11 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
                 f"(rejected: {rejected})"
             )
         table = views_table(list(range(stats.kept)), images, depths, Ks, poses, config.sampling.width,
-                            config.sampling.height, valid, image_ext=config.image_ext, scene_id=record.scene_id)  # fmt: skip
+                            config.sampling.height, valid, image_ext=config.image_ext, dataset=record.dataset,
+                            scene_id=record.scene_id)  # fmt: skip
         meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
                              backend=config.backend, config_hash=config_hash, views=stats.kept)  # fmt: skip
-        write_views(path, table, meta)
+        write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
         result.sha256 = sha256_file(path)
         result.status = "ok"
 
@@ -189,12 +197,15 @@ class RenderStage(Stage):
                 decided.append((record, SceneViews(reason="; ".join(record.problems))))
             elif entry.get("status") == "ok" and (
                 meta := _complete_meta(views_path(self.folder, record), self.manifest.config_hash)
-            ):
+            ) and meta.format == VIEWS_FORMAT:
                 decided.append((record, SceneViews(status="skipped", views=meta.views, file=entry.get("file"),
                                                    seconds=entry.get("seconds", 0.0))))  # fmt: skip
             else:
                 todo.append(record)
         return todo, decided
+
+    def publish(self) -> None:
+        write_card(self.out_dir)  # OUT/README.md, the dataset card (manifests/card.py)
 
     def on_result(self, record: SceneRecord, result: SceneViews) -> None:
         if result.status == "ok":

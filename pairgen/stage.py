@@ -5,12 +5,16 @@ folder it writes, its unit-of-work function and a few hooks. :meth:`Stage.run`
 does the rest, the same way for every stage:
 
 0. **one run per folder**: the folder's lock is held throughout
-   (:mod:`manifests.lock`); a second run into it fails at once, naming the
-   first;
+   (:mod:`manifests.lock`, its files in ``OUT/_pairgen``: the data folder
+   holds Parquet only, :mod:`manifests.layout`); a second run into it fails
+   at once, naming the first;
 1. **identity**: the config (and what it depends on, e.g. the views' config
    hash) is hashed (:func:`manifests.config.config_hash`);
-2. **manifest**: ``OUT/<folder>/manifest.json`` is read through the typed
-   manifest (:mod:`manifests.manifest`). Same hash: its entries are kept and
+2. **manifest**: ``OUT/<folder>.manifest.json`` is read through the typed
+   manifest (:mod:`manifests.manifest`; a folder of pairgen 0.1, with
+   ``OUT/<folder>/manifest.json``, is read too and migrated: :meth:`Stage.migrate`
+   moves its other state out of the data folder, and the old manifest is
+   removed once the new one is written, at the end). Same hash: its entries are kept and
    finished units are skipped. Another hash: :class:`ConfigMismatch` naming
    what changed, unless ``overwrite``, which removes the outputs the old
    manifest lists (inside the folder only) and starts afresh;
@@ -26,7 +30,8 @@ does the rest, the same way for every stage:
    in the summary and shown by the progress;
 5. :meth:`Stage.finish` (the filter writes its shards there), then the
    manifest is written a last time, marked ``complete`` only when every
-   unit succeeded (the same command again retries exactly the failed ones);
+   unit succeeded (the same command again retries exactly the failed ones),
+   then :meth:`Stage.publish` (the dataset card, ``OUT/README.md``);
 6. the :class:`StageSummary` gives the summary line; :func:`report` prints it
    with the first failures, and the exit status is 1 when a unit failed.
 """
@@ -34,6 +39,7 @@ does the rest, the same way for every stage:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import logging
 import time
@@ -45,6 +51,7 @@ from typing import Any, ClassVar, TextIO
 
 from manifests.config import config_changes, config_hash
 from manifests.io import OutputError, remove_stale_temporaries
+from manifests.layout import state_dir, temporaries_dir
 from manifests.lock import folder_lock
 from pairgen.distribute import TaskTimeout
 from manifests.manifest import StageManifest
@@ -54,6 +61,7 @@ __all__ = ["ConfigMismatch", "Stage", "StageSummary", "UnitResult", "report", "r
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED = 0, 1
+LEGACY_LOCK = ".lock"  # pairgen 0.1 locked a data folder inside it
 SHOWN_FAILURES = 10  # failures printed at the end of a run; the manifest has them all
 REASON_CHARS = 300  # a failure's reason as printed (the manifest keeps it whole)
 
@@ -188,6 +196,37 @@ class Stage(abc.ABC):
     def finish(self, manifest: StageManifest) -> None:
         """After every unit: the stage's last work (shards), filling ``manifest.body``."""
 
+    def migrate(self, manifest: StageManifest) -> None:
+        """Move what pairgen 0.1 kept in the data folder (besides its manifest) out of it, before any work.
+
+        Here: the lock files a killed run of pairgen 0.1 left (``.lock``,
+        ``.lock-holder.json``), when no live process holds them.
+        """
+        from filelock import FileLock, Timeout
+
+        old = self.folder / LEGACY_LOCK
+        if not old.is_file():
+            return
+        try:
+            with FileLock(old, timeout=0):
+                pass
+        except Timeout:
+            log.warning("%s: held by a run of an older pairgen; left alone", old)
+            return
+        except OSError:
+            return
+        for name in (LEGACY_LOCK, LEGACY_LOCK + "-holder.json"):
+            with contextlib.suppress(OSError):
+                (self.folder / name).unlink()
+
+    def publish(self) -> None:
+        """After the manifest's last write (also when up to date): the files that describe the outputs (the card)."""
+
+    @property
+    def temporaries(self) -> Path:
+        """Where the stage's atomic writes into its data folder put their temporaries (``OUT/_pairgen/<folder>.tmp``)."""
+        return temporaries_dir(self.folder)
+
     @abc.abstractmethod
     def line(self, summary: StageSummary) -> str:
         """The summary line."""
@@ -232,21 +271,37 @@ class Stage(abc.ABC):
         OutputError
             The inputs are missing, or the folder cannot be written.
         """
-        with folder_lock(self.folder):
+        with folder_lock(self.folder, at=state_dir(self.folder)):
             return self._run()
+
+    def _settle(self, manifest: StageManifest) -> None:
+        """The manifest is written: pairgen 0.1's copy goes, then the card is brought up to date."""
+        if manifest.remove_legacy():
+            log.info("%s: moved to %s (pairgen 0.1's place removed)", self.folder, manifest.path)
+        with contextlib.suppress(OSError):  # empty once every write is renamed (only this folder's lock holder uses it)
+            self.temporaries.rmdir()
+        self.publish()
 
     def _run(self) -> StageSummary:
         summary = self.summary
         start = time.perf_counter()
         manifest = self.manifest = self.open_manifest(config_hash(self.identity()))
+        self.migrate(manifest)
         if self.up_to_date(manifest):
             summary.up_to_date = True
+            if manifest.legacy:
+                manifest.write()
+            self._settle(manifest)
             return summary
-        stale = remove_stale_temporaries(self.folder)
+        stale = remove_stale_temporaries(self.temporaries) + remove_stale_temporaries(self.folder)
         if stale:
             log.info("removed %d unfinished temporary file(s) of an interrupted run", stale)
         manifest.body["complete"] = False  # until every unit has succeeded
         manifest.write()  # fails early, with one message, if the folder is not writable
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{self.folder}: cannot write here ({e.strerror or e})") from e
         todo, decided = self.plan()
         log.info("%s: %d unit(s) to run, %d decided already, into %s", self.name, len(todo), len(decided), self.folder)
         bar = self.progress(len(todo) + len(decided), self.progress_desc, "scene") if self.progress else None
@@ -299,6 +354,7 @@ class Stage(abc.ABC):
         summary.seconds = time.perf_counter() - start
         manifest.body["last_run"] = summary.to_dict()
         manifest.write()
+        self._settle(manifest)
         return summary
 
 

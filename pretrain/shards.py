@@ -3,8 +3,9 @@
 The format is ``manifests.pairs``' (docs/design.md, ``pairs/shard-NNNNN.parquet``),
 read with pyarrow.
 
-:func:`find_shards` takes a folder (the shards ``manifest.json`` lists, or
-else its ``shard-*.parquet`` sorted by name) or a list of files.
+:func:`find_shards` takes a folder (the shards its manifest lists, the
+sibling ``<folder>.manifest.json``, or else its ``shard-*.parquet`` sorted by
+name), a file, a glob pattern, or a list of files.
 :meth:`ShardIndex.build` opens every footer (cheap: no data is read) and
 checks that the file is Parquet and that ``image1`` and ``image2`` are
 structs with binary ``bytes`` (``pair_id``, when present, a string); the row
@@ -16,6 +17,7 @@ that fails, then or when one of its row groups is read, raises
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from manifests.manifest import MANIFEST_NAME as MANIFEST
 from manifests.io import write_json_atomic
 from manifests.manifest import ManifestError, PairsManifest
 from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, SHARD_GLOB, SIZE_COLUMNS
@@ -44,9 +45,13 @@ def find_shards(path: str | Path | Sequence[str | Path]) -> list[Path]:
     Parameters
     ----------
     path
-        A folder: the shards its ``manifest.json`` lists (each must exist), or
-        without a manifest its ``shard-*.parquet`` sorted by name. A single
-        ``.parquet`` file. Or a list of files, kept in the given order.
+        A folder: the shards its manifest lists (``<folder>.manifest.json``
+        beside it, or pairgen 0.1's ``<folder>/manifest.json``; each shard
+        must exist), or without a manifest its ``shard-*.parquet`` sorted by
+        name. A single ``.parquet`` file. A glob pattern
+        (``data/pairgen/pairs/shard-*.parquet``, matches sorted by name), or
+        several files or patterns separated by commas. Or a list of files,
+        kept in the given order.
 
     Raises
     ------
@@ -62,6 +67,15 @@ def find_shards(path: str | Path | Sequence[str | Path]) -> list[Path]:
             if not f.is_file():
                 raise ValueError(f"{f}: shard file not found")
         return files
+    text = str(path)
+    if not Path(text).exists() and ("," in text or glob.has_magic(text)):
+        files = []
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            matches = sorted(glob.glob(part)) if glob.has_magic(part) else [part]
+            if not matches:
+                raise ValueError(f"{part}: no shard file matches")
+            files.extend(matches)
+        return find_shards(files)
     path = Path(path)
     if path.is_file():
         return [path]
@@ -82,7 +96,7 @@ def find_shards(path: str | Path | Sequence[str | Path]) -> list[Path]:
         return files
     files = sorted(path.glob(SHARD_GLOB))
     if not files:
-        raise ValueError(f"{path}: no {SHARD_GLOB} files (and no {MANIFEST})")
+        raise ValueError(f"{path}: no {SHARD_GLOB} files (and no {PairsManifest.path_in(path).name} beside it)")
     return files
 
 
@@ -256,7 +270,7 @@ def verify_shards(path: str | Path | Sequence[str | Path], record: Path | None =
         A shard whose bytes differ from the manifest's checksum (altered or
         truncated after the filter wrote it); the message names it.
     """
-    if isinstance(path, (list, tuple)) or not PairsManifest.exists(path):
+    if isinstance(path, (list, tuple)) or not Path(path).is_dir() or not PairsManifest.exists(path):
         return 0
     manifest = PairsManifest.read(path)
     seen: dict = {}

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from manifests.manifest import PairsManifest
+
 
 def main(old: Path, new: Path) -> int:
-    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (old, new))
+    # the manifest beside each folder (OUT/pairs.manifest.json), or pairgen 0.1's inside it
+    ma, mb = ({"shards": PairsManifest.read(d).shards} for d in (old, new))
     print(f"shards: {len(ma['shards'])} and {len(mb['shards'])}")
     bad = len(ma["shards"]) != len(mb["shards"])
     for sa, sb in zip(ma["shards"], mb["shards"]):

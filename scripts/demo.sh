@@ -19,8 +19,9 @@ echo "demo: a short CroCo run of the tiny model on the pairs (CPU)" >&2
 "$VENV/bin/pretrain" run --shards "$OUT/pairs" --model tiny --img-size 224 --batch-size 16 --steps 60 \
     --workers 2 --log-every 10 --image-every 30 --runs "$RUNS" --name demo
 echo "demo: outputs" >&2
-echo "  views:          $OUT/views/synthetic/*.parquet  (manifest: $OUT/views/manifest.json)" >&2
-echo "  pairs:          $OUT/pairs/shard-*.parquet  (manifest: $OUT/pairs/manifest.json)" >&2
-echo "  contact sheet:  $OUT/pairs/contact_sheet.png" >&2
+echo "  views:          $OUT/views/synthetic/*.parquet  (manifest: $OUT/views.manifest.json)" >&2
+echo "  pairs:          $OUT/pairs/shard-*.parquet  (manifest: $OUT/pairs.manifest.json)" >&2
+echo "  dataset card:   $OUT/README.md  (datasets.load_dataset(\"$OUT\", \"pairs\") or \"views\")" >&2
+echo "  contact sheet:  $OUT/contact_sheet.png" >&2
 echo "  training run:   $RUNS/demo/  (checkpoint-last.pt, log.jsonl, tb/)" >&2
 echo "  reconstruction: $RUNS/demo/recon-last.png  (masked view 1 | view 2 | reconstruction | target)" >&2

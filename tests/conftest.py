@@ -24,6 +24,17 @@ RENDER_SMALL = ["render", "--scenes", "synthetic", "--synthetic-preset", "small"
 FILTER_SMALL = ["filter", "--min-covis", "0.3", "--max-covis", "0.9", "--shard-size", "40", "--no-ray"]
 
 
+def copy_stage(src_out: Path, dest_out: Path, folder: str) -> Path:
+    """Copy the data folder ``src_out/<folder>`` and its manifest (``<folder>.manifest.json``, beside it)."""
+    import shutil
+
+    shutil.copytree(src_out / folder, dest_out / folder)
+    manifest = src_out / f"{folder}.manifest.json"
+    if manifest.is_file():
+        shutil.copy(manifest, dest_out / manifest.name)
+    return dest_out / folder
+
+
 @pytest.fixture(scope="session")
 def small_pairs(tmp_path_factory) -> Path:
     """OUT folder holding views/ and pairs/ of three small synthetic apartments (64 px, 24 views each)."""

@@ -56,7 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import FILTER_SMALL, RENDER_SMALL
+from tests.conftest import FILTER_SMALL, RENDER_SMALL, copy_stage
 from tests.rooms import box_faces, room
 from tests.writers.gltf import GlbImage, GlbMesh, textured_material, write_glb
 from tests.writers.navmesh import write_navmesh
@@ -221,7 +221,7 @@ def test_scannet_good_scene_finishes_beside_the_bad_ones(scannet_run):
     ran, out, _ = scannet_run
     assert "Traceback" not in ran.err, ran.err
     assert ran.code == 1  # some scenes failed
-    m = json.loads((out / "views" / "manifest.json").read_text())
+    m = json.loads((out / "views.manifest.json").read_text())
     assert m["scenes"]["scannet/scene0000_00"]["status"] == "ok", m["scenes"]["scannet/scene0000_00"]
     assert _parquet_is_whole(out / "views" / "scannet" / "scene0000_00.parquet")
     assert m["totals"]["scenes_ok"] == 1 and m["totals"]["scenes_failed"] == len(PLY_CASES)
@@ -232,7 +232,7 @@ def test_scannet_good_scene_finishes_beside_the_bad_ones(scannet_run):
 @pytest.mark.parametrize("scan", list(PLY_CASES), ids=PLY_IDS)
 def test_bad_ply_scene_is_recorded_as_failed(scannet_run, scan):
     ran, out, _ = scannet_run
-    entry = json.loads((out / "views" / "manifest.json").read_text())["scenes"][f"scannet/{scan}"]
+    entry = json.loads((out / "views.manifest.json").read_text())["scenes"][f"scannet/{scan}"]
     assert entry["status"] == "failed" and entry["reason"], entry
     assert sum(f"FAILED scannet/{scan}:" in line for line in ran.err.splitlines()) == 1, ran.err
     assert "Traceback" not in ran.err
@@ -247,7 +247,7 @@ def test_bad_ply_scene_is_recorded_as_failed(scannet_run, scan):
 def test_bad_ply_reason_names_the_file_or_the_problem(scannet_run, scan):
     _, out, root = scannet_run
     _, _, phrase, names_file, _ = PLY_CASES[scan]
-    reason = json.loads((out / "views" / "manifest.json").read_text())["scenes"][f"scannet/{scan}"]["reason"]
+    reason = json.loads((out / "views.manifest.json").read_text())["scenes"][f"scannet/{scan}"]["reason"]
     assert phrase in reason, reason
     if names_file:
         path = root / "scannet" / "scans" / scan / f"{scan}_vh_clean_2.ply"
@@ -316,7 +316,7 @@ def test_gibson_good_scene_finishes_beside_the_bad_ones(gibson_run):
     ran, out, _ = gibson_run
     assert "Traceback" not in ran.err, ran.err
     assert ran.code == 1
-    m = json.loads((out / "views" / "manifest.json").read_text())
+    m = json.loads((out / "views.manifest.json").read_text())
     assert m["scenes"]["gibson/Allensville"]["status"] == "ok", m["scenes"]["gibson/Allensville"]
     assert _parquet_is_whole(out / "views" / "gibson" / "Allensville.parquet")
     assert m["totals"]["scenes_ok"] == 1 and m["totals"]["scenes_failed"] == len(GLB_CASES)
@@ -327,7 +327,7 @@ def test_gibson_good_scene_finishes_beside_the_bad_ones(gibson_run):
 def test_bad_glb_scene_is_recorded_with_its_reason(gibson_run, name):
     ran, out, root = gibson_run
     _, _, _, phrases, suffix = GLB_CASES[name]
-    entry = json.loads((out / "views" / "manifest.json").read_text())["scenes"][f"gibson/{name}"]
+    entry = json.loads((out / "views.manifest.json").read_text())["scenes"][f"gibson/{name}"]
     assert entry["status"] == "failed"
     assert entry["reason"].count(str(root / "gibson" / f"{name}.{suffix}")) == 1, entry["reason"]
     for phrase in phrases:
@@ -371,21 +371,21 @@ VIEWS_DAMAGE = {
 
 
 def _copy_views(small_pairs: Path, dest: Path) -> Path:
-    shutil.copytree(small_pairs / "views", dest / "views")
+    copy_stage(small_pairs, dest, "views")
     return dest
 
 
 @pytest.mark.parametrize("damage", list(VIEWS_DAMAGE))
 def test_filter_records_a_damaged_views_file(small_pairs, tmp_path, damage):
     out = _copy_views(small_pairs, tmp_path / "pg")
-    manifest = json.loads((out / "views" / "manifest.json").read_text())
+    manifest = json.loads((out / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
     victim = out / "views" / entry["file"]
     VIEWS_DAMAGE[damage][0](victim)
     ran = pairgen(*FILTER_SMALL, "--out", out)
     assert "Traceback" not in ran.err, ran.err
     assert ran.code == 1
-    pairs = json.loads((out / "pairs" / "manifest.json").read_text())
+    pairs = json.loads((out / "pairs.manifest.json").read_text())
     reason = pairs["scenes"][key]["reason"]
     assert pairs["scenes"][key]["status"] == "failed" and reason.count(victim.name) == 1, reason
     for phrase in VIEWS_DAMAGE[damage][1]:
@@ -410,9 +410,8 @@ SHARD_DAMAGE = {
 
 @pytest.mark.parametrize("damage", list(SHARD_DAMAGE))
 def test_pretrain_refuses_a_damaged_shard(small_pairs, tmp_path, damage):
-    pairs = tmp_path / "pairs"
-    shutil.copytree(small_pairs / "pairs", pairs)
-    victim = pairs / json.loads((pairs / "manifest.json").read_text())["shards"][0]["file"]
+    pairs = copy_stage(small_pairs, tmp_path, "pairs")
+    victim = pairs / json.loads((pairs.parent / "pairs.manifest.json").read_text())["shards"][0]["file"]
     SHARD_DAMAGE[damage][0](victim)
     runs = tmp_path / "runs"
     # the loader's own checks, behind the SHA-256 check (which would refuse each of these first: see below)
@@ -423,9 +422,8 @@ def test_pretrain_refuses_a_damaged_shard(small_pairs, tmp_path, damage):
 
 @pytest.mark.parametrize("damage", ["image-bytes-altered", *SHARD_DAMAGE])
 def test_pretrain_refuses_a_shard_that_differs_from_its_checksum(small_pairs, tmp_path, damage):
-    pairs = tmp_path / "pairs"
-    shutil.copytree(small_pairs / "pairs", pairs)
-    victim = pairs / json.loads((pairs / "manifest.json").read_text())["shards"][0]["file"]
+    pairs = copy_stage(small_pairs, tmp_path, "pairs")
+    victim = pairs / json.loads((pairs.parent / "pairs.manifest.json").read_text())["shards"][0]["file"]
     if damage == "image-bytes-altered":  # the Parquet file stays valid; one JPEG byte of the first row changes
         table = pq.read_table(victim)
         images = table.column("image1").to_pylist()
@@ -452,8 +450,8 @@ INSPECT_DAMAGE = {"truncated": _truncate, "not-parquet": lambda p: p.write_bytes
 
 def _inspect_damaged(small_pairs: Path, tmp_path: Path, damage: str) -> tuple[Ran, Path, Path]:
     out = tmp_path / "pg"
-    shutil.copytree(small_pairs / "pairs", out / "pairs")
-    shards = json.loads((out / "pairs" / "manifest.json").read_text())["shards"]
+    copy_stage(small_pairs, out, "pairs")
+    shards = json.loads((out / "pairs.manifest.json").read_text())["shards"]
     assert len(shards) >= 2
     victim = out / "pairs" / shards[-1]["file"]
     INSPECT_DAMAGE[damage](victim)
@@ -557,7 +555,7 @@ def test_bad_command_line_is_one_message(small_pairs, tmp_path, case):
 @pytest.mark.parametrize("where", ["relative", "absolute"])
 def test_filter_never_reads_a_views_file_outside_the_folder(small_pairs, tmp_path, where):
     out = _copy_views(small_pairs, tmp_path / "pg")
-    path = out / "views" / "manifest.json"
+    path = out / "views.manifest.json"
     manifest = json.loads(path.read_text())
     key, entry = min(manifest["scenes"].items())
     outside = tmp_path / "outside.parquet"
@@ -567,7 +565,7 @@ def test_filter_never_reads_a_views_file_outside_the_folder(small_pairs, tmp_pat
     ran = pairgen(*FILTER_SMALL, "--out", out)
     assert "Traceback" not in ran.err, ran.err
     assert ran.code == 1
-    scene = json.loads((out / "pairs" / "manifest.json").read_text())["scenes"][key]
+    scene = json.loads((out / "pairs.manifest.json").read_text())["scenes"][key]
     assert scene["status"] == "failed" and "points outside" in scene["reason"], scene
     assert sum(f"FAILED {key}:" in line for line in ran.err.splitlines()) == 1, ran.err
     assert_no_temporaries(out)
@@ -576,7 +574,7 @@ def test_filter_never_reads_a_views_file_outside_the_folder(small_pairs, tmp_pat
 def _views_manifest_pointing_outside(small_pairs: Path, tmp_path: Path) -> tuple[Path, str, Path]:
     """A copy of small_pairs' views whose first scene's file was moved outside, its entry pointing there."""
     out = _copy_views(small_pairs, tmp_path / "pg")
-    path = out / "views" / "manifest.json"
+    path = out / "views.manifest.json"
     manifest = json.loads(path.read_text())
     key, entry = min(manifest["scenes"].items())
     outside = tmp_path / "outside.parquet"
@@ -590,7 +588,7 @@ def test_render_rerun_does_not_adopt_a_views_file_outside_the_folder(small_pairs
     out, key, _ = _views_manifest_pointing_outside(small_pairs, tmp_path)
     ran = pairgen(*RENDER_SMALL, "--out", out)
     assert "Traceback" not in ran.err, ran.err
-    entry = json.loads((out / "views" / "manifest.json").read_text())["scenes"][key]
+    entry = json.loads((out / "views.manifest.json").read_text())["scenes"][key]
     assert ".." not in entry["file"], (entry, ran.err)  # rendered again into its own file
     assert _parquet_is_whole(out / "views" / entry["file"])
 
@@ -602,7 +600,7 @@ def test_render_overwrite_never_deletes_outside_the_folder(small_pairs, tmp_path
     assert "Traceback" not in ran.err, ran.err
     assert ran.code == 0, ran.err
     assert outside.read_bytes() == before
-    entry = json.loads((out / "views" / "manifest.json").read_text())["scenes"][key]
+    entry = json.loads((out / "views.manifest.json").read_text())["scenes"][key]
     assert ".." not in entry["file"] and _parquet_is_whole(out / "views" / entry["file"])
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import copy_stage
+
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = ["-m", "pairgen", "render", "--scenes", "synthetic", "--synthetic-preset", "small", "--synthetic-count", "3",
           "--views-per-scene", "24", "--resolution", "64", "--no-ray"]  # fmt: skip
@@ -66,20 +68,20 @@ def test_render_killed_then_rerun(reference, tmp_path):
     for f in sorted((reference / "views").rglob("*.parquet")):
         mine = tmp_path / f.relative_to(reference)
         assert pq.read_table(mine).equals(pq.read_table(f)), f"{mine.name} differs (killed after {delay:.2f} s)"
-    manifest = json.loads((tmp_path / "views" / "manifest.json").read_text())
-    assert manifest["totals"] == json.loads((reference / "views" / "manifest.json").read_text())["totals"]
+    manifest = json.loads((tmp_path / "views.manifest.json").read_text())
+    assert manifest["totals"] == json.loads((reference / "views.manifest.json").read_text())["totals"]
 
 
 def test_filter_killed_then_rerun(reference, tmp_path):
     import shutil
 
-    shutil.copytree(reference / "views", tmp_path / "views")
+    copy_stage(reference, tmp_path, "views")
     delay = kill_midway([*FILTER, "--out", str(tmp_path)], 0.8, 2.5)
     final_files_are_readable(tmp_path)
     again = run([*FILTER, "--out", str(tmp_path)])
     assert again.returncode == 0, f"killed after {delay:.2f} s: {again.stderr[-1500:]}"
-    mine = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
-    ref = json.loads((reference / "pairs" / "manifest.json").read_text())
+    mine = json.loads((tmp_path / "pairs.manifest.json").read_text())
+    ref = json.loads((reference / "pairs.manifest.json").read_text())
     assert mine["shards"] == ref["shards"]  # same pairs, same bytes: none lost, none doubled
     ids = [i for s in mine["shards"] for i in pq.read_table(tmp_path / "pairs" / s["file"]).column("pair_id").to_pylist()]
     assert len(ids) == len(set(ids)) == ref["totals"]["pairs"]

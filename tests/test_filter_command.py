@@ -12,7 +12,7 @@ import pytest
 
 from manifests.pairs import PAIRS_SCHEMA
 from pairgen.cli import main
-from tests.conftest import FILTER_SMALL
+from tests.conftest import FILTER_SMALL, copy_stage
 
 FILTER = FILTER_SMALL
 
@@ -23,7 +23,7 @@ def out(small_pairs) -> Path:
 
 
 def manifest(out: Path) -> dict:
-    return json.loads((out / "pairs" / "manifest.json").read_text())
+    return json.loads((out / "pairs.manifest.json").read_text())
 
 
 def test_shards_hold_the_band_and_copy_the_views_bytes(out):
@@ -82,7 +82,7 @@ def test_lost_shard_is_rewritten_identically(out, tmp_path):
     m = manifest(copy)
     victim = copy / "pairs" / m["shards"][0]["file"]
     victim.unlink()
-    (copy / "pairs" / "manifest.json").unlink()  # as if killed before the manifest
+    (copy / "pairs.manifest.json").unlink()  # as if killed before the manifest
     assert main([*FILTER, "--out", str(copy)]) == 0
     assert manifest(copy)["shards"] == m["shards"]
 
@@ -105,7 +105,7 @@ def test_no_views_is_one_message(tmp_path, capsys):
 def test_ray_gives_the_same_shards(out, tmp_path):
     import shutil
 
-    shutil.copytree(out / "views", tmp_path / "views")
+    copy_stage(out, tmp_path, "views")
     args = [a for a in FILTER if a != "--no-ray"]
     assert main([*args, "--out", str(tmp_path), "--workers", "2"]) == 0
     assert manifest(tmp_path)["shards"] == manifest(out)["shards"]  # same bytes, whatever ran them

@@ -66,7 +66,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FILTER_SMALL
+from tests.conftest import FILTER_SMALL, copy_stage
 from tests.test_bad_inputs import PRETRAIN_TINY, Ran, pairgen, pretrain
 
 CASE_TIMEOUT_S = 30  # one command on these small inputs takes a second or two; past this it hangs
@@ -91,8 +91,8 @@ def fuzz(examples: int):
 def pipeline(small_pairs, tmp_path_factory) -> Path:
     """views/, pairs/, a step-1 checkpoint of a 2-step run (checkpoint.pt), its step-2 one, and an export."""
     root = tmp_path_factory.mktemp("fuzz-inputs")
-    shutil.copytree(small_pairs / "views", root / "views")
-    shutil.copytree(small_pairs / "pairs", root / "pairs")
+    copy_stage(small_pairs, root, "views")
+    copy_stage(small_pairs, root, "pairs")
     runs = root / "runs"
     ran = pretrain("run", "--shards", root / "pairs", *RESUME_TINY, "--ckpt-every", "1", "--keep-checkpoints",
                    "--runs", runs, "--name", "r")  # fmt: skip
@@ -192,7 +192,7 @@ def _assert_one_message(command: str, case_dir: Path, ran: Ran, where: str, tole
         return
     if command == "filter":
         failed = [line for line in lines if line.startswith("  FAILED ")]
-        scenes = json.loads((case_dir / "pairs" / "manifest.json").read_text())["scenes"]
+        scenes = json.loads((case_dir / "pairs.manifest.json").read_text())["scenes"]
         bad = sorted(k for k, e in scenes.items() if e.get("status") == "failed")
         assert failed and sorted(line.split(":", 1)[0][len("  FAILED ") :] for line in failed) == bad, (
             f"{where}: not one FAILED line per failed scene\n{ran.err}"
@@ -215,7 +215,7 @@ def _assert_one_message(command: str, case_dir: Path, ran: Ran, where: str, tole
 
 def _assert_pairs_sound(case_dir: Path, where: str) -> None:
     """The shards a filter run left: no pair of a view with itself, no repeated pair id, only ok scenes."""
-    path = case_dir / "pairs" / "manifest.json"
+    path = case_dir / "pairs.manifest.json"
     if not path.is_file():
         return
     manifest = json.loads(path.read_text())
@@ -238,7 +238,10 @@ def case_copy(pipeline: Path, *parts: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="fuzz-case-") as d:
         d = Path(d)
         for part in parts:
-            (shutil.copytree if (pipeline / part).is_dir() else shutil.copy)(pipeline / part, d / part)
+            if (pipeline / part).is_dir():
+                copy_stage(pipeline, d, part)  # the folder and its manifest beside it
+            else:
+                shutil.copy(pipeline / part, d / part)
         yield d
 
 
@@ -308,10 +311,10 @@ def _truncate(path: Path, pipeline: Path, fraction: float, tail: int) -> None:
 SWAP_SOURCES = {
     "views-file": "views/synthetic/apartment_0001.parquet",
     "views-file-2": "views/synthetic/apartment_0002.parquet",
-    "views-manifest": "views/manifest.json",
+    "views-manifest": "views.manifest.json",
     "shard": "pairs/shard-00001.parquet",
     "shard-last": "pairs/shard-00005.parquet",
-    "pairs-manifest": "pairs/manifest.json",
+    "pairs-manifest": "pairs.manifest.json",
     "checkpoint-step2": "checkpoint-step2.pt",
     "export": "exported/croco.pth",
     "export-encoder": "exported/croco_encoder.pth",
@@ -625,7 +628,7 @@ def test_filter_on_a_mutated_views_file(pipeline, mutation):
 @given(mutation=manifest_mutations("pairs-manifest"))
 def test_filter_on_a_mutated_views_manifest(pipeline, mutation):
     with case_copy(pipeline, "views") as d:
-        mutation.apply(d / "views" / "manifest.json", pipeline)
+        mutation.apply(d / "views.manifest.json", pipeline)
         run_case("filter", d, [*FILTER_SMALL, "--out", d], mutation)
 
 
@@ -650,7 +653,7 @@ def test_pretrain_run_on_a_mutated_shard(pipeline, mutation, verify):
 @given(mutation=manifest_mutations("views-manifest"))
 def test_inspect_on_a_mutated_pairs_manifest(pipeline, mutation):
     with case_copy(pipeline, "pairs") as d:
-        mutation.apply(d / "pairs" / "manifest.json", pipeline)
+        mutation.apply(d / "pairs.manifest.json", pipeline)
         run_case("inspect", d, ["inspect", "--out", d, "--sheet", d / "sheet.png"], mutation)
 
 
@@ -658,7 +661,7 @@ def test_inspect_on_a_mutated_pairs_manifest(pipeline, mutation):
 @given(mutation=manifest_mutations("views-manifest"))
 def test_pretrain_run_on_a_mutated_pairs_manifest(pipeline, mutation):
     with case_copy(pipeline, "pairs") as d:
-        mutation.apply(d / "pairs" / "manifest.json", pipeline)
+        mutation.apply(d / "pairs.manifest.json", pipeline)
         run_case("run", d, ["run", "--shards", d / "pairs", *PRETRAIN_TINY, "--runs", d / "runs", "--name", "r"],
                  mutation)  # fmt: skip
 
@@ -716,7 +719,7 @@ INSPECT_DEFECTS = {
 def test_inspect_defect_the_fuzzing_found(pipeline, defect):
     what, mutation = INSPECT_DEFECTS[defect]
     with case_copy(pipeline, "pairs") as d:
-        target = d / "pairs" / "manifest.json" if what == "manifest" else _pick(d / "pairs", "shard-*.parquet",
+        target = d / "pairs.manifest.json" if what == "manifest" else _pick(d / "pairs", "shard-*.parquet",
                                                                                  mutation.target)  # fmt: skip
         mutation.apply(target, pipeline)
         run_case("inspect", d, ["inspect", "--out", d, "--sheet", d / "sheet.png"], mutation, tolerate_known=False)

@@ -22,7 +22,7 @@ SCANS = ("scene0000_00", "scene0001_00", "scene0002_00")
 
 
 def _manifest(out: Path, folder: str) -> dict:
-    return json.loads((out / folder / "manifest.json").read_text())
+    return json.loads((out / f"{folder}.manifest.json").read_text())
 
 
 def _pair_ids(out: Path) -> list[str]:

@@ -35,7 +35,7 @@ def damaged(out, tmp_path) -> Path:
 
 
 def manifest(out: Path) -> dict:
-    return json.loads((out / "pairs" / "manifest.json").read_text())
+    return json.loads((out / "pairs.manifest.json").read_text())
 
 
 def all_rows(out: Path) -> dict[str, dict]:
@@ -110,7 +110,7 @@ def test_cli_table_and_default_sheet(out, capsys):
     text = capsys.readouterr().out
     total = manifest(out)["totals"]["pairs"]
     assert f"{total} pairs, 3 scenes, 1 dataset(s)" in text and "covisibility" in text and "#" in text
-    sheet = out / "pairs" / "contact_sheet.png"
+    sheet = out / "contact_sheet.png"
     assert f"contact sheet: {sheet}" in text
     with Image.open(sheet) as image:
         assert image.height == 3 * (LABEL_HEIGHT + 2 * SIZE + PAD) + PAD

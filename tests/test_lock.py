@@ -17,8 +17,9 @@ from pairgen.cli import main
 from tests.conftest import RENDER_SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
-HOLD = "import sys, time; from manifests.lock import folder_lock\nwith folder_lock(sys.argv[1], 'the holder'):\n" \
-       "    print('held', flush=True); time.sleep(60)"  # fmt: skip
+HOLD = "import sys, time; from manifests.lock import folder_lock; from manifests.layout import state_dir\n" \
+       "with folder_lock(sys.argv[1], 'the holder', at=state_dir(sys.argv[1])):\n" \
+       "    print('held', flush=True); time.sleep(60)"  # fmt: skip  (as a stage holds its data folder)
 
 
 def _holder(folder: Path) -> subprocess.Popen:
@@ -34,7 +35,7 @@ def test_a_second_run_into_a_held_folder_is_refused_naming_the_holder(tmp_path, 
         err = capsys.readouterr().err
         assert code == 2 and f"PID {proc.pid}" in err and "`the holder`" in err and "in use by another run" in err
         assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines() if "error" in line]
-        assert not (tmp_path / "views" / "manifest.json").exists()
+        assert not (tmp_path / "views.manifest.json").exists()
     finally:
         proc.kill()
         proc.wait()
@@ -45,7 +46,9 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, capsys):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert main([*RENDER_SMALL, "--out", str(tmp_path)]) == 0
-    assert not (tmp_path / "views" / ".lock").exists()  # gone with the run that held it
+    assert not (tmp_path / "_pairgen" / "views.lock").exists()  # gone with the run that held it
+    assert sorted(p.name for p in (tmp_path / "views").rglob("*")) == ["apartment_0000.parquet", "apartment_0001.parquet",
+                                                                       "apartment_0002.parquet", "synthetic"]
 
 
 def test_the_python_api_refuses_too(tmp_path):
@@ -94,3 +97,18 @@ def test_temporaries_name_their_run(tmp_path):
         tmp.write_text("1")
     time.sleep(0)  # nothing left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_temporaries_bound_for_a_data_folder_stay_out_of_it(tmp_path):
+    from manifests.layout import temporaries_dir
+
+    data, state = tmp_path / "pairs", temporaries_dir(tmp_path / "pairs")
+    with atomic_path(data / "shard-00000.parquet", state) as tmp:
+        assert tmp.parent == state and data.is_dir() and list(data.iterdir()) == []
+        tmp.write_bytes(b"PAR1")
+    assert [p.name for p in data.iterdir()] == ["shard-00000.parquet"] and list(state.iterdir()) == []
+    with pytest.raises(RuntimeError):  # a write that fails leaves nothing, in either folder
+        with atomic_path(data / "shard-00001.parquet", state) as tmp:
+            tmp.write_bytes(b"PA")
+            raise RuntimeError("interrupted")
+    assert [p.name for p in data.iterdir()] == ["shard-00000.parquet"] and list(state.iterdir()) == []

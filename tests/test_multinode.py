@@ -73,7 +73,7 @@ def test_a_lost_node_during_render_and_filter(cluster, tmp_path):
     summary = RenderStage(records, tmp_path, RENDER, distributor=_distributor()).run()
     lost.join()
     assert summary.counts["retries"] >= 1  # the lost node's scenes ran again on the head
-    views = json.loads((tmp_path / "views" / "manifest.json").read_text())
+    views = json.loads((tmp_path / "views.manifest.json").read_text())
     assert sorted(views["scenes"]) == sorted(r.key for r in records)  # every scene once, with its status
     assert summary.ok + summary.failed == SCENES and summary.failed == 0, summary.failures
     _readable(tmp_path / "views")
@@ -84,7 +84,7 @@ def test_a_lost_node_during_render_and_filter(cluster, tmp_path):
     lost = _lose_a_node_after(cluster, 1.0)
     summary = FilterStage(tmp_path, FILTER, distributor=_distributor()).run()
     lost.join()
-    pairs = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
+    pairs = json.loads((tmp_path / "pairs.manifest.json").read_text())
     assert sorted(pairs["scenes"]) == sorted(r.key for r in records) and pairs["complete"]
     assert summary.failed == 0, summary.failures
     _readable(tmp_path / "pairs")

@@ -26,7 +26,7 @@ def render(out: Path, *extra: str) -> int:
 
 
 def manifest(out: Path) -> dict:
-    return json.loads((out / "views" / "manifest.json").read_text())
+    return json.loads((out / "views.manifest.json").read_text())
 
 
 @pytest.fixture(scope="module")

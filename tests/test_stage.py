@@ -122,7 +122,7 @@ def test_overwrite_never_deletes_outside_the_folder(tmp_path):
     run(tmp_path, ["a"])
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    path = tmp_path / "echo" / "manifest.json"
+    path = tmp_path / "echo.manifest.json"
     doc = json.loads(path.read_text())
     doc["scenes"]["a"]["file"] = "../victim.txt"
     path.write_text(json.dumps(doc))

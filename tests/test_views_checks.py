@@ -124,6 +124,10 @@ DEFECTS = {
     "file-of-another-scene": (_file_of_another_scene, ("metadata says", "another scene")),
     "metadata-of-another-dataset": (_on_file(lambda t: t, dataset="replica"), ("metadata says", "'replica/")),
     "manifest-entry-points-at-another-scene": (_entry_pointing_at_another_scene, ("manifest's entry is for",)),
+    "scene-column-of-another-scene": (_on_file(lambda t: _set("scene_id", ["apartment_0009"] * t.num_rows)(t)),
+                                      ("row 0: scene_id is 'apartment_0009'", "metadata says")),
+    "dataset-column-of-another-row": (_on_file(lambda t: _set("dataset", [*["synthetic"] * (t.num_rows - 1), "hm3d"])(t)),
+                                      ("dataset is 'hm3d'", "metadata says 'synthetic'")),
     "manifest-entry-names-another-scene": (_entry_of_another_scene_id, ("says scene_id", "apartment_9999")),
     "nan-in-K": (_on_file(_matrices("K", lambda m: m.__setitem__((0, 2), np.nan))), ("K holds NaN",)),
     "inf-in-cam2world": (_on_file(_matrices("cam2world", lambda m: m.__setitem__((1, 3), np.inf))),
@@ -162,17 +166,17 @@ def _record_checksum(views: Path, entry: dict) -> None:
 def _damaged(small_pairs: Path, tmp_path: Path, damage) -> tuple[Path, str, Path]:
     out = _copy_views(small_pairs, tmp_path / "pg")
     views = out / "views"
-    manifest = json.loads((views / "manifest.json").read_text())
+    manifest = json.loads((views.parent / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
     damage(views, key, entry, manifest)
     _record_checksum(views, entry)  # as if render had written the bad file: the checks, not the checksum, refuse it
-    (views / "manifest.json").write_text(json.dumps(manifest))
+    (views.parent / "views.manifest.json").write_text(json.dumps(manifest))
     return out, key, views / entry["file"]
 
 
 def _pair_ids(out: Path) -> list[str]:
     ids: list[str] = []
-    for shard in json.loads((out / "pairs" / "manifest.json").read_text())["shards"]:
+    for shard in json.loads((out / "pairs.manifest.json").read_text())["shards"]:
         assert _parquet_is_whole(out / "pairs" / shard["file"])
         ids += pq.read_table(out / "pairs" / shard["file"], columns=["pair_id"]).column("pair_id").to_pylist()
     return ids
@@ -185,7 +189,7 @@ def test_filter_fails_the_scene_of_a_bad_views_file(small_pairs, tmp_path, defec
     ran = pairgen(*FILTER_SMALL, "--out", out)
     assert "Traceback" not in ran.err, ran.err
     assert ran.code == 1, ran.err
-    pairs = json.loads((out / "pairs" / "manifest.json").read_text())
+    pairs = json.loads((out / "pairs.manifest.json").read_text())
     scene = pairs["scenes"][key]
     reason = scene.get("reason") or ""
     assert scene["status"] == "failed", scene
@@ -205,12 +209,12 @@ def test_filter_fails_the_scene_of_a_bad_views_file(small_pairs, tmp_path, defec
 def test_the_good_files_pass_the_checks_unchanged(small_pairs, tmp_path):
     """Unique view ids that are not 0..N-1 and poses within the tolerance are accepted, their ids kept."""
     out = _copy_views(small_pairs, tmp_path / "pg")
-    manifest = json.loads((out / "views" / "manifest.json").read_text())
+    manifest = json.loads((out / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
     _edit(out / "views" / entry["file"], lambda t: _matrices("cam2world", _nearly_rigid)(
         _set("view_id", [100 + 3 * i for i in range(t.num_rows)])(t)))  # fmt: skip
     _record_checksum(out / "views", entry)
-    (out / "views" / "manifest.json").write_text(json.dumps(manifest))
+    (out / "views.manifest.json").write_text(json.dumps(manifest))
     ran = pairgen(*FILTER_SMALL, "--out", out)
     assert ran.code == 0, ran.err
     ids = [i for i in _pair_ids(out) if i.startswith(key + "/")]
@@ -223,7 +227,7 @@ def test_the_good_files_pass_the_checks_unchanged(small_pairs, tmp_path):
 def test_a_views_file_changed_after_the_render_is_refused(small_pairs, tmp_path):
     """A sound views file that is not the one render recorded (another scene's, edited) fails its scene."""
     out = _copy_views(small_pairs, tmp_path / "pg")
-    manifest = json.loads((out / "views" / "manifest.json").read_text())
+    manifest = json.loads((out / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
     _edit(out / "views" / entry["file"], lambda t: t, source="another/mesh.glb")  # the same rows, edited metadata
     ran = pairgen(*FILTER_SMALL, "--out", out)
@@ -231,4 +235,4 @@ def test_a_views_file_changed_after_the_render_is_refused(small_pairs, tmp_path)
 
 
 def test_every_defect_is_tested():
-    assert len(DEFECTS) == 26
+    assert len(DEFECTS) == 28

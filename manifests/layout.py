@@ -1,0 +1,86 @@
+"""Where each file of an output folder lives (docs/design.md, "On-disk layout").
+
+The data folders (``OUT/views/<dataset>/`` and ``OUT/pairs/``) hold nothing
+but Parquet, so that every Parquet reader opens them by name: pyarrow's
+``dataset()``, ``polars.scan_parquet``, Hugging Face ``datasets``
+(``data_dir=``), DuckDB, Ray Data. None of them ignores every other file:
+Polars 2 refuses a folder holding any other extension, hidden files
+included; ``datasets`` reads ``_``-prefixed files as Parquet; pyarrow reads
+``manifest.json`` as Parquet. Everything else therefore sits beside the data
+folders::
+
+    OUT/
+      README.md                  dataset card (Hugging Face configs: views, pairs)
+      views.manifest.json        render's manifest (one entry a scene)
+      pairs.manifest.json        filter's manifest (shards, checksums, statistics)
+      contact_sheet.png          pairgen inspect's default --sheet
+      views/<dataset>/<scene_id>.parquet
+      pairs/shard-NNNNN.parquet
+      _pairgen/                  working state, never data
+        views.lock, pairs.lock   while a run holds the folder (+ .lock-holder.json)
+        views.tmp/, pairs.tmp/   temporaries of atomic writes, renamed into the data folder
+        selections/<dataset>/<scene_id>.json   filter's per-scene choices (a cache)
+
+The rule is generic: the manifest of a data folder ``X`` is its sibling
+``X.manifest.json``, its state ``X/../_pairgen``. Version 0.1 of pairgen kept
+``manifest.json`` (and ``scenes/``, ``contact_sheet.png``) inside the data
+folder: :func:`legacy_manifest_path` names it; readers still read it, and the
+next ``render``/``filter`` moves it out (the stages migrate the folder).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "CARD_NAME",
+    "CONTACT_SHEET",
+    "LEGACY_MANIFEST",
+    "MANIFEST_SUFFIX",
+    "STATE_DIR",
+    "legacy_manifest_path",
+    "manifest_path",
+    "selections_dir",
+    "state_dir",
+    "temporaries_dir",
+]
+
+STATE_DIR = "_pairgen"
+MANIFEST_SUFFIX = ".manifest.json"
+LEGACY_MANIFEST = "manifest.json"  # inside the data folder, before pairgen 0.2
+CARD_NAME = "README.md"
+CONTACT_SHEET = "contact_sheet.png"
+
+
+def _named(folder: str | Path) -> Path:
+    """``folder`` with a name of its own (``.`` or ``..`` made absolute, so its parent and name mean something)."""
+    folder = Path(folder)
+    return Path(os.path.abspath(folder)) if folder.name in ("", ".", "..") else folder
+
+
+def manifest_path(folder: str | Path) -> Path:
+    """``OUT/<name>.manifest.json``, the manifest of the data folder ``OUT/<name>``."""
+    folder = _named(folder)
+    return folder.parent / f"{folder.name}{MANIFEST_SUFFIX}"
+
+
+def legacy_manifest_path(folder: str | Path) -> Path:
+    """``OUT/<name>/manifest.json``, where pairgen 0.1 kept it."""
+    return Path(folder) / LEGACY_MANIFEST
+
+
+def state_dir(folder: str | Path) -> Path:
+    """``OUT/_pairgen``: locks, temporaries and caches of the data folder ``OUT/<name>``."""
+    return _named(folder).parent / STATE_DIR
+
+
+def temporaries_dir(folder: str | Path) -> Path:
+    """``OUT/_pairgen/<name>.tmp``: where files bound for ``OUT/<name>`` are written before their rename."""
+    folder = _named(folder)
+    return state_dir(folder) / f"{folder.name}.tmp"
+
+
+def selections_dir(pairs_folder: str | Path) -> Path:
+    """``OUT/_pairgen/selections``: the filter's per-scene choices, ``<dataset>/<scene_id>.json``."""
+    return state_dir(pairs_folder) / "selections"
