@@ -19,9 +19,8 @@ The body says how to read the folders with each tool, then the features,
 the generation config, statistics, the files' SHA-256 (as the manifests
 record them) and the source datasets' licences, per dataset and per scene.
 
-The YAML is written here (JSON scalars in block collections, which every YAML
-parser reads) rather than with PyYAML, which ``manifests`` does not depend
-on. The card is rewritten only when its text changes: the same command again
+The front matter is written with PyYAML (``safe_dump``, keys in the order
+given, as the Hub's own cards are). The card is rewritten only when its text changes: the same command again
 leaves it untouched.
 """
 
@@ -33,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import yaml
 
 from manifests.io import atomic_path
 from manifests.layout import CARD_NAME
@@ -66,27 +66,6 @@ def features_yaml(schema: pa.Schema, image_columns: tuple[str, ...]) -> list[dic
         else:
             out.append({"name": field.name, "dtype": _DTYPES[t]})
     return out
-
-
-def _yaml(value, indent: int = 0) -> list[str]:
-    """Block-style YAML lines of dicts and lists, scalars as JSON (a subset every YAML 1.2 parser reads)."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(v, (dict, list)) and v:
-                lines.append(f"{pad}{k}:")
-                lines.extend(_yaml(v, indent + (2 if isinstance(v, dict) else 0)))
-            else:
-                lines.append(f"{pad}{k}: {json.dumps(v)}")
-    elif isinstance(value, list):
-        for item in value:
-            sub = _yaml(item, indent + 2) if isinstance(item, (dict, list)) and item else [f"{pad}  {json.dumps(item)}"]
-            lines.append(f"{pad}- {sub[0].lstrip()}")
-            lines.extend(sub[1:])
-    else:
-        lines.append(f"{pad}{json.dumps(value)}")
-    return lines
 
 
 def _read(manifest_cls, folder: Path):
@@ -163,7 +142,7 @@ def card_text(out_dir: str | Path) -> str | None:
                   "size_categories": [_size_category(max(n_pairs, n_views))], "configs": configs,
                   "dataset_info": infos})  # fmt: skip
 
-    lines = ["---", *_yaml(front), "---", "", f"# {front['pretty_name']}", "",
+    lines = ["---", *yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000).splitlines(), "---", "", f"# {front['pretty_name']}", "",
              f"Made by pairgen {VERSION}: views rendered from indoor scenes (RGB, depth, "
              "camera) and pairs of views that overlap, for cross-view completion pre-training (CroCo). "
              "This card is written by `pairgen render` and `pairgen filter`; edits are overwritten.", "",
