@@ -233,6 +233,30 @@ def read_habitat_release(dest: Path) -> list[dict]:
     return out
 
 
+def croco_parse_pairs(dirname: Path) -> str:
+    """pairs.txt as naver/croco's parse_and_cache_all_pairs + write_cache_file would write it for this folder."""
+    pairs = []
+    for root, dirs, files in os.walk(dirname):
+        if "val" in root:
+            continue
+        dirs.sort()
+        pairs += [(os.path.join(root, f), os.path.join(root, f[: -len("_1.jpeg")] + "_2.jpeg"))
+                  for f in sorted(files) if f.endswith("_1.jpeg")]  # fmt: skip
+    prefix = str(dirname) + "/"
+    return "".join(f"{a[len(prefix):]} {b[len(prefix):]}\n" for a, b in pairs)[:-1]
+
+
+def test_export_of_filtered_pairs(small_pairs, tmp_path):
+    dest = tmp_path / "habitat_release"
+    assert main(["export", "--format", "croco", str(dest), "--out", str(small_pairs)]) == 0
+    release = read_habitat_release(dest)
+    total = json.loads((small_pairs / "pairs" / "manifest.json").read_text())["totals"]["pairs"]
+    assert len(release) == total > 0
+    assert (dest / "pairs.txt").read_text() == croco_parse_pairs(dest)
+    first = release[0]["views"][0]
+    assert first["image"].ndim == 3 and first["depth"].dtype == np.float16
+
+
 def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
     root, meta = croco_world
     (meta / "hm3d").rename(tmp_path / "hm3d-aside")  # only the scenes that exist
@@ -260,7 +284,7 @@ def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
 
             np.testing.assert_allclose(view["depth"].astype(np.float32), decode_depth(r["depth" + suffix]["bytes"]),
                                        rtol=1e-3, atol=1e-3)  # fmt: skip
-    assert not (dest / "pairs.txt").read_text().endswith("\n")  # as CroCo's write_cache_file
+    assert (dest / "pairs.txt").read_text() == croco_parse_pairs(dest)  # the cache CroCo's own parser writes
 
     # metadata.json in CroCo's format: only the keys its generator takes, besides multiviews and generate_depth
     generator_keys = {"scene_dataset_config_file", "scene", "navmesh", "resolution", "views_count", "hfov", "size"}
