@@ -263,6 +263,10 @@ def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
     out, dest, again = tmp_path / "out", tmp_path / "habitat_release", tmp_path / "again"
     assert main(import_args(meta, root, out)) == 0
     rows = shard_rows(out)
+    from pretrain.cli import main as pretrain_main  # the imported pairs train as they are
+
+    assert pretrain_main(["run", "--shards", str(out / "pairs"), "--model", "tiny", "--img-size", "48", "--batch-size",
+                          "4", "--workers", "0", "--warmup-steps", "1", "--steps", "1", "--runs", str(tmp_path / "runs")]) == 0
     assert main(["export", "--format", "croco", str(dest), "--out", str(out)]) == 0
 
     release = read_habitat_release(dest)
