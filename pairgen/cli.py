@@ -228,7 +228,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"pairgen import: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     get_backend(config.backend).check_available()
-    tasks = import_tasks(find_metadata(args.metadata_dir), args.data_root, dataset_map)  # every file checked first
+    files = find_metadata(args.metadata_dir)
+    bar = Progress(len(files), "reading metadata", "file") if len(files) >= 100 else None  # closed on success only
+    tasks = import_tasks(files, args.data_root, dataset_map, progress=bar)  # every file checked before any work
+    if bar is not None:
+        bar.close()
     stage = ImportStage(tasks, args.out, config, distributor=cluster.distributor(), overwrite=args.overwrite,
                         progress=Progress)  # fmt: skip
     status = report(stage, stage.run(), sys.stderr)

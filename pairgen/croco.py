@@ -335,7 +335,7 @@ class CrocoTask:
     width: int
     height: int
     hfov: float
-    cam2world: np.ndarray  # (N, 4, 4)
+    views: int  # the cameras are read again by the unit (a release's would take ~0.5 GB held here)
 
     @property
     def key(self) -> str:
@@ -384,7 +384,7 @@ def _record_for(scene: CrocoScene, data_root: Path, dataset_map: dict[str, str])
 
 
 def import_tasks(metadata_files: Iterable[str | Path], data_root: str | Path,
-                 dataset_map: dict[str, str] | None = None) -> list[CrocoTask]:  # fmt: skip
+                 dataset_map: dict[str, str] | None = None, progress=None) -> list[CrocoTask]:  # fmt: skip
     """Read every metadata file and map its scene onto the data root.
 
     Raises
@@ -402,10 +402,12 @@ def import_tasks(metadata_files: Iterable[str | Path], data_root: str | Path,
         if record.key in seen:
             record.problems.append(f"same scene as {seen[record.key]}")
         seen.setdefault(record.key, str(path))
-        cams = np.stack([c for _, _, c in scene.views()])
         croco = {"scene": scene.scene, "navmesh": scene.navmesh,
                  "scene_dataset_config_file": scene.scene_dataset_config_file}  # fmt: skip
-        tasks.append(CrocoTask(record, str(path), scene.sha256, croco, scene.width, scene.height, scene.hfov, cams))
+        views = sum(len(p) for _, p, _ in scene.multiviews)
+        tasks.append(CrocoTask(record, str(path), scene.sha256, croco, scene.width, scene.height, scene.hfov, views))
+        if progress is not None:
+            progress.update(1)
     return tasks
 
 
@@ -441,17 +443,21 @@ def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, c
         record = task.record
         path = views_path(Path(views_dir), record)
         result.file = path.relative_to(views_dir).as_posix()
+        croco = read_metadata(task.metadata)
+        if croco.sha256 != task.metadata_sha256:
+            raise MetadataError(f"{task.metadata}: changed while the import ran; run the command again")
+        poses = [pose for _, _, pose in croco.views()]
         K = intrinsics_from_hfov(task.width, task.height, task.hfov)
         scene = load_record(record)
         images, depths, valid = [], [], []
         with get_backend(config.backend).open(scene) as renderer:
-            for pose in task.cam2world:
+            for pose in poses:
                 view = renderer.render(K, pose, width=task.width, height=task.height)
                 images.append(encode_rgb(view.rgb, config.image_format, config.jpeg_quality))
                 depths.append(encode_depth(view.depth))
                 valid.append(view.valid_fraction)
-        n = len(task.cam2world)
-        table = views_table(list(range(n)), images, depths, [K] * n, list(task.cam2world), task.width, task.height,
+        n = len(poses)
+        table = views_table(list(range(n)), images, depths, [K] * n, poses, task.width, task.height,
                             valid, image_ext=config.image_ext, scene_id=record.scene_id)  # fmt: skip
         meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
                              backend=config.backend, config_hash=config_hash, views=n)  # fmt: skip

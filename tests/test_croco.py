@@ -318,3 +318,7 @@ def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
     assert main(["export", "--format", "croco", str(dest), "--out", str(out)]) == 0
     assert "already complete" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()} == stamps
+    # another pairs folder into the same DEST is refused, naming it; nothing changes
+    assert main(["export", "--format", "croco", str(dest), "--out", str(again)]) == 1
+    assert "holds an export of other pairs" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()} == stamps
