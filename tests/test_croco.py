@@ -255,6 +255,14 @@ def test_export_of_filtered_pairs(small_pairs, tmp_path):
     assert (dest / "pairs.txt").read_text() == croco_parse_pairs(dest)
     first = release[0]["views"][0]
     assert first["image"].ndim == 3 and first["depth"].dtype == np.float16
+    # an export interrupted before its first shard was recorded: the rerun writes the shard's files again
+    text, jpeg = (dest / "pairs.txt").read_text(), Path(release[0]["paths"][0])
+    state = json.loads((dest / ".pairgen-export.json").read_text())
+    (dest / ".pairgen-export.json").write_text(json.dumps({**state, "done": state["done"][1:], "complete": False}))
+    jpeg.unlink()
+    (dest / "pairs.txt").unlink()
+    assert main(["export", "--format", "croco", str(dest), "--out", str(small_pairs)]) == 0
+    assert jpeg.is_file() and (dest / "pairs.txt").read_text() == text
 
 
 def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
