@@ -399,9 +399,9 @@ def import_tasks(metadata_files: Iterable[str | Path], data_root: str | Path,
     for path in metadata_files:
         scene = read_metadata(path)
         record = _record_for(scene, data_root, dataset_map)
-        if record.key in seen:
-            record.problems.append(f"same scene as {seen[record.key]}")
-        seen.setdefault(record.key, str(path))
+        if record.key in seen:  # one metadata file a scene: two would write one views file
+            raise _bad(scene.path, "scene", f"{scene.scene!r} is {record.key}, the scene of {seen[record.key]} too")
+        seen[record.key] = str(path)
         croco = {"scene": scene.scene, "navmesh": scene.navmesh,
                  "scene_dataset_config_file": scene.scene_dataset_config_file}  # fmt: skip
         views = sum(len(p) for _, p, _ in scene.multiviews)
@@ -753,6 +753,9 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
                 full = None if done else pq.read_table(path, columns=["image1", "image2", "depth1", "depth2"]).to_pylist()
                 for i, row in enumerate(light):
                     label = _label(row["pair_id"])
+                    for name in (row["dataset"], row["scene_id"], label):  # each names a file or folder of DEST
+                        if not isinstance(name, str) or not _SAFE.match(name):
+                            raise OutputError(f"{path}: pair {row['pair_id']!r}: {name!r} is not a safe file name")
                     folder = dest / row["dataset"] / row["scene_id"]
                     cams, valid = [], []
                     for o in ("1", "2"):
@@ -774,7 +777,8 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
                                    "pairwise_visibility_ratios": [[None, c12], [c21, None]]}  # fmt: skip
                     if valid:
                         scene_entry["valid_fractions"] = valid
-                    scenes[(row["dataset"], row["scene_id"])][label] = (scene_entry, cams, row["width"], row["height"])
+                    scenes[(row["dataset"], row["scene_id"])][label] = (scene_entry, float(cams[0][0][0, 0]),
+                                                                        row["width"], row["height"])  # fmt: skip
                 if not done:
                     os.sync()  # the shard's files on disk before it is recorded as done
                     state["done"].append(entry["file"])
@@ -796,9 +800,8 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
         for (dataset, scene_id), labels in sorted(scenes.items()):
             folder = dest / dataset / scene_id
             entry = (views.scenes.get(f"{dataset}/{scene_id}", {}) if views is not None else {})
-            (_, cams, width, height) = next(iter(labels.values()))
-            K = cams[0][0]
-            hfov = math.degrees(2 * math.atan((width / 2) / K[0, 0]))
+            (_, fx, width, height) = next(iter(labels.values()))
+            hfov = math.degrees(2 * math.atan((width / 2) / fx))
             multiviews = {}
             # the order of CroCo's own parse_and_cache_all_pairs (os.walk, folders and files sorted by name)
             for label, (scene_entry, _, _, _) in sorted(labels.items(), key=lambda item: f"{item[0]}_1.jpeg"):

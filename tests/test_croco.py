@@ -199,6 +199,14 @@ def test_malformed_metadata_names_file_and_key(croco_world, tmp_path, capsys, ed
     assert not out.exists()  # nothing is written before every metadata file has been read
 
 
+def test_two_metadata_files_of_one_scene_are_refused(croco_world, tmp_path, capsys):
+    root, meta = croco_world
+    copy = write_json(meta / "again" / "metadata.json", metadata("scannet/scans/scene0000_00/scene0000_00.ply"))
+    assert main(import_args(meta, root, tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert str(copy) in err and "key 'scene'" in err and str(meta / "scannet") in err
+
+
 def test_bad_dataset_map_is_a_usage_error(croco_world, tmp_path, capsys):
     root, meta = croco_world
     assert main(import_args(meta, root, tmp_path / "out", "--dataset-map", "nofolder")) == 2
