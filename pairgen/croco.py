@@ -740,7 +740,9 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
         state = read_json(state_path) if state_path.is_file() else {"source": source, "done": [], "complete": False}
         if state.get("source") != source:
             raise OutputError(f"{dest}: holds an export of other pairs ({state_path}); export into another folder")
-        scenes: dict[tuple[str, str], dict] = defaultdict(dict)  # (dataset, scene_id) -> label -> its metadata entry
+        # (dataset, scene_id) -> label -> (19,) position, quaternion of both views, covisibilities, valid fractions
+        scenes: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
+        sizes: dict[tuple[str, str], tuple[float, int, int]] = {}  # fx, width, height
         shard_paths = list(pairs.shard_paths())
         for entry, path in shard_paths:
             if (why := pairs.verify_shard(entry, path)) is not None:
@@ -757,6 +759,9 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
                         if not isinstance(name, str) or not _SAFE.match(name):
                             raise OutputError(f"{path}: pair {row['pair_id']!r}: {name!r} is not a safe file name")
                     folder = dest / row["dataset"] / row["scene_id"]
+                    if label in scenes[(row["dataset"], row["scene_id"])]:
+                        raise OutputError(f"{path}: pair {row['pair_id']!r} would be written under the label "
+                                          f"{label!r} of another pair of its scene")  # fmt: skip
                     cams, valid = [], []
                     for o in ("1", "2"):
                         K = np.asarray(row["K" + o], np.float64).reshape(3, 3)
@@ -770,15 +775,12 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
                             _write_bytes(folder / f"{label}_{o}_camera_params.json", json.dumps({
                                 "camera_intrinsics": croco_intrinsics(K).tolist(),
                                 "R_cam2world": pose[:3, :3].tolist(), "t_cam2world": pose[:3, 3].tolist()}).encode())
-                    positions, orientations = zip(*(cam2world_to_habitat(p) for _, p in cams))
-                    c12, c21 = row["covis_1in2"], row["covis_2in1"]
-                    scene_entry = {"positions": list(positions), "orientations": list(orientations),
-                                   "covisibility_ratios": [None, row["covisibility"]],
-                                   "pairwise_visibility_ratios": [[None, c12], [c21, None]]}  # fmt: skip
-                    if valid:
-                        scene_entry["valid_fractions"] = valid
-                    scenes[(row["dataset"], row["scene_id"])][label] = (scene_entry, float(cams[0][0][0, 0]),
-                                                                        row["width"], row["height"])  # fmt: skip
+                    (p1, q1), (p2, q2) = (cam2world_to_habitat(p) for _, p in cams)
+                    v1, v2 = valid if valid else (math.nan, math.nan)  # nan: read back from the EXRs at the end
+                    key = (row["dataset"], row["scene_id"])
+                    scenes[key][label] = np.array([*p1, *q1, *p2, *q2, row["covis_1in2"], row["covis_2in1"],
+                                                   row["covisibility"], v1, v2])  # fmt: skip
+                    sizes.setdefault(key, (float(cams[0][0][0, 0]), int(row["width"]), int(row["height"])))
                 if not done:
                     os.sync()  # the shard's files on disk before it is recorded as done
                     state["done"].append(entry["file"])
@@ -800,12 +802,12 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
         for (dataset, scene_id), labels in sorted(scenes.items()):
             folder = dest / dataset / scene_id
             entry = (views.scenes.get(f"{dataset}/{scene_id}", {}) if views is not None else {})
-            (_, fx, width, height) = next(iter(labels.values()))
+            fx, width, height = sizes[(dataset, scene_id)]
             hfov = math.degrees(2 * math.atan((width / 2) / fx))
             multiviews = {}
             # the order of CroCo's own parse_and_cache_all_pairs (os.walk, folders and files sorted by name)
-            for label, (scene_entry, _, _, _) in sorted(labels.items(), key=lambda item: f"{item[0]}_1.jpeg"):
-                multiviews[label] = _fill_ratios(scene_entry, folder, label)
+            for label, values in sorted(labels.items(), key=lambda item: f"{item[0]}_1.jpeg"):
+                multiviews[label] = _multiview_entry(values, folder, label)
                 lines.append(f"{dataset}/{scene_id}/{label}_1.jpeg {dataset}/{scene_id}/{label}_2.jpeg")
             metadata = {**_croco_paths(entry, dataset), "resolution": [int(height), int(width)], "hfov": hfov,
                         "views_count": 2, "size": len(multiviews), "generate_depth": True,
@@ -818,16 +820,14 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
     return summary
 
 
-def _fill_ratios(scene_entry: dict, folder: Path, label: str) -> dict:
-    """CroCo's per-entry ratios: the valid fractions (measured at export, or read back from its EXRs)."""
-    valid = scene_entry.pop("valid_fractions", None)
-    if valid is None:
-        valid = [_exr_valid_fraction(folder / f"{label}_{o}_depth.exr") for o in ("1", "2")]
-    scene_entry["valid_fractions"] = valid
-    scene_entry["covisibility_ratios"][0] = valid[0]
-    scene_entry["pairwise_visibility_ratios"][0][0] = valid[0]
-    scene_entry["pairwise_visibility_ratios"][1][1] = valid[1]
-    return scene_entry
+def _multiview_entry(values: np.ndarray, folder: Path, label: str) -> dict:
+    """One ``multiviews`` entry in CroCo's form; its ratios are our measure's (valid fractions read back if need be)."""
+    v = values.tolist()
+    c12, c21, c, v1, v2 = v[14:19]
+    if math.isnan(v1):
+        v1, v2 = (_exr_valid_fraction(folder / f"{label}_{o}_depth.exr") for o in ("1", "2"))
+    return {"positions": [v[0:3], v[7:10]], "orientations": [v[3:7], v[10:14]], "covisibility_ratios": [v1, c],
+            "valid_fractions": [v1, v2], "pairwise_visibility_ratios": [[v1, c12], [c21, v2]]}
 
 
 def _exr_valid_fraction(path: Path) -> float:
