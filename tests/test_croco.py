@@ -65,6 +65,8 @@ MULTIVIEWS = {
                  "orientations": [yaw_pitch(90, 0), yaw_pitch(75, 8, scale=1.02)]},  # a slightly non-unit one
     "00000002": {"positions": [[3.0, 1.6, 3.0], [3.1, 1.5, 2.9], [2.9, 1.55, 3.1]],
                  "orientations": [yaw_pitch(200, -10), yaw_pitch(190, -3), yaw_pitch(215, 4)]},  # three views
+    "00000003": {"positions": [[2.5, 1.3, 3.5], [2.4, 1.3, 3.4]],
+                 "orientations": [yaw_pitch(0, -45), yaw_pitch(5, -40)]},  # looking down at the floor
 }
 
 
@@ -128,7 +130,7 @@ def test_import_renders_croco_cameras_exactly(croco_world, tmp_path, capsys):
 
     rows = shard_rows(out)
     ids = [r["pair_id"] for r in rows]
-    per_scene = ["00000000_1-2", "00000001_1-2", "00000002_1-2", "00000002_1-3", "00000002_2-3"]
+    per_scene = ["00000000_1-2", "00000001_1-2", "00000002_1-2", "00000002_1-3", "00000002_2-3", "00000003_1-2"]
     assert ids == sorted(f"{k}/{p}" for k in ("habitat-test-scenes/rooms__room_a",
                                               "scannet/scans__scene0000_00__scene0000_00") for p in per_scene)
     f = (W / 2) / math.tan(math.radians(HFOV) / 2)
@@ -155,6 +157,12 @@ def test_import_renders_croco_cameras_exactly(croco_world, tmp_path, capsys):
     first = next(r for r in rows if r["pair_id"] == "habitat-test-scenes/rooms__room_a/00000000_1-2")
     depth = decode_depth(first["depth1"]["bytes"])
     assert depth[H // 2 - 1 : H // 2 + 1, W // 2 - 1 : W // 2 + 1] == pytest.approx(2.0, abs=0.01)
+    # pitched 45 degrees down, 1.3 m above the floor: the floor is near at the image's bottom row (habitat's image
+    # has +Y up, OpenCV's y points down): planar depth 1.3 / sin(45 + a) * cos(a), a the row's angle off the axis
+    down = decode_depth(next(r for r in rows if r["pair_id"].endswith("room_a/00000003_1-2"))["depth1"]["bytes"])
+    a = math.atan(((H - 1) / 2) / f)
+    assert down[-1, W // 2] == pytest.approx(1.3 / math.sin(math.radians(45) + a) * math.cos(a), abs=0.02)
+    assert down[0, W // 2] == pytest.approx(1.3 / math.sin(math.radians(45) - a) * math.cos(a), abs=0.05)
 
 
 def test_rerun_does_nothing_and_heals(croco_world, tmp_path, capsys):
@@ -325,8 +333,8 @@ def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
             np.testing.assert_allclose(b[column], r[column], atol=1e-5)
         assert (b["dataset"], b["scene_id"]) == (r["dataset"], r["scene_id"])
         assert b["covisibility"] == pytest.approx(r["covisibility"], abs=1e-3)
-    assert {p for p in back if p.endswith("0_1-2") or p.endswith("1_1-2")} == {
-        r["pair_id"] for r in rows if r["pair_id"].endswith("_1-2") and not r["pair_id"].endswith("2_1-2")}
+    expected = {f"{k}/{n.removesuffix('_1-2')}_1-2" for k, n in (r["pair_id"].rsplit("/", 1) for r in rows)}
+    assert set(back) == expected  # one to one; a two-view entry's pair keeps its very pair_id
 
     # the same export again does nothing
     stamps = {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()}
