@@ -156,7 +156,100 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(p, SheetOptions)
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
+    _add_interchange(sub)
     return parser
+
+
+def _add_interchange(sub) -> None:
+    """``import croco`` and ``export --format croco`` (:mod:`pairgen.croco`)."""
+    from pairgen.croco import CrocoPairsConfig, ImportConfig
+
+    p = _subcommand(
+        sub,
+        "import",
+        help="render the cameras of CroCo's released pairs (its metadata.json files) into OUT/views and OUT/pairs",
+        description="Read CroCo's per-scene metadata.json files (naver/croco datasets/habitat_sim format) under "
+        "METADATA_DIR, render exactly their cameras with our backend (no habitat-sim needed), and write "
+        "OUT/views and OUT/pairs in pairgen's layout, so `pretrain run --shards OUT/pairs` trains on CroCo's "
+        "pairs. Scene paths start with a CroCo dataset label (hm3d/, scannet/, habitat-test-scenes/, "
+        "replica_cad_baked_lighting/, ...), found as DATA_ROOT/<label> unless --dataset-map says otherwise. "
+        "Every pair is kept, with its covisibility by our measure, unless --min-covis/--max-covis are given. "
+        "A scene missing under the data root is recorded with its reason and the others go on; the same "
+        "command again does nothing.",
+        examples=[
+            "pairgen import croco data/habitat_release_metadata/multiview_habitat_metadata",
+            "pairgen import croco META --data-root /data/scene_datasets --dataset-map hm3d=hm3d_v0.2 --out /tmp/cc",
+            "pairgen import croco META --min-covis 0.4 --max-covis 0.9 --no-ray",
+        ],
+    )
+    p.add_argument("format", choices=["croco"], help="the format of METADATA_DIR")
+    p.add_argument("metadata_dir", type=Path, metavar="METADATA_DIR",
+                   help="folder searched for metadata.json files (or one metadata.json)")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, type=Path,
+                   help="folder holding one folder per CroCo dataset label (DATA_ROOT/hm3d, DATA_ROOT/scannet, ...)")
+    p.add_argument("--dataset-map", action="append", default=[], metavar="LABEL=FOLDER",
+                   help="find CroCo's LABEL/... paths under FOLDER (relative to DATA_ROOT, or absolute); repeatable")
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: writes OUT/views and OUT/pairs")
+    add_options(p, ImportConfig)
+    add_options(p, CrocoPairsConfig)
+    p.add_argument("--overwrite", action="store_true", help="replace outputs of another config instead of refusing")
+    add_options(p, ClusterOptions)
+    p.set_defaults(func=cmd_import)
+
+    p = _subcommand(
+        sub,
+        "export",
+        help="write OUT/pairs in another tool's layout (CroCo's habitat_release) into DEST",
+        description="Write the pairs of OUT/pairs as CroCo's habitat_release folder DEST: per scene "
+        "<label>_1.jpeg, <label>_2.jpeg, <label>_{1,2}_depth.exr (half float), <label>_{1,2}_camera_params.json "
+        "and a metadata.json in CroCo's format (which `pairgen import croco` reads back), and DEST/pairs.txt, "
+        "the cache naver/croco's datasets/pairs_dataset.py reads for --dataset habitat_release "
+        "(DEST is its data/habitat_release). Resumable; the same command again does nothing.",
+        examples=[
+            "pairgen export --format croco data/habitat_release",
+            "pairgen export --format croco /tmp/habitat_release --out /tmp/pg",
+        ],
+    )
+    p.add_argument("dest", type=Path, metavar="DEST", help="the folder written (CroCo's data/habitat_release)")
+    p.add_argument("--format", default="croco", choices=["croco"], help="the layout written")
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/pairs (and OUT/views)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pairgen.croco import (CrocoPairsConfig, CrocoPairsStage, ImportConfig, ImportStage, find_metadata,
+                               import_tasks, parse_dataset_map)  # fmt: skip
+
+    config = from_args(ImportConfig, args)
+    pairs_config = from_args(CrocoPairsConfig, args)
+    cluster = from_args(ClusterOptions, args)
+    try:
+        dataset_map = parse_dataset_map(args.dataset_map)
+    except ValueError as e:
+        print(f"pairgen import: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    get_backend(config.backend).check_available()
+    files = find_metadata(args.metadata_dir)
+    bar = Progress(len(files), "reading metadata", "file") if len(files) >= 100 else None  # closed on success only
+    tasks = import_tasks(files, args.data_root, dataset_map, progress=bar)  # every file checked before any work
+    if bar is not None:
+        bar.close()
+    stage = ImportStage(tasks, args.out, config, distributor=cluster.distributor(), overwrite=args.overwrite,
+                        progress=Progress)  # fmt: skip
+    status = report(stage, stage.run(), sys.stderr)
+    if not stage.manifest.ok_scenes():
+        return status or EXIT_FAILED
+    pairs = CrocoPairsStage(args.out, pairs_config, distributor=cluster.distributor(), overwrite=args.overwrite,
+                            progress=Progress)  # fmt: skip
+    return max(status, report(pairs, pairs.run(), sys.stderr))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pairgen.croco import export_croco
+
+    summary = export_croco(args.out, args.dest, progress=Progress)
+    print(summary.line(), file=sys.stderr)
+    return EXIT_OK
 
 
 def _discover(args: argparse.Namespace) -> list:

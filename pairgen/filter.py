@@ -191,14 +191,20 @@ def _entry_scene(views_dir: str | Path, key: str, entry: dict) -> tuple[str, str
     return dataset, scene_id
 
 
-def _shard_table(rows: list[tuple[str, ChosenPair]], views: dict[str, dict]) -> pa.Table:
+def default_pair_id(key: str, pair: ChosenPair) -> str:
+    """``<dataset>/<scene_id>/<view1>-<view2>``, the filter's pair ids."""
+    return f"{key}/{pair.view1:06d}-{pair.view2:06d}"
+
+
+def _shard_table(rows: list[tuple[str, ChosenPair]], views: dict[str, dict], pair_id=default_pair_id) -> pa.Table:
     """One shard's rows, (scene key, pair) each, bytes taken from the views tables."""
     cols: dict[str, list] = {name: [] for name in PAIRS_SCHEMA.names}
-    for key, (v1, v2, c12, c21, c) in rows:
+    for key, pair in rows:
+        v1, v2, c12, c21, c = pair
         meta = views[key]
         r1, r2 = meta["index"][v1], meta["index"][v2]
         dataset, scene_id = key.split("/", 1)
-        cols["pair_id"].append(f"{key}/{v1:06d}-{v2:06d}")
+        cols["pair_id"].append(pair_id(key, pair))
         cols["dataset"].append(dataset)
         cols["scene_id"].append(scene_id)
         cols["view1_id"].append(v1)
@@ -242,12 +248,13 @@ def _shard_is_current(path: Path, config_hash: str, pairs: int, digest: str) -> 
 
 
 def write_shards(selections: dict[str, ScenePairs], files: dict[str, Path], pairs_dir: Path, config: FilterConfig,
-                 config_hash: str, progress=None) -> list[dict]:  # fmt: skip
+                 config_hash: str, progress=None, pair_id=default_pair_id) -> list[dict]:  # fmt: skip
     """Write the shards of every scene's chosen pairs; return ``[{file, pairs, bytes, sha256}]``.
 
     ``files`` maps each scene key to its views file. A shard already on disk
     with the same rows (its footer's digest) is kept as it is; only shards
     whose rows changed, or that are missing or damaged, are written.
+    ``pair_id(key, pair)`` names each row (:func:`default_pair_id`).
     """
     keys = sorted(k for k, s in selections.items() if s.ok and s.pairs)
     shards: list[dict] = []
@@ -264,7 +271,7 @@ def write_shards(selections: dict[str, ScenePairs], files: dict[str, Path], pair
             if not _shard_is_current(path, config_hash, len(part), digest):
                 if views is None:  # each views file of the block is read once
                     views = {key: _load_views(files[key]) for key in block}
-                write_parquet_atomic(path, _shard_table(part, views),
+                write_parquet_atomic(path, _shard_table(part, views, pair_id),
                                      metadata=pairs_metadata(config_hash, len(part), digest),
                                      row_group_size=config.row_group_size, tmp_dir=temporaries_dir(pairs_dir))
             shards.append({"file": path.name, "pairs": len(part), "bytes": path.stat().st_size,
@@ -312,7 +319,7 @@ class FilterStage(Stage):
         return task[0]
 
     def describe(self, task: tuple[str, dict]) -> dict:
-        return {"file": task[1]["file"]}
+        return {"file": task[1]["file"]} if task[1].get("file") else {}  # none: render failed it before any work
 
     def common(self) -> dict:
         return {"views_dir": self.views_dir, "config": self.config}
@@ -320,6 +327,10 @@ class FilterStage(Stage):
     def outputs(self, manifest: PairsManifest) -> list[str]:
         """The shards (the selections, outside the folder, name their config: another's are never reused)."""
         return [s["file"] for s in manifest.shards]
+
+    def pair_id(self, key: str, pair: ChosenPair) -> str:
+        """The ``pair_id`` of a kept pair (a stage that imports pairs names them its own way)."""
+        return default_pair_id(key, pair)
 
     def selection_path(self, key: str) -> Path:
         """``OUT/_pairgen/selections/<dataset>/<scene_id>.json``: one scene's chosen pairs, kept so a rerun need not
@@ -412,7 +423,8 @@ class FilterStage(Stage):
                  for key, s in self.selections.items() if s.ok}  # fmt: skip
         bar = self.progress(total, "writing shards", "pair") if self.progress else None
         try:
-            shards = write_shards(self.selections, files, self.folder, self.config, manifest.config_hash, progress=bar)
+            shards = write_shards(self.selections, files, self.folder, self.config, manifest.config_hash, progress=bar,
+                                  pair_id=self.pair_id)
         finally:
             if bar is not None:
                 bar.close()
