@@ -4,8 +4,8 @@ Seeded mutations of real inputs of each kind, each run through the command
 that reads it, in this process (``pairgen.cli.main``, ``pretrain.cli.main``,
 as tests/test_bad_inputs.py does):
 
-* views Parquet files and ``views/manifest.json``: ``pairgen filter``;
-* pair shards and ``pairs/manifest.json``: ``pairgen inspect`` and
+* views Parquet files and ``views.manifest.json``: ``pairgen filter``;
+* pair shards and ``pairs.manifest.json``: ``pairgen inspect`` and
   ``pretrain run --model tiny --img-size 48 --batch-size 4 --workers 0 --steps 1``;
 * checkpoints: ``pretrain run --resume`` and ``pretrain export``.
 
