@@ -90,14 +90,17 @@ def _same_device(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, tmp_dir: str | Path | None = None) -> Iterator[Path]:
+def atomic_path(path: str | Path, tmp_dir: str | Path | None = None, sync: bool = True) -> Iterator[Path]:
     """Yield a temporary path; on success it becomes ``path``.
 
     The temporary lies in ``tmp_dir`` (created if needed) when given and on
     the same file system as ``path``'s folder (a rename across file systems
     is no rename), else beside ``path``. The caller writes the temporary file
     completely (and closes it); on a clean exit it is fsynced and renamed, on
-    an exception it is removed.
+    an exception it is removed. ``sync=False`` skips both fsyncs, for callers
+    that write many small files and sync them together before recording them
+    as done (``os.sync``): the rename still keeps a half-written file from
+    appearing under the final name.
     """
     path = Path(path)
     try:
@@ -117,13 +120,15 @@ def atomic_path(path: str | Path, tmp_dir: str | Path | None = None) -> Iterator
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from the user's group
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if sync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        _fsync_dir(path.parent)
 
 
 def copy_atomic(source: str | Path, path: str | Path) -> None:

@@ -22,8 +22,8 @@ from pathlib import Path
 from manifests import DATASETS, DatasetError, SyntheticOptions, discover, parse_dataset_list
 from manifests.io import OutputError
 from manifests.layout import CONTACT_SHEET
-from manifests.lock import FolderBusy
-from manifests.options import ConfigError, add_options, from_args
+from manifests.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_command
+from manifests.options import add_options, from_args
 from pairgen import __version__
 from pairgen.distribute import ClusterOptions
 from pairgen.filter import FilterConfig
@@ -40,7 +40,6 @@ log = logging.getLogger("pairgen")
 
 DEFAULT_DATA_ROOT = "data/scene_datasets"
 DEFAULT_OUT = "data/pairgen"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # 2: a bad option value, as argparse's own errors
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -380,23 +379,5 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        if args.debug:
-            raise
-        print(f"pairgen {args.command}: error: {e.cli_message()}", file=sys.stderr)
-        return EXIT_USAGE
-    except FolderBusy as e:
-        if args.debug:
-            raise
-        print(f"pairgen: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (DatasetError, SceneFormatError, OutputError, BackendUnavailable, ValueError) as e:
-        if args.debug:
-            raise
-        print(f"pairgen: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("pairgen: interrupted", file=sys.stderr)
-        return 130
+    return run_command("pairgen", args, args.func,
+                       failures=(DatasetError, SceneFormatError, OutputError, BackendUnavailable, ValueError))
