@@ -56,8 +56,8 @@ CHUNK = 1 << 14  # vertices per batch of rays
 LAMP_COLOR = np.array([1.0, 0.9, 0.78], np.float32)  # warm white
 DAYLIGHT_COLOR = np.array([0.8, 0.9, 1.0], np.float32)  # cool white
 AMBIENT_COLOR = np.array([0.9, 0.92, 1.0], np.float32)
-DOOR_RADIANCE = 0.35  # relative to a ceiling light's power per m² of floor
-AMBIENT = 0.3  # relative to the same
+DOOR_RADIANCE = 1.5  # radiance of a door opening, relative to the irradiance its room's lights give the floor
+AMBIENT = 0.5  # ambient irradiance (times occlusion), relative to the same
 
 
 def scene_irradiance(scene: Scene, raycaster) -> np.ndarray | None:
@@ -110,7 +110,7 @@ def _lights(scene: Scene, rng: np.random.Generator) -> list[dict]:
             c[long] = lo[long] + s * (hi[long] - lo[long])
             c[[0, 2]] += rng.uniform(-0.15, 0.15, 2)
             c[1] = hi[1] - LIGHT_DROP
-            lights.append({"room": r, "centre": c, "power": area / len(spots)})
+            lights.append({"room": r, "centre": c, "power": area / len(spots), "height": hi[1] - lo[1]})
     return lights
 
 
@@ -195,8 +195,11 @@ def bake_irradiance(scene: Scene, raycaster) -> np.ndarray:
         dirs = x[..., None] * t1[s, None, :] + y[..., None] * t2[s, None, :] + z[..., None] * nn[:, None, :]
         free = _visible(raycaster, np.repeat(o, AO_RAYS, axis=0), (o[:, None, :] + AO_DISTANCE * dirs).reshape(-1, 3))
         ao = free.reshape(m, AO_RAYS).mean(axis=1)
-        light = AMBIENT * ao[:, None] * AMBIENT_COLOR[None, :] * np.mean([q["power"] for q in lights] or [1.0])
         rooms_here = room_of[s]
+        # What a room's lights give the floor below them: the scale of its ambient and doorway light.
+        e0 = np.array([sum(q["power"] for q in lights if q["room"] == r) / (np.pi * rooms[r][1][1] ** 2)
+                       for r in range(len(rooms))] + [np.mean([q["power"] for q in lights]) / (np.pi * 6.0)])  # fmt: skip
+        light = (AMBIENT * ao * e0[rooms_here])[:, None] * AMBIENT_COLOR[None, :]
         # Ceiling lights of the vertex's room.
         for q in lights:
             idx = np.flatnonzero(rooms_here == q["room"])
@@ -227,8 +230,7 @@ def bake_irradiance(scene: Scene, raycaster) -> np.ndarray:
             cos_e = np.maximum(0.0, -(unit @ p["normal"]))
             vis = _visible(raycaster, np.repeat(o[idx], DOOR_SAMPLES, axis=0), targets.reshape(-1, 3))
             e = (cos_r * cos_e / dist2 * vis.reshape(len(idx), DOOR_SAMPLES)).mean(axis=1) * p["area"] / np.pi
-            power = np.mean([q["power"] for q in lights if q["room"] == p["room"]] or [1.0])
-            light[idx] += (DOOR_RADIANCE * power * e)[:, None] * DAYLIGHT_COLOR[None, :]
+            light[idx] += (DOOR_RADIANCE * e0[p["room"]] * e)[:, None] * DAYLIGHT_COLOR[None, :]
         out[s] = light
     lum = out @ np.array([0.2126, 0.7152, 0.0722])
     lit = room_of >= 0

@@ -254,6 +254,9 @@ class Scene:
             t = m.texture
             if t is None:
                 continue
+            if self.uvs is None:
+                fail(f"material {m.name!r} has a texture ({t.name or 'unnamed'}) but the mesh has no texture "
+                     "coordinates to map it with")  # fmt: skip
             img = t.image
             if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
                 fail(f"texture {t.name!r} must be (H, W, 3|4) uint8, got {img.shape} {img.dtype}")
