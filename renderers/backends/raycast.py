@@ -499,7 +499,7 @@ class _RaycastRenderer(SceneRenderer):
         self._face_materials = np.append(mats.astype(np.int32), len(scene.materials))  # (F + 1,), misses last
 
         # Textures: one atlas entry per (image, sampler) in use, per-face texel maps.
-        self._atlas = self._table = self._slow = self._entry = None
+        self._atlas = self._table = self._slow = self._entry = self._mip_rows = self._top_level = None
         self._untextured = None  # (F + 1,) bool: faces coloured without a texture (edge search by colour)
         if scene.textured:
             textures, entry_of = [], np.full(len(scene.materials), WHITE, np.int64)
@@ -515,6 +515,17 @@ class _RaycastRenderer(SceneRenderer):
             self._atlas = TextureAtlas.build(textures, mips=antialias != "off", scene=scene.name)
             self._entry = entry_of  # (M,) atlas entry of each material
             self._table, slow = _face_texel_table(scene, entry_of[mats], self._atlas)
+            self._mip_rows = self._top_level = None
+            if antialias != "off":  # per (entry, level): scale x, y, offset and stride bits; one level more, repeated
+                a = self._atlas
+                n_entries, n_levels = a.mip_offset.shape
+                rows = np.zeros((n_entries, n_levels + 1, 4), np.float32)
+                rows[:, :n_levels, :2] = a.mip_scale
+                rows.view(np.int32)[:, :n_levels, 2] = a.mip_offset
+                rows.view(np.int32)[:, :n_levels, 3] = a.mip_stride
+                rows[:, n_levels] = rows[:, n_levels - 1]
+                self._mip_rows = rows.reshape(-1, 4)
+                self._top_level = (a.levels - 1).astype(np.float32)
             self._slow = slow if slow.any() else None
             untextured = entry_of[mats] == WHITE
             self._untextured = np.append(untextured, False) if untextured.any() else None
@@ -724,57 +735,43 @@ class _RaycastRenderer(SceneRenderer):
             xy[k] += cols[k]
         slow = np.take(self._slow, prim, mode="wrap") if self._slow is not None else None
         slow = np.flatnonzero(slow) if slow is not None and slow.any() else None
-        if lod is None or atlas.levels.max() == 1:
+        if lod is None or self._mip_rows is None:
             color = _bilinear(atlas.texels, xy, cols[6:8].view(np.int32))
             if slow is not None:  # their fast taps were garbage (but in range): redo them
                 entry = np.take(self._entry, np.take(self._face_materials, prim[slow]))
                 color[:, slow] = _sample_wrapped(atlas, entry, xy[:, slow])
             return color
-        entry = cols[8].view(np.int32).astype(np.intp)  # (N,)
+        entry = cols[8].view(np.int32)  # (N,)
         lam = lod + cols[9]  # log2 of the footprint in level-0 texels
         np.nan_to_num(lam, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        np.clip(lam, 0.0, (atlas.levels[entry] - 1).astype(np.float32), out=lam)
-        magnified = lam <= 0  # (or exactly level 0): bilinear from level 0
-        minified = np.flatnonzero(~magnified)
-        if len(minified) < len(prim) // 2:
-            color = _bilinear(atlas.texels, xy, cols[6:8].view(np.int32))
-        else:  # sample level 0 where it is needed only
-            color = np.empty((3, len(prim)), np.float32)
-            near = np.flatnonzero(magnified)
-            if len(near):
-                color[:, near] = _bilinear(atlas.texels, xy[:, near], cols[6:8, near].view(np.int32))
-        if len(minified):
-            e, lm = entry[minified], lam[minified]
-            level = lm.astype(np.intp)  # floor, lam >= 0
-            frac = lm - level.astype(np.float32)
-            n_levels = atlas.mip_offset.shape[1]
-            lower = self._level_sample(xy[:, minified], e, level, n_levels)
-            upper = self._level_sample(xy[:, minified], e, np.minimum(level + 1, n_levels - 1), n_levels)
-            upper -= lower
-            upper *= frac
-            upper += lower
-            color[:, minified] = upper
+        np.clip(lam, np.float32(0.0), np.take(self._top_level, entry), out=lam)  # magnified: level 0 (frac 0)
+        level = lam.astype(np.int32)  # floor, lam >= 0
+        frac = lam - level.astype(np.float32)
+        row = entry * np.int32(self._mip_rows.shape[0] // len(atlas.levels))
+        row += level
+        lower = self._level_sample(xy, row)
+        row += np.int32(1)  # the level above (the last level repeats itself in the table)
+        color = self._level_sample(xy, row)
+        color -= lower  # lower + frac (upper - lower)
+        color *= frac
+        color += lower
         if slow is not None:  # redo per tap, at the same levels
             entry_slow = np.take(self._entry, np.take(self._face_materials, prim[slow]))
-            ls = lam[slow]
-            level = ls.astype(np.intp)
-            top = np.minimum(level + 1, atlas.levels[entry_slow] - 1)
-            a = _sample_wrapped(atlas, entry_slow, xy[:, slow], level)
+            ls, lv = lam[slow], level[slow].astype(np.intp)
+            top = np.minimum(lv + 1, atlas.levels[entry_slow] - 1)
+            a = _sample_wrapped(atlas, entry_slow, xy[:, slow], lv)
             b = _sample_wrapped(atlas, entry_slow, xy[:, slow], top)
-            color[:, slow] = a + (ls - level.astype(np.float32)) * (b - a)
+            color[:, slow] = a + (ls - lv.astype(np.float32)) * (b - a)
         return color
 
-    def _level_sample(self, xy: np.ndarray, entry: np.ndarray, level: np.ndarray, n_levels: int) -> np.ndarray:
-        """(3, n) bilinear colours at mip ``level`` of each pixel's ``entry``, from level-0 padded ``xy``."""
-        atlas = self._atlas
-        flat = entry * n_levels + level
-        pad = np.float32(atlas.pad)
-        scale = atlas.mip_scale.reshape(-1, 2)[flat].T  # (2, n) float32
-        at = xy - (pad - np.float32(0.5))
-        at *= scale
-        at += pad - np.float32(0.5)
-        where = np.stack([atlas.mip_offset.reshape(-1)[flat], atlas.mip_stride.reshape(-1)[flat]]).astype(np.int32)
-        return _bilinear(atlas.texels, at, where)
+    def _level_sample(self, xy: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """(3, n) bilinear colours from level-0 padded ``xy`` (2, n) at the levels ``row`` of ``_mip_rows``."""
+        where = np.take(self._mip_rows, row, axis=0).T  # (4, n): scale x, y, then offset and stride bits
+        shift = np.float32(self._atlas.pad - 0.5)
+        at = xy - shift
+        at *= where[:2]
+        at += shift
+        return _bilinear(self._atlas.texels, at, where[2:].view(np.int32))
 
     def _interpolate_vertex_colors(self, prim: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """(3, N) float32 vertex colours in [0, 255] at the hits."""
