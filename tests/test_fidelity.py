@@ -265,3 +265,26 @@ def test_lighting_is_in_the_config_hash():
     assert RenderConfig().antialias == "full" and RenderConfig().lighting == "baked"
     with pytest.raises(ValueError):
         RenderConfig(antialias="msaa")
+
+
+def test_sampled_views_keep_their_cameras_and_depth(apartment):
+    """The pipeline's views (floor, walks, screening) are the same cameras and depths at every level."""
+    from pairgen.render import scene_rng
+    from renderers.floor import FloorConfig, find_floor
+    from renderers.viewpoints import ViewConfig, sample_views
+
+    config = ViewConfig(views_per_scene=6, resolution=(48, 32))
+    runs = []
+    for options in ({"antialias": "off", "lighting": "flat"}, {"antialias": "full", "lighting": "baked"}):
+        with get_backend("raycast").open(apartment, **options) as r:
+            rng = scene_rng(0, "synthetic/small-0")
+            floor = find_floor(apartment, r.raycaster(), FloorConfig(), rng)
+            runs.append([(v.K, v.cam2world, v.render.depth, v.render.rgb)
+                         for v in sample_views(r.render, floor, r.raycaster(), config, rng)])  # fmt: skip
+    (before, after) = runs
+    assert len(before) == len(after) == 6
+    for (K0, P0, D0, C0), (K1, P1, D1, C1) in zip(before, after):
+        np.testing.assert_array_equal(K0, K1)
+        np.testing.assert_array_equal(P0, P1)
+        np.testing.assert_array_equal(D0, D1)
+    assert any((c0 != c1).any() for (*_, c0), (*_, c1) in zip(before, after))  # colour did change
