@@ -69,8 +69,8 @@ ANISO_PROBES = 2  # trilinear probes along a footprint's long axis (anisotropic 
 LOD_BIAS = -0.5
 EDGE_GAP = 0.5  # pixel footprints between two hits' surfaces, along a normal, that make an edge
 EDGE_COLOR = 48  # levels between two untextured neighbours' colours that make an edge
-EDGE_SAMPLES = 8  # extra samples per edge pixel
-# Fixed sub-pixel offsets of the edge samples (one per row and column of an 8 x 8 grid, jittered; seeded).
+EDGE_SAMPLES = 6  # extra samples per edge pixel (8: +0.6 dB on an apartment, 25 % slower edges)
+# Fixed sub-pixel offsets of the edge samples (one per row and column of a 6 x 6 grid, jittered; seeded).
 _pattern = np.random.default_rng(20261202)
 SUBPIXEL = np.stack([(_pattern.permutation(EDGE_SAMPLES) + _pattern.random(EDGE_SAMPLES)) / EDGE_SAMPLES - 0.5,
                      (np.arange(EDGE_SAMPLES) + _pattern.random(EDGE_SAMPLES)) / EDGE_SAMPLES - 0.5], axis=1)  # fmt: skip
