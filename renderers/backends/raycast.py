@@ -26,8 +26,22 @@ vectorised float32 passes over its pixels:
   colour times its face colour (one gather per pixel, as for base colours);
 * misses hit a sentinel face that shades black.
 
-The result matches :func:`sample_texture` (and the per-material reference
-shading) up to float32 rounding: a channel may differ by one level.
+At ``antialias="off"`` the result matches :func:`sample_texture` (and the
+per-material reference shading) up to float32 rounding: a channel may differ
+by one level. The other levels (``textures``, ``full``; docs/design.md,
+"Renderer notes") add:
+
+* **mip levels** in the atlas (built with ``mips``: 2x2 box averages down to
+  1x1, each level with its own wrap-mode border) and a level of detail per
+  hit from a ray cone (:func:`_lod`): trilinear, with ``ANISO_PROBES`` probes
+  along the footprint's long axis (each face's world-to-texel map,
+  :func:`_texel_jacobians`);
+* at ``full``, ``EDGE_SAMPLES`` more rays at the fixed offsets ``SUBPIXEL`` in
+  the pixels that straddle an edge (:func:`_edge_pixels`), averaged with the
+  centre sample. Depth is always the pixel-centre sample's;
+* baked light (synthetic apartments, ``lighting="baked"``,
+  :mod:`renderers.lighting`): the albedo times each face's interpolated
+  corner irradiance in linear light, then sRGB (:func:`_lit`).
 
 A view is :meth:`~_RaycastRenderer.rays`, :meth:`~_RaycastRenderer.cast`,
 then :meth:`~_RaycastRenderer.shade_hits` (public, for benchmarks and callers
