@@ -32,7 +32,7 @@ from manifests.manifest import ViewsManifest, sha256_file
 from manifests.options import check, option
 from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, upgrade_views, views_table, write_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
-from renderers.backends import available_backends, describe_backends
+from renderers.backends import ANTIALIAS, LIGHTING, available_backends, describe_backends
 from renderers.floor import FloorConfig, NoFloorError, find_floor
 from renderers.scene import SceneFormatError
 from renderers.viewpoints import SamplingStats, ViewConfig, sample_views
@@ -55,6 +55,14 @@ class RenderConfig:
 
     backend: str = option("raycast", choices=available_backends, help=lambda: "renderer: " + describe_backends())
     seed: int = option(0, min=0, max=2**32 - 1, cli=False, help="seed of the viewpoint sampling (the --seed flag)")
+    antialias: str = option("full", choices=ANTIALIAS,
+                            help="colour anti-aliasing: off (one ray per pixel centre, textures at full resolution), "
+                                 "textures (mip-mapped, trilinear, level from each pixel's footprint), full (textures, "
+                                 "and extra samples in pixels on an edge); depth is always the pixel-centre sample "
+                                 "(habitat: the GPU filters textures at every level and does not supersample edges)")
+    lighting: str = option("baked", choices=LIGHTING,
+                           help="light of the synthetic apartments: baked (ceiling lights, door openings, ambient "
+                                "occlusion; baked per scene) or flat (unlit albedo); real scans keep their colours")
     image_format: str = option("jpeg", choices=IMAGE_FORMATS, help="encoding of the RGB images")
     jpeg_quality: int = option(95, min=1, max=100, help="JPEG quality, 1-100")
     sampling: ViewConfig = field(default_factory=ViewConfig)
@@ -129,7 +137,7 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         scene = load_record(record)
         stats = SamplingStats()
         images, depths, Ks, poses, valid = [], [], [], [], []
-        with get_backend(config.backend).open(scene) as renderer:
+        with get_backend(config.backend).open(scene, antialias=config.antialias, lighting=config.lighting) as renderer:
             raycaster = renderer.raycaster()
             rng = scene_rng(config.seed, record.key)
             try:

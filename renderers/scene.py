@@ -159,6 +159,11 @@ class Scene:
         The transform applied to the file's coordinates on load.
     extras : dict
         Source-specific facts (synthetic rooms, glb node names...).
+    irradiance : (V, 3) float32 or None
+        Baked light at each vertex, linear RGB: the rendered colour is the
+        albedo (the formula above) times it, in linear light
+        (:mod:`renderers.lighting`). None where the colours already carry
+        their lighting (every real dataset).
     """
 
     name: str
@@ -173,6 +178,7 @@ class Scene:
     source: str = ""
     file_to_world: np.ndarray = field(default_factory=lambda: np.eye(4))
     extras: dict = field(default_factory=dict)
+    irradiance: np.ndarray | None = None
 
     @property
     def num_triangles(self) -> int:
@@ -248,6 +254,9 @@ class Scene:
             t = m.texture
             if t is None:
                 continue
+            if self.uvs is None:
+                fail(f"material {m.name!r} has a texture ({t.name or 'unnamed'}) but the mesh has no texture "
+                     "coordinates to map it with")  # fmt: skip
             img = t.image
             if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
                 fail(f"texture {t.name!r} must be (H, W, 3|4) uint8, got {img.shape} {img.dtype}")

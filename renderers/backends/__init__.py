@@ -25,6 +25,8 @@ from manifests.registry import Registry
 from renderers.scene import Scene
 
 __all__ = [
+    "ANTIALIAS",
+    "LIGHTING",
     "BackendUnavailable",
     "RenderBackend",
     "RenderedView",
@@ -35,6 +37,15 @@ __all__ = [
     "get_backend",
     "register_backend",
 ]
+
+
+#: ``--antialias`` levels: ``off`` one sample per pixel centre, textures at full resolution (bilinear);
+#: ``textures`` textures filtered by each pixel's footprint (mip levels, trilinear); ``full`` that, and
+#: extra samples in pixels that straddle an edge. Depth is always the pixel-centre sample.
+ANTIALIAS = ("off", "textures", "full")
+#: ``--lighting`` of scenes whose colours carry no light (the synthetic apartments): ``baked`` light
+#: (ceiling lights, door openings, ambient occlusion) or ``flat`` albedo. Real scans keep their colours.
+LIGHTING = ("baked", "flat")
 
 
 class BackendUnavailable(RuntimeError):
@@ -121,8 +132,13 @@ class RenderBackend(abc.ABC):
         """Raise :class:`BackendUnavailable` when this backend's engine cannot run here."""
 
     @abc.abstractmethod
-    def open(self, scene: Scene) -> SceneRenderer:
-        """Prepare ``scene`` for rendering (once per scene, many views)."""
+    def open(self, scene: Scene, *, antialias: str = "full", lighting: str = "baked") -> SceneRenderer:
+        """Prepare ``scene`` for rendering (once per scene, many views).
+
+        ``antialias`` (:data:`ANTIALIAS`) and ``lighting`` (:data:`LIGHTING`)
+        are the render options; a backend that cannot do what one asks says
+        so in its ``description`` and logs what it does instead.
+        """
 
 
 _REGISTRY: Registry[RenderBackend] = Registry("render backend")

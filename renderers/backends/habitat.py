@@ -403,13 +403,20 @@ class HabitatBackend(RenderBackend):
     """habitat-sim on the GPU (conda-only); the same outputs as ``raycast``."""
 
     name = "habitat"
-    description = "habitat-sim's GPU rasterizer; needs habitat-sim from conda"
+    description = ("habitat-sim's GPU rasterizer (textures always mip-filtered by the GPU, edges not supersampled); "
+                   "needs habitat-sim from conda")
 
     def check_available(self) -> None:
         _import_habitat_sim()
 
-    def open(self, scene: Scene) -> SceneRenderer:
+    def open(self, scene: Scene, *, antialias: str = "full", lighting: str = "baked") -> SceneRenderer:
         """Prepare ``scene`` (its file, ``scene.source``) for habitat-sim.
+
+        ``antialias``: habitat-sim's rasterizer samples textures through the
+        GPU's mip-maps whatever the level, and draws one sample per pixel, so
+        ``off`` still filters textures and ``full`` renders as ``textures``; a
+        log line says so. ``lighting`` concerns synthetic scenes only, which
+        habitat does not render (their colours carry no light to add).
 
         Raises
         ------
@@ -420,6 +427,11 @@ class HabitatBackend(RenderBackend):
         """
         habitat_sim = _import_habitat_sim()
         path = _scene_file(scene)
+        if antialias != "textures":
+            log.info(
+                "habitat backend, --antialias %s: habitat-sim filters textures with the GPU's mip-maps and draws one "
+                "sample per pixel, so this renders as --antialias textures", antialias,
+            )  # fmt: skip
         if scene.face_colors is not None:
             log.warning(
                 "%s has per-face colours, and habitat-sim reads the file with its own importer: whether it "

@@ -598,6 +598,11 @@ class _GltfReader:
             transform = (info or {}).get("extensions", {}).get("KHR_texture_transform")
             if transform:
                 uv = _texture_transform(uv, transform)
+        elif info is not None:
+            raise self.fail(
+                f"{label}: its material has a base-colour texture but the primitive has no TEXCOORD_{tex_coord} "
+                "texture coordinates to map it with"
+            )
         color = None
         if "COLOR_0" in attrs:
             color = _linear_to_srgb8(self.accessor(attrs["COLOR_0"])[:, :3])

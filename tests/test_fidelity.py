@@ -1,0 +1,290 @@
+"""Anti-aliased colour (mip levels, edge samples) and the synthetic apartments' baked light.
+
+Geometry must not move: the digests below were taken from the renderer as it
+was before anti-aliasing and lighting existed (one ray per pixel centre,
+albedo only) on a fixed small apartment and camera set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from renderers.backends import get_backend
+from renderers.backends import raycast as raycast_backend
+from renderers.backends.raycast import TextureAtlas, _mip_chain, _wrapped_border
+from renderers.camera import intrinsics_from_hfov
+from renderers.lighting import bake_irradiance, scene_irradiance
+from renderers.scene import Material, Scene, SceneFormatError, Texture, Wrap
+from renderers.sources import load_scene
+from renderers.sources.synthetic import grid_mesh
+from tests.writers.gltf import GlbImage, GlbMesh, textured_material, write_glb
+
+DEPTH_BEFORE = "7734ee695655736039cff3b282c7b0fb58b586c0279f122c973ff63c300e7f0b"  # small/0, cameras()
+RGB_BEFORE = "b9a5d1baec604a3ee32025ecea238627d1adc8d89e9b6918a6fea07373664572"  # the same, colour
+
+
+@pytest.fixture(scope="module")
+def apartment() -> Scene:
+    return load_scene("synthetic", "small/0", scene_id="small-0")
+
+
+def cameras(extras: dict) -> list[np.ndarray]:
+    """Five level cameras at the middle of the first room, 1.4 m up, turning."""
+    lo, hi = np.asarray(extras["rooms"][0]["min"]), np.asarray(extras["rooms"][0]["max"])
+    eye = np.array([(lo[0] + hi[0]) / 2, 1.4, (lo[2] + hi[2]) / 2])
+    out = []
+    for yaw in (0, 90, 180, 270, 45):
+        c, s = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
+        pose = np.eye(4)
+        pose[:3, :3] = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.diag([1.0, -1.0, -1.0])
+        pose[:3, 3] = eye
+        out.append(pose)
+    return out
+
+
+def digests(scene: Scene, **options) -> tuple[str, str]:
+    K = intrinsics_from_hfov(64, 48, 60.0)
+    depth, rgb = hashlib.sha256(), hashlib.sha256()
+    with get_backend("raycast").open(scene, **options) as r:
+        for pose in cameras(scene.extras):
+            view = r.render(K, pose, 64, 48)
+            depth.update(view.depth.tobytes())
+            rgb.update(view.rgb.tobytes())
+    return depth.hexdigest(), rgb.hexdigest()
+
+
+@pytest.mark.parametrize("antialias", ["off", "textures", "full"])
+def test_depth_is_todays_at_every_level(apartment, antialias):
+    depth, _ = digests(apartment, antialias=antialias, lighting="baked")
+    assert depth == DEPTH_BEFORE
+
+
+def test_off_and_flat_reproduce_todays_colour(apartment):
+    assert digests(apartment, antialias="off", lighting="flat") == (DEPTH_BEFORE, RGB_BEFORE)
+
+
+def test_full_antialiasing_and_light_are_deterministic(apartment):
+    first = digests(apartment, antialias="full", lighting="baked")
+    apartment.irradiance = None  # bake again, in a new renderer
+    assert digests(apartment, antialias="full", lighting="baked") == first
+    assert first[1] != RGB_BEFORE
+
+
+# ----------------------------------------------------------------------------- mip levels
+
+
+def checker_floor(size=64, repeat=0.25, cell=0.5, half=40.0) -> Scene:
+    """A floor at y = 0 of one-texel black and white checks, the texture repeating every ``repeat`` metres."""
+    n = int(2 * half / cell)
+    v, f, st, _, _ = grid_mesh(np.array([[-half, 0.0, -half]]), np.array([[2 * half, 0, 0.0]]),
+                               np.array([[0.0, 0, 2 * half]]), [n], [n])  # fmt: skip
+    y, x = np.mgrid[0:size, 0:size]
+    image = np.repeat((((x + y) % 2) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    return Scene(
+        name="checker-floor",
+        vertices=v.astype(np.float32),
+        faces=f[:, ::-1].astype(np.uint32),  # seen from above
+        uvs=(st * 2 * half / repeat).astype(np.float32),
+        materials=(Material(texture=Texture(image, Wrap.REPEAT, Wrap.REPEAT, "checks")),),
+    ).validate()
+
+
+def test_minified_checkerboard_converges_to_its_mean():
+    scene = checker_floor()
+    K = intrinsics_from_hfov(128, 96, 60.0)
+    pose = np.eye(4)
+    tilt = np.radians(20.0)  # looking down 20 degrees towards -Z, 1.5 m up: the floor recedes to the horizon
+    pose[:3, :3] = np.diag([1.0, -1.0, -1.0]) @ np.array(
+        [[1, 0, 0], [0, np.cos(tilt), np.sin(tilt)], [0, -np.sin(tilt), np.cos(tilt)]])  # fmt: skip
+    pose[:3, 3] = (0.0, 1.5, 0.0)
+    views = {}
+    for level in ("off", "textures"):
+        with get_backend("raycast").open(scene, antialias=level) as r:
+            views[level] = r.render(K, pose, 128, 96)
+    far = views["off"].depth > 6.0  # 6 m and more: hundreds of checks per pixel
+    assert far.sum() > 500
+    np.testing.assert_array_equal(views["off"].depth, views["textures"].depth)
+    off, filtered = views["off"].rgb[far].astype(float), views["textures"].rgb[far].astype(float)
+    assert off.std() > 30  # speckle: each pixel a bilinear mix of the 2x2 texels nearest its centre
+    assert abs(filtered.mean() - 127.5) < 3 and filtered.std() < 4  # the checks' mean, 127.5
+    near = (views["off"].depth > 0) & (views["off"].depth < 3.0)  # magnified region: level 0 as before
+    assert near.sum() > 500
+    assert np.abs(views["off"].rgb[near].astype(int) - views["textures"].rgb[near].astype(int)).mean() < 40
+
+
+@pytest.mark.parametrize("wrap_s", list(Wrap))
+@pytest.mark.parametrize("wrap_t", list(Wrap))
+def test_every_mip_level_has_its_own_wrap_mode_border(wrap_s, wrap_t):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    atlas = TextureAtlas.build([Texture(image, wrap_s, wrap_t)], pad=4, mips=True)
+    chain = _mip_chain(image)
+    assert [im.shape[:2] for im in chain] == [(8, 16), (4, 8), (2, 4), (1, 2), (1, 1)]
+    np.testing.assert_array_equal(chain[1][0, 0], ((image[:2, :2].astype(int).sum(axis=(0, 1)) + 2) // 4))
+    assert atlas.levels[2] == len(chain)
+    rgb = atlas.texels.view(np.uint8).reshape(-1, 4)[:, :3]
+    for k, level in enumerate(chain):
+        want = _wrapped_border(_wrapped_border(level, 1, wrap_s, 4), 0, wrap_t, 4)
+        h, w = want.shape[:2]
+        assert atlas.mip_stride[2, k] == w
+        got = rgb[atlas.mip_offset[2, k] : atlas.mip_offset[2, k] + h * w].reshape(h, w, 3)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(atlas.mip_scale[2, k], (level.shape[1] / 16, level.shape[0] / 8))
+
+
+def test_a_texture_too_large_is_downscaled_once_with_a_note(caplog):
+    tall = np.zeros((raycast_backend.MAX_TEXTURE_SIDE * 2, 8, 3), np.uint8)  # 16384 x 8: cheap, yet too tall
+    tall[::2] = 255
+    with caplog.at_level(logging.WARNING, logger="renderers.backends.raycast"):
+        atlas = TextureAtlas.build([Texture(tall, name="tall.png")], mips=True, scene="big-scene")
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "big-scene" in notes[0] and "tall.png" in notes[0] and "downscaled once" in notes[0]
+    assert tuple(atlas.size[2]) == (4, raycast_backend.MAX_TEXTURE_SIDE)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="renderers.backends.raycast"):  # over the texel budget: halved
+        small = TextureAtlas.build([Texture(np.zeros((64, 64, 3), np.uint8), name="a")], pad=2, mips=True,
+                                   budget=3000)  # fmt: skip
+    assert tuple(small.size[2]) == (32, 32) and "texel" in caplog.records[0].getMessage()
+
+
+def test_a_textured_material_without_uvs_is_named(tmp_path):
+    scene = checker_floor()
+    with pytest.raises(SceneFormatError, match="has a texture .* no texture coordinates"):
+        Scene(name="nouv", vertices=scene.vertices, faces=scene.faces, materials=scene.materials,
+              source="nouv.glb").validate()  # fmt: skip
+    ok, buf = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    positions = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    glb = write_glb([GlbMesh(positions, np.array([0, 1, 2], np.uint32), material=0)],
+                    images=[GlbImage(buf.tobytes(), "image/png")], materials=[textured_material(0)])  # fmt: skip
+    path = tmp_path / "nouv.glb"
+    path.write_bytes(glb)
+    with pytest.raises(SceneFormatError, match="nouv.glb.*no TEXCOORD_0"):
+        load_scene("gltf", path)
+
+
+# ----------------------------------------------------------------------------- edges
+
+
+def test_edges_are_found_at_silhouettes_not_inside_a_flat_wall():
+    scene = checker_floor(size=2)  # a flat floor of 25,600 triangles, one material
+    K = intrinsics_from_hfov(64, 48, 60.0)
+    pose = np.eye(4)
+    pose[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])  # straight down, image down = world +Z
+    pose[:3, 3] = (0.1, 3.0, 0.2)
+    with get_backend("raycast").open(scene, antialias="full") as r:
+        rays = r.rays(K, pose, 64, 48)
+        hits = r.cast(rays)
+        prim = hits["primitive_ids"].numpy().view(np.int32).astype(np.intp)
+        assert len(np.unique(prim)) > 20  # many triangles in view
+        edge = raycast_backend._edge_pixels(prim, hits, rays, K, np.zeros((48, 64, 3), np.uint8),
+                                            r._face_materials, None)  # fmt: skip
+        assert not edge.any()
+        # Tilted to the horizon: the sky (misses) against the floor is an edge, one pixel each side.
+        pose[:3, :3] = np.diag([1.0, -1.0, -1.0])
+        pose[:3, 3] = (0.0, 1.0, 0.0)
+        rays = r.rays(K, pose, 64, 48)
+        hits = r.cast(rays)
+        prim = hits["primitive_ids"].numpy().view(np.int32).astype(np.intp)
+        prim = np.where(prim < 0, scene.num_triangles, prim)
+        edge = raycast_backend._edge_pixels(prim, hits, rays, K, np.zeros((48, 64, 3), np.uint8),
+                                            r._face_materials, None)  # fmt: skip
+        assert 0 < edge.sum() <= 3 * 64 and edge.any(axis=1).sum() <= 3
+
+
+def test_edge_supersampling_smooths_a_silhouette_and_keeps_depth():
+    # A white square 2 m ahead, tilted in the image, on black: its edge pixels get intermediate values.
+    c, s = np.cos(0.3), np.sin(0.3)
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) @ np.array([[c, -s], [s, c]]).T
+    vertices = np.concatenate([corners, np.full((4, 1), -2.0)], axis=1).astype(np.float32)
+    scene = Scene(name="square", vertices=vertices, faces=np.array([[0, 1, 2], [0, 2, 3]], np.uint32)).validate()
+    K = intrinsics_from_hfov(64, 64, 90.0)
+    pose = np.diag([1.0, -1.0, -1.0, 1.0])
+    with get_backend("raycast").open(scene, antialias="off") as r:
+        off = r.render(K, pose, 64, 64)
+    with get_backend("raycast").open(scene, antialias="full") as r:
+        full = r.render(K, pose, 64, 64)
+        again = r.render(K, pose, 64, 64)
+    np.testing.assert_array_equal(full.depth, off.depth)  # depth: the pixel-centre sample, never averaged
+    np.testing.assert_array_equal(full.rgb, again.rgb)
+    assert set(np.unique(off.rgb)) == {0, 255}
+    grey = (full.rgb[..., 0] > 0) & (full.rgb[..., 0] < 255)
+    assert grey.sum() > 60  # the silhouette is anti-aliased...
+    assert (full.rgb[..., 0] != off.rgb[..., 0]).sum() <= grey.sum()  # ...and only it changed
+    assert abs(full.rgb[..., 0].astype(float).mean() - off.rgb[..., 0].astype(float).mean()) < 3
+
+
+# ----------------------------------------------------------------------------- light
+
+
+def test_bake_is_deterministic_and_plausible(apartment):
+    r = get_backend("raycast").open(apartment, antialias="off", lighting="flat")
+    first = bake_irradiance(apartment, r.raycaster())
+    second = bake_irradiance(apartment, r.raycaster())
+    assert first.tobytes() == second.tobytes() and first.shape == (len(apartment.vertices), 3)
+    assert np.isfinite(first).all() and first.min() >= 0
+    lum = first @ np.array([0.2126, 0.7152, 0.0722])
+    v = apartment.vertices
+    # Floor under a table (0.15 m inside its footprint) against open floor in the same room.
+    table = next(o for o in apartment.extras["obstacles"] if o["kind"] == "table")
+    lo, hi = np.asarray(table["min"]), np.asarray(table["max"])
+    floor = np.abs(v[:, 1]) < 1e-3
+    under = floor & (v[:, 0] > lo[0] + 0.15) & (v[:, 0] < hi[0] - 0.15) & (v[:, 2] > lo[2] + 0.15) & (v[:, 2] < hi[2] - 0.15)
+    room = apartment.extras["rooms"][table["room"]]
+    rlo, rhi = np.asarray(room["min"]), np.asarray(room["max"])
+    clear = floor & (v[:, 0] > rlo[0] + 0.5) & (v[:, 0] < rhi[0] - 0.5) & (v[:, 2] > rlo[2] + 0.5) & (v[:, 2] < rhi[2] - 0.5)
+    for o in apartment.extras["obstacles"]:
+        olo, ohi = np.asarray(o["min"]) - 0.5, np.asarray(o["max"]) + 0.5
+        clear &= ~((v[:, 0] > olo[0]) & (v[:, 0] < ohi[0]) & (v[:, 2] > olo[2]) & (v[:, 2] < ohi[2]))
+    assert under.sum() > 3 and clear.sum() > 3
+    assert np.median(lum[under]) < 0.7 * np.median(lum[clear])
+    # A wall's vertices at a room's vertical corner against the same wall's middle, at 1.2-1.8 m.
+    rlo, rhi = np.asarray(apartment.extras["rooms"][0]["min"]), np.asarray(apartment.extras["rooms"][0]["max"])
+    wall = (np.abs(v[:, 2] - rlo[2]) < 1e-3) & (v[:, 1] > 1.2) & (v[:, 1] < 1.8) & (v[:, 0] > rlo[0] - 0.01)
+    corner = wall & (v[:, 0] < rlo[0] + 0.03)
+    middle = wall & (np.abs(v[:, 0] - (rlo[0] + rhi[0]) / 2) < 0.3)
+    assert corner.sum() and middle.sum()
+    assert lum[corner].mean() < 0.8 * lum[middle].mean()
+    # Real scans are left as they are.
+    floor_scene = checker_floor(size=2)
+    assert scene_irradiance(floor_scene, None) is None
+    r.close()
+
+
+def test_lighting_is_in_the_config_hash():
+    from manifests.config import config_hash
+    from pairgen.render import RenderConfig
+
+    hashes = {config_hash(RenderConfig(antialias=a, lighting=light).to_dict())
+              for a in ("off", "textures", "full") for light in ("baked", "flat")}  # fmt: skip
+    assert len(hashes) == 6
+    assert RenderConfig().antialias == "full" and RenderConfig().lighting == "baked"
+    with pytest.raises(ValueError):
+        RenderConfig(antialias="msaa")
+
+
+def test_sampled_views_keep_their_cameras_and_depth(apartment):
+    """The pipeline's views (floor, walks, screening) are the same cameras and depths at every level."""
+    from pairgen.render import scene_rng
+    from renderers.floor import FloorConfig, find_floor
+    from renderers.viewpoints import ViewConfig, sample_views
+
+    config = ViewConfig(views_per_scene=6, resolution=(48, 32))
+    runs = []
+    for options in ({"antialias": "off", "lighting": "flat"}, {"antialias": "full", "lighting": "baked"}):
+        with get_backend("raycast").open(apartment, **options) as r:
+            rng = scene_rng(0, "synthetic/small-0")
+            floor = find_floor(apartment, r.raycaster(), FloorConfig(), rng)
+            runs.append([(v.K, v.cam2world, v.render.depth, v.render.rgb)
+                         for v in sample_views(r.render, floor, r.raycaster(), config, rng)])  # fmt: skip
+    (before, after) = runs
+    assert len(before) == len(after) == 6
+    for (K0, P0, D0, C0), (K1, P1, D1, C1) in zip(before, after):
+        np.testing.assert_array_equal(K0, K1)
+        np.testing.assert_array_equal(P0, P1)
+        np.testing.assert_array_equal(D0, D1)
+    assert any((c0 != c1).any() for (*_, c0), (*_, c1) in zip(before, after))  # colour did change
