@@ -59,17 +59,15 @@ from pathlib import Path
 import numpy as np
 
 from manifests import SceneRecord
-from manifests.codecs import IMAGE_FORMATS, decode_depth, encode_depth, encode_rgb
+from manifests.codecs import decode_depth, encode_rgb
 from manifests.io import OutputError, atomic_path, path_inside, read_json, remove_stale_temporaries, write_json_atomic
-from manifests.layout import temporaries_dir
 from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import check, option
-from manifests.views import CHECKED_COLUMNS, ViewsFileMeta, check_views, read_views, views_table, write_views
+from manifests.views import CHECKED_COLUMNS, check_views, read_views
 from pairgen.filter import ChosenPair, FilterStage, ScenePairs
-from pairgen.render import SceneViews, _complete_meta, views_path
+from pairgen.render import ImageConfig, SceneViews, _complete_meta, store_views, views_path
 from pairgen.stage import Stage, StageSummary, run_unit
-from renderers.backends import available_backends, describe_backends
 from renderers.camera import intrinsics_from_hfov
 from renderers.scene import SceneFormatError
 
@@ -414,22 +412,8 @@ def import_tasks(metadata_files: Iterable[str | Path], data_root: str | Path,
 
 
 @dataclass(frozen=True)
-class ImportConfig:
-    """What decides an imported scene's views file, besides its metadata (hashed)."""
-
-    backend: str = option("raycast", choices=available_backends, help=lambda: "renderer: " + describe_backends())
-    image_format: str = option("jpeg", choices=IMAGE_FORMATS, help="encoding of the RGB images")
-    jpeg_quality: int = option(95, min=1, max=100, help="JPEG quality, 1-100")
-
-    def __post_init__(self) -> None:
-        check(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def image_ext(self) -> str:
-        return {"jpeg": "jpg", "png": "png"}[self.image_format]
+class ImportConfig(ImageConfig):
+    """What decides an imported scene's views file, besides its metadata (hashed): as ``render``'s images."""
 
 
 def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, config_hash: str) -> SceneViews:
@@ -437,7 +421,6 @@ def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, c
 
     def body(result: SceneViews) -> None:
         from pairgen.scenes import load_record
-        from renderers.backends import get_backend
 
         record = task.record
         path = views_path(Path(views_dir), record)
@@ -447,21 +430,10 @@ def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, c
             raise MetadataError(f"{task.metadata}: changed while the import ran; run the command again")
         poses = [pose for _, _, pose in croco.views()]
         K = intrinsics_from_hfov(task.width, task.height, task.hfov)
-        scene = load_record(record)
-        images, depths, valid = [], [], []
-        with get_backend(config.backend).open(scene) as renderer:
-            for pose in poses:
-                view = renderer.render(K, pose, width=task.width, height=task.height)
-                images.append(encode_rgb(view.rgb, config.image_format, config.jpeg_quality))
-                depths.append(encode_depth(view.depth))
-                valid.append(view.valid_fraction)
-        n = len(poses)
-        table = views_table(list(range(n)), images, depths, [K] * n, poses, task.width, task.height,
-                            valid, image_ext=config.image_ext, dataset=record.dataset, scene_id=record.scene_id)  # fmt: skip
-        meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
-                             backend=config.backend, config_hash=config_hash, views=n)  # fmt: skip
-        write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
-        result.views, result.sha256, result.status = n, sha256_file(path), "ok"
+        with config.open(load_record(record)) as renderer:
+            renders = [renderer.render(K, pose, width=task.width, height=task.height) for pose in poses]
+        result.sha256 = store_views(path, Path(views_dir), record, renders, [K] * len(poses), poses, config, config_hash)
+        result.views, result.status = len(poses), "ok"
 
     return run_unit(SceneViews(), body, expected=(SceneFormatError, OutputError))
 

@@ -37,7 +37,7 @@ from renderers.floor import FloorConfig, NoFloorError, find_floor
 from renderers.scene import SceneFormatError
 from renderers.viewpoints import SamplingStats, ViewConfig, sample_views
 
-__all__ = ["RenderConfig", "RenderStage", "SceneViews", "render_scene", "scene_rng", "views_path"]
+__all__ = ["ImageConfig", "RenderConfig", "RenderStage", "SceneViews", "render_scene", "scene_rng", "store_views", "views_path"]
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,10 @@ class TooFewViews(ValueError):
 
 
 @dataclass(frozen=True)
-class RenderConfig:
-    """Everything that decides what a scene's views file holds (hashed)."""
+class ImageConfig:
+    """How views are rendered and encoded: the part of a config that ``render`` and ``import croco`` share."""
 
     backend: str = option("raycast", choices=available_backends, help=lambda: "renderer: " + describe_backends())
-    seed: int = option(0, min=0, max=2**32 - 1, cli=False, help="seed of the viewpoint sampling (the --seed flag)")
     antialias: str = option("full", choices=ANTIALIAS,
                             help="colour anti-aliasing: off (one ray per pixel centre, textures at full resolution), "
                                  "textures (mip-mapped, trilinear, level from each pixel's footprint), full (textures, "
@@ -65,8 +64,6 @@ class RenderConfig:
                                 "occlusion; baked per scene) or flat (unlit albedo); real scans keep their colours")
     image_format: str = option("jpeg", choices=IMAGE_FORMATS, help="encoding of the RGB images")
     jpeg_quality: int = option(95, min=1, max=100, help="JPEG quality, 1-100")
-    sampling: ViewConfig = field(default_factory=ViewConfig)
-    floor: FloorConfig = field(default_factory=FloorConfig)
 
     def __post_init__(self) -> None:
         check(self)
@@ -77,6 +74,21 @@ class RenderConfig:
     @property
     def image_ext(self) -> str:
         return {"jpeg": "jpg", "png": "png"}[self.image_format]
+
+    def open(self, scene):
+        """A renderer of ``scene`` with this config's backend, anti-aliasing and light (a context manager)."""
+        from renderers.backends import get_backend
+
+        return get_backend(self.backend).open(scene, antialias=self.antialias, lighting=self.lighting)
+
+
+@dataclass(frozen=True)
+class RenderConfig(ImageConfig):
+    """Everything that decides what a scene's views file holds (hashed)."""
+
+    seed: int = option(0, min=0, max=2**32 - 1, cli=False, help="seed of the viewpoint sampling (the --seed flag)")
+    sampling: ViewConfig = field(default_factory=ViewConfig)
+    floor: FloorConfig = field(default_factory=FloorConfig)
 
 
 @dataclass
@@ -118,13 +130,37 @@ def _complete_meta(path: Path, config_hash: str) -> ViewsFileMeta | None:
     return meta if meta.config_hash == config_hash else None
 
 
+def store_views(
+    path: Path,
+    views_dir: Path,
+    record: SceneRecord,
+    renders: list,
+    Ks: list[np.ndarray],
+    poses: list[np.ndarray],
+    config: ImageConfig,
+    config_hash: str,
+) -> str:
+    """Encode ``renders`` (RenderedView, one a camera) and write them as ``path``, the scene's views file.
+
+    Returns the file's SHA-256 (for the manifest).
+    """
+    width, height = renders[0].rgb.shape[1], renders[0].rgb.shape[0]
+    table = views_table(list(range(len(renders))),
+                        [encode_rgb(r.rgb, config.image_format, config.jpeg_quality) for r in renders],
+                        [encode_depth(r.depth) for r in renders], Ks, poses, width, height,
+                        [r.valid_fraction for r in renders], image_ext=config.image_ext, dataset=record.dataset,
+                        scene_id=record.scene_id)  # fmt: skip
+    meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
+                         backend=config.backend, config_hash=config_hash, views=len(renders))  # fmt: skip
+    write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
+    return sha256_file(path)
+
+
 def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfig, config_hash: str) -> SceneViews:
     """Render one scene's views into its views file. Never raises."""
 
     def body(result: SceneViews) -> None:
         from pairgen.scenes import load_record
-        from renderers.backends import get_backend
-
         path = views_path(Path(views_dir), record)
         result.file = path.relative_to(views_dir).as_posix()
         done = _complete_meta(path, config_hash)
@@ -136,22 +172,15 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
             return
         scene = load_record(record)
         stats = SamplingStats()
-        images, depths, Ks, poses, valid = [], [], [], [], []
-        with get_backend(config.backend).open(scene, antialias=config.antialias, lighting=config.lighting) as renderer:
+        with config.open(scene) as renderer:
             raycaster = renderer.raycaster()
             rng = scene_rng(config.seed, record.key)
             try:
                 floor = find_floor(scene, raycaster, config.floor, rng)
             except NoFloorError as e:
                 raise SceneFormatError(record.mesh, f"no navigable floor: {e}") from None
-            views = sample_views(renderer.render, floor, raycaster, config.sampling, rng, stats,
-                                 screen=renderer.screening)  # fmt: skip
-            for view in views:
-                images.append(encode_rgb(view.render.rgb, config.image_format, config.jpeg_quality))
-                depths.append(encode_depth(view.render.depth))
-                Ks.append(view.K)
-                poses.append(view.cam2world)
-                valid.append(view.render.valid_fraction)
+            views = list(sample_views(renderer.render, floor, raycaster, config.sampling, rng, stats,
+                                      screen=renderer.screening))  # fmt: skip
         result.views, result.candidates, result.walks = stats.kept, stats.candidates, stats.walks
         result.rejected, result.floor, result.floor_m2 = dict(stats.rejected), floor.source, round(floor.area, 2)
         wanted = config.sampling.views_per_scene
@@ -161,13 +190,8 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
                 f"only {stats.kept} of {wanted} views passed the checks after {stats.candidates} candidates "
                 f"(rejected: {rejected})"
             )
-        table = views_table(list(range(stats.kept)), images, depths, Ks, poses, config.sampling.width,
-                            config.sampling.height, valid, image_ext=config.image_ext, dataset=record.dataset,
-                            scene_id=record.scene_id)  # fmt: skip
-        meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
-                             backend=config.backend, config_hash=config_hash, views=stats.kept)  # fmt: skip
-        write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
-        result.sha256 = sha256_file(path)
+        result.sha256 = store_views(path, Path(views_dir), record, [v.render for v in views],
+                                    [v.K for v in views], [v.cam2world for v in views], config, config_hash)
         result.status = "ok"
 
     return run_unit(SceneViews(), body, expected=(SceneFormatError, TooFewViews, OutputError))
