@@ -53,7 +53,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +63,9 @@ from manifests.codecs import decode_depth, encode_rgb
 from manifests.io import OutputError, atomic_path, path_inside, read_json, remove_stale_temporaries, write_json_atomic
 from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
-from manifests.options import check, option
+from manifests.options import option
 from manifests.views import CHECKED_COLUMNS, check_views, read_views
-from pairgen.filter import ChosenPair, FilterStage, ScenePairs
+from pairgen.filter import ChosenPair, FilterStage, PairsConfig, ScenePairs
 from pairgen.render import ImageConfig, SceneViews, _complete_meta, store_views, views_path
 from pairgen.stage import Stage, StageSummary, run_unit
 from renderers.camera import intrinsics_from_hfov
@@ -495,27 +495,13 @@ class ImportStage(Stage):
 
 
 @dataclass(frozen=True)
-class CrocoPairsConfig:
-    """How the imported pairs are measured, kept and sharded (hashed); no band unless given."""
+class CrocoPairsConfig(PairsConfig):
+    """How the imported pairs are measured, kept and sharded (hashed): as the filter's, but no band unless given."""
 
     min_covis: float = option(0.0, min=0, max=1, help="least covisibility of a kept pair (0: keep every pair)")
     max_covis: float = option(1.0, min=0, max=1, help="greatest covisibility of a kept pair (1: keep every pair)")
     measure: str = option("reprojection", cli=False, help="covisibility measure (docs/design.md, Conventions)")
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of the shard order")
-    shard_size: int = option(1000, min=1, max=1_000_000, metavar="PAIRS", help="pairs a shard")
-    row_group_size: int = option(256, min=1, max=1_000_000, cli=False, help="pairs a Parquet row group")
-    scenes_per_block: int = option(16, min=1, max=100_000, cli=False, help="scenes whose pairs are interleaved")
-
-    def __post_init__(self) -> None:
-        from manifests.options import ConfigError
-
-        check(self)
-        if self.min_covis > self.max_covis:
-            raise ConfigError("min_covis", f"{self.min_covis} is above max_covis {self.max_covis}: no pair can qualify",
-                              related=("max_covis",))  # fmt: skip
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _metadata_of(views_dir: Path, key: str, entry: dict) -> CrocoScene:

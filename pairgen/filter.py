@@ -90,15 +90,12 @@ def _searches_help() -> str:
 
 
 @dataclass(frozen=True)
-class FilterConfig:
-    """Everything that decides which pairs are kept and how they are written (hashed)."""
+class PairsConfig:
+    """Which measured pairs are kept and how they are sharded: what ``filter`` and ``import croco`` share (hashed)."""
 
     min_covis: float = option(0.5, min=0, max=1, help="least covisibility of a kept pair")
     max_covis: float = option(0.8, min=0, max=1, help="greatest covisibility of a kept pair (drops near-duplicate views)")
-    pairs_per_scene: int = option(1000, min=1, max=10_000_000, metavar="N", help="pairs kept per scene, at most (CroCo's: 1,000)")
-    max_pairs_per_view: int = option(10, min=1, max=1_000_000, metavar="N", help="pairs one view may join, at most")
     measure: str = option("reprojection", choices=_measures, help=_measures_help)
-    search: str = option("index", choices=_searches, help=_searches_help)
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of the pair choice and the shard order")
     shard_size: int = option(1000, min=1, max=1_000_000, metavar="PAIRS", help="pairs a shard")
     row_group_size: int = option(256, min=1, max=1_000_000, cli=False, help="pairs a Parquet row group")
@@ -106,15 +103,27 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         check(self)
-        if self.search == "index" and self.measure != "reprojection":
-            raise ConfigError("search", f"index works only with --measure reprojection, not {self.measure}; "
-                              "pass --search exhaustive")  # fmt: skip
         if self.min_covis > self.max_covis:
             raise ConfigError("min_covis", f"{self.min_covis} is above max_covis {self.max_covis}: no pair can qualify",
                               related=("max_covis",))  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class FilterConfig(PairsConfig):
+    """Everything that decides which pairs are kept and how they are written (hashed)."""
+
+    pairs_per_scene: int = option(1000, min=1, max=10_000_000, metavar="N", help="pairs kept per scene, at most (CroCo's: 1,000)")
+    max_pairs_per_view: int = option(10, min=1, max=1_000_000, metavar="N", help="pairs one view may join, at most")
+    search: str = option("index", choices=_searches, help=_searches_help)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.search == "index" and self.measure != "reprojection":
+            raise ConfigError("search", f"index works only with --measure reprojection, not {self.measure}; "
+                              "pass --search exhaustive")  # fmt: skip
 
 
 class ChosenPair(NamedTuple):
