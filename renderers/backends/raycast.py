@@ -804,7 +804,28 @@ class _RaycastRenderer(SceneRenderer):
         frac = lam - level.astype(np.float32)
         row = entry * np.int32(self._mip_rows.shape[0] // len(atlas.levels))
         row += level
-        color = np.zeros((3, len(prim)), np.float32)
+        # Magnified hits (level 0, no fraction: the footprint is under a texel) stay one bilinear tap;
+        # the others get the probes at two levels. Most of a room near the camera is magnified.
+        minified = np.flatnonzero(lam > 0)
+        if len(minified) < len(prim):
+            color = self._level_sample(xy, row)
+        else:
+            color = np.empty((3, len(prim)), np.float32)
+        if len(minified):
+            color[:, minified] = self._minified(xy[:, minified], row[minified], frac[minified],
+                                                mx[minified], my[minified])  # fmt: skip
+        if slow is not None:  # redo per tap, at the same levels
+            entry_slow = np.take(self._entry, np.take(self._face_materials, prim[slow]))
+            ls, lv = lam[slow], level[slow].astype(np.intp)
+            top = np.minimum(lv + 1, atlas.levels[entry_slow] - 1)
+            a = _sample_wrapped(atlas, entry_slow, xy[:, slow], lv)
+            b = _sample_wrapped(atlas, entry_slow, xy[:, slow], top)
+            color[:, slow] = a + (ls - lv.astype(np.float32)) * (b - a)
+        return color
+
+    def _minified(self, xy: np.ndarray, row: np.ndarray, frac: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
+        """(3, n) colours of minified hits: ``ANISO_PROBES`` trilinear probes along the long axis ``(mx, my)``."""
+        color = np.zeros((3, xy.shape[1]), np.float32)
         for k in range(ANISO_PROBES):  # probes spread evenly along the long axis
             at = xy
             if ANISO_PROBES > 1:
@@ -818,13 +839,6 @@ class _RaycastRenderer(SceneRenderer):
             color += upper
         if ANISO_PROBES > 1:
             color *= np.float32(1.0 / ANISO_PROBES)
-        if slow is not None:  # redo per tap, at the same levels
-            entry_slow = np.take(self._entry, np.take(self._face_materials, prim[slow]))
-            ls, lv = lam[slow], level[slow].astype(np.intp)
-            top = np.minimum(lv + 1, atlas.levels[entry_slow] - 1)
-            a = _sample_wrapped(atlas, entry_slow, xy[:, slow], lv)
-            b = _sample_wrapped(atlas, entry_slow, xy[:, slow], top)
-            color[:, slow] = a + (ls - lv.astype(np.float32)) * (b - a)
         return color
 
     def _level_sample(self, xy: np.ndarray, row: np.ndarray) -> np.ndarray:
