@@ -129,8 +129,11 @@ def find_views(folders: list[Path]) -> dict[str, Path]:
     Raises
     ------
     ProbeError
-        A folder that does not exist, no views file at all, or one scene in two files.
+        A folder that does not exist, no views file at all, a views file without a depth column,
+        or one scene in two files.
     """
+    import pyarrow.parquet as pq
+
     found: dict[str, Path] = {}
     for folder in folders:
         folder = Path(folder)
@@ -143,6 +146,8 @@ def find_views(folders: list[Path]) -> dict[str, Path]:
                 log.info("skipping %s: %s", path, e)
                 continue
             key = f"{meta.dataset}/{meta.scene_id}"
+            if "depth" not in pq.read_schema(path).names:
+                raise ProbeError(f"{path}: no depth column: the probe needs views with depth")
             if key in found:
                 raise ProbeError(f"scene {key!r} is in two views files: {found[key]} and {path}")
             found[key] = path
@@ -242,12 +247,8 @@ def load_scene(key: str, path: Path, config: ProbeConfig, size: int, partners: b
     Raises
     ------
     ProbeError
-        A views file without depth (no column, a missing value, or no valid pixel in any chosen view).
+        A views file without depth (a missing value, or no valid pixel in any chosen view).
     """
-    import pyarrow.parquet as pq
-
-    if "depth" not in pq.read_schema(path).names:
-        raise ProbeError(f"{path}: no depth column: the probe needs views with depth")
     table, _ = read_views(path, columns=VIEW_COLUMNS)
     n = table.num_rows
     rng = np.random.default_rng([config.seed, VIEW_SALT, zlib.crc32(key.encode())])
@@ -473,7 +474,8 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     name, size = ckpt["config"]["model"], ckpt["config"]["img_size"]
     files = find_views([Path(v) for v in views])
     train_keys, held_keys = split_scenes(list(files), config)
-    with Progress(len(train_keys) + len(held_keys), "probe: reading views", "scene", stream=progress_stream) as bar:
+    # no total: a bad scene's message is then not followed by a closing progress line (periodic lines remain)
+    with Progress(None, "probe: reading views", "scene", stream=progress_stream) as bar:
         scenes = {}
         for key in train_keys + held_keys:
             scenes[key] = load_scene(key, files[key], config, size, partners=key in held_keys)
