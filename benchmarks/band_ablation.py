@@ -27,7 +27,8 @@ At full size on GPUs (one GPU per ``pretrain run``; see the README)::
 
     python benchmarks/band_ablation.py --work /scratch/bands --preset large --train-scenes 64 \\
         --heldout-scenes 8 --views-per-scene 1000 --resolution 256 --pairs-per-scene 500 \\
-        --model croco-base --img-size 224 --batch-size 64 --steps 20000 --base-lr 1.5e-4 --workers 8 --ray
+        --model croco-base --img-size 224 --batch-size 64 --steps 20000 --base-lr 1.5e-4 --workers 8 --ray \\
+        --threads 0
 
 Running the same command again reuses what is done (render and filter find
 their outputs complete, ``pretrain run`` finds its runs trained) and probes
@@ -64,9 +65,14 @@ def band_out(work: Path, band: tuple[float, float], train_out: Path) -> Path:
     return out
 
 
+THREADS = {"n": 1}  # --threads: OpenMP/BLAS threads of each command
+
+
 def run(cmd: list[str], log: Path) -> float:
     """Run a command line of this repository; its output to ``log``. Seconds taken; a failure ends the script."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if THREADS["n"]:
+        env.update(OMP_NUM_THREADS=str(THREADS["n"]), MKL_NUM_THREADS=str(THREADS["n"]))
     start = time.perf_counter()
     with open(log, "w") as f:
         done = subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
@@ -99,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/band-ablation"), help="working folder")
     ap.add_argument("--bands", default="0.1-0.3,0.5-0.8,0.8-1.0", help="covisibility bands, LO-HI,LO-HI,...")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the runs (and of their probes)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OpenMP threads of each command (0: the library default). One: on a machine shared with "
+                    "other jobs, torch's spinning OpenMP threads slow down many times when the cores are "
+                    "oversubscribed (a tiny step: 0.29 s on one thread against 2.6 s on two, measured under load)")
     g = ap.add_argument_group("render (pairgen render)")
     g.add_argument("--preset", default="medium", help="synthetic apartment preset")
     g.add_argument("--train-scenes", type=int, default=8, help="apartments pre-trained on (seeds 0..N-1)")
@@ -123,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--probe-views", type=int, default=64, help="views a scene the probe uses")
     g.add_argument("--head-steps", type=int, default=300, help="steps of the probe's depth head")
     args = ap.parse_args(argv)
+    THREADS["n"] = args.threads
     bands = [parse_band(b) for b in args.bands.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     work = args.work.resolve()

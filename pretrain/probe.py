@@ -98,7 +98,7 @@ class ProbeConfig:
     head_lr: float = option(1e-3, above=0, max=10, help="peak learning rate of the depth head (AdamW)")
     head_cells: int = option(4, min=1, max=64, help="log depths the head predicts per patch side, upsampled "
                              "bilinearly to the pixels (the patch size: one per pixel)")
-    head_hidden: int = option(0, min=0, max=65_536, help="hidden units of the head's MLP (0: a linear head)")
+    head_hidden: int = option(256, min=0, max=65_536, help="hidden units of the head's MLP (0: a linear head)")
     max_depth: float = option(10.0, above=0, max=65.535, help="metres: deeper ground truth is not evaluated, "
                               "predictions are clipped to it (NYUv2's 10 m)")
     cvc_pairs: int = option(64, min=0, max=1_000_000, help="held-out pairs for the cross-view completion loss "
