@@ -157,18 +157,20 @@ def main(argv: list[str] | None = None) -> int:
           f"({timing['render']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
 
     # 2. one pair set a band, the same pairs a scene in each
-    def filter_all(per_scene: int, overwrite: bool) -> dict[tuple[float, float], dict[str, int]]:
+    def filter_all(per_scene: int) -> dict[tuple[float, float], dict[str, int]]:
+        """Every band at ``per_scene`` pairs a scene (--overwrite: the band folders are this script's own, and a
+        rerun first asks for --pairs-per-scene again)."""
         counts = {}
         for band in bands:
             out = band_out(work, band, train_out)
             cmd = ["pairgen", "filter", "--out", str(out), "--min-covis", str(band[0]), "--max-covis",
-                   str(band[1]), "--pairs-per-scene", str(per_scene), *ray, *(["--overwrite"] if overwrite else [])]  # fmt: skip
+                   str(band[1]), "--pairs-per-scene", str(per_scene), "--overwrite", *ray]  # fmt: skip
             timing["filter"] = timing.get("filter", 0.0) + run(cmd, logs / f"filter-{band[0]:g}-{band[1]:g}.log")
             counts[band] = per_scene_pairs(out)
         return counts
 
     per_scene = args.pairs_per_scene
-    counts = filter_all(per_scene, overwrite=False)
+    counts = filter_all(per_scene)
     fewest = min(min(c.values()) for c in counts.values())
     if fewest < per_scene:
         print(f"a band has only {fewest} pairs in some scene: filtering every band again at {fewest} a scene",
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if fewest == 0:
             sys.exit("band_ablation: a band has no pair in some scene; render more views or change --bands")
         per_scene = fewest
-        counts = filter_all(per_scene, overwrite=True)
+        counts = filter_all(per_scene)
     totals = {band: sum(c.values()) for band, c in counts.items()}
     if len(set(totals.values())) != 1:
         sys.exit(f"band_ablation: unequal pair counts across bands: {totals}")

@@ -42,7 +42,8 @@ Cross-view completion loss on held-out pairs
     of another scene: the gap measures how much the model uses view 2.
 
 Everything is deterministic from ``seed``: the scene split, the views, the
-random-init encoder, the head's initialisation and batches, the masks.
+random-init encoder (drawn as ``pretrain run`` draws its initial weights, so
+with the run's own ``--seed`` it is exactly the model that run started from), the head's initialisation and batches, the masks.
 """
 
 from __future__ import annotations
@@ -486,8 +487,9 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     held_depth = np.concatenate([s.depth for s in held_s])
     pairs = _held_pairs(held_s, train_s, config)
 
-    torch.manual_seed(config.seed)
-    encoders = {"pretrained": build_model(name, img_size=size), "random_init": build_model(name, img_size=size)}
+    torch.manual_seed(config.seed)  # as pretrain run: with the run's --seed, the baseline is the run's initial weights
+    baseline = build_model(name, img_size=size)
+    encoders = {"pretrained": build_model(name, img_size=size), "random_init": baseline}
     encoders["pretrained"].load_state_dict(ckpt["model"], strict=True)
     results, preds = {}, []
     for label, model in encoders.items():
