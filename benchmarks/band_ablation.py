@@ -23,12 +23,20 @@ reference machine)::
 
     python benchmarks/band_ablation.py --work /tmp/bands
 
-At full size on GPUs (one GPU per ``pretrain run``; see the README)::
+At full size on GPUs: prepare the data once, then one invocation a band,
+each on its own GPU (each ``pretrain run`` and ``pretrain probe`` uses the
+visible GPU), then the table (the runs are found trained; only the probes
+run again)::
 
-    python benchmarks/band_ablation.py --work /scratch/bands --preset large --train-scenes 64 \\
-        --heldout-scenes 8 --views-per-scene 1000 --resolution 256 --pairs-per-scene 500 \\
-        --model croco-base --img-size 224 --batch-size 64 --steps 20000 --base-lr 1.5e-4 --workers 8 --ray \\
-        --threads 0
+    SIZE="--work /scratch/bands --preset large --train-scenes 64 --heldout-scenes 8 --views-per-scene 1000
+          --resolution 256 --pairs-per-scene 500 --model croco-base --img-size 224 --batch-size 256
+          --steps 20000 --base-lr 1.5e-4 --workers 8 --probe-views 256 --threads 0"
+    python benchmarks/band_ablation.py $SIZE --ray --prepare-only
+    for i in 0 1 2; do
+        band=$(echo 0.1-0.3,0.5-0.8,0.8-1.0 | cut -d, -f$((i + 1)))
+        CUDA_VISIBLE_DEVICES=$i python benchmarks/band_ablation.py $SIZE --skip-data --bands $band &
+    done; wait
+    python benchmarks/band_ablation.py $SIZE --skip-data
 
 Running the same command again reuses what is done (render and filter find
 their outputs complete, ``pretrain run`` finds its runs trained) and probes
@@ -84,7 +92,10 @@ def run(cmd: list[str], log: Path) -> float:
 
 def per_scene_pairs(out: Path) -> dict[str, int]:
     """Pairs kept per scene, from the pairs manifest ``pairgen filter`` wrote."""
-    manifest = json.loads((out / "pairs" / "manifest.json").read_text())
+    path = out / "pairs" / "manifest.json"
+    if not path.is_file():
+        sys.exit(f"band_ablation: {path} not found: run with --prepare-only (or without --skip-data) first")
+    manifest = json.loads(path.read_text())
     return {key: int(entry.get("pairs") or 0) for key, entry in manifest["scenes"].items()}
 
 
@@ -109,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="OpenMP threads of each command (0: the library default). One: on a machine shared with "
                     "other jobs, torch's spinning OpenMP threads slow down many times when the cores are "
                     "oversubscribed (a tiny step: 0.29 s on one thread against 2.6 s on two, measured under load)")
+    ap.add_argument("--prepare-only", action="store_true", help="render and filter, then stop")
+    ap.add_argument("--skip-data", action="store_true", help="use the renders and pair sets already in --work "
+                    "(for parallel invocations, one a GPU, after a --prepare-only run)")
     g = ap.add_argument_group("render (pairgen render)")
     g.add_argument("--preset", default="medium", help="synthetic apartment preset")
     g.add_argument("--train-scenes", type=int, default=8, help="apartments pre-trained on (seeds 0..N-1)")
@@ -148,42 +162,49 @@ def main(argv: list[str] | None = None) -> int:
                  str(args.views_per_scene), "--resolution", str(args.resolution), "--step", args.step,
                  "--turn", str(args.turn), *ray]  # fmt: skip
     train_out, held_out = work / "train", work / "heldout"
-    timing["render"] = run(["pairgen", "render", *view_opts, "--synthetic-count", str(args.train_scenes),
-                            "--seed", "0", "--out", str(train_out)], logs / "render-train.log")  # fmt: skip
-    timing["render"] += run(["pairgen", "render", *view_opts, "--synthetic-count", str(args.heldout_scenes),
-                             "--seed", str(args.train_scenes), "--out", str(held_out)], logs / "render-heldout.log")
     heldout = [f"apartment_{args.train_scenes + i:04d}" for i in range(args.heldout_scenes)]
-    print(f"rendered {args.train_scenes} training and {args.heldout_scenes} held-out apartments "
-          f"({timing['render']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    if args.skip_data:  # the renders and band folders of an earlier --prepare-only run
+        counts = {band: per_scene_pairs(band_out(work, band, train_out)) for band in bands}
+        per_scene = min(min(c.values()) for c in counts.values())
+        timing["render"] = timing["filter"] = 0.0
+    else:
+        timing["render"] = run(["pairgen", "render", *view_opts, "--synthetic-count", str(args.train_scenes),
+                                "--seed", "0", "--out", str(train_out)], logs / "render-train.log")  # fmt: skip
+        timing["render"] += run(["pairgen", "render", *view_opts, "--synthetic-count", str(args.heldout_scenes),
+                                 "--seed", str(args.train_scenes), "--out", str(held_out)], logs / "render-heldout.log")
+        print(f"rendered {args.train_scenes} training and {args.heldout_scenes} held-out apartments "
+              f"({timing['render']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
 
-    # 2. one pair set a band, the same pairs a scene in each
-    def filter_all(per_scene: int) -> dict[tuple[float, float], dict[str, int]]:
-        """Every band at ``per_scene`` pairs a scene (--overwrite: the band folders are this script's own, and a
-        rerun first asks for --pairs-per-scene again)."""
-        counts = {}
-        for band in bands:
-            out = band_out(work, band, train_out)
-            cmd = ["pairgen", "filter", "--out", str(out), "--min-covis", str(band[0]), "--max-covis",
-                   str(band[1]), "--pairs-per-scene", str(per_scene), "--overwrite", *ray]  # fmt: skip
-            timing["filter"] = timing.get("filter", 0.0) + run(cmd, logs / f"filter-{band[0]:g}-{band[1]:g}.log")
-            counts[band] = per_scene_pairs(out)
-        return counts
+        # 2. one pair set a band, the same pairs a scene in each
+        def filter_all(per_scene: int) -> dict[tuple[float, float], dict[str, int]]:
+            """Every band at ``per_scene`` pairs a scene (--overwrite: the band folders are this script's own, and a
+            rerun first asks for --pairs-per-scene again)."""
+            counts = {}
+            for band in bands:
+                out = band_out(work, band, train_out)
+                cmd = ["pairgen", "filter", "--out", str(out), "--min-covis", str(band[0]), "--max-covis",
+                       str(band[1]), "--pairs-per-scene", str(per_scene), "--overwrite", *ray]  # fmt: skip
+                timing["filter"] = timing.get("filter", 0.0) + run(cmd, logs / f"filter-{band[0]:g}-{band[1]:g}.log")
+                counts[band] = per_scene_pairs(out)
+            return counts
 
-    per_scene = args.pairs_per_scene
-    counts = filter_all(per_scene)
-    fewest = min(min(c.values()) for c in counts.values())
-    if fewest < per_scene:
-        print(f"a band has only {fewest} pairs in some scene: filtering every band again at {fewest} a scene",
-              file=sys.stderr, flush=True)  # fmt: skip
-        if fewest == 0:
-            sys.exit("band_ablation: a band has no pair in some scene; render more views or change --bands")
-        per_scene = fewest
+        per_scene = args.pairs_per_scene
         counts = filter_all(per_scene)
+        fewest = min(min(c.values()) for c in counts.values())
+        if fewest < per_scene:
+            print(f"a band has only {fewest} pairs in some scene: filtering every band again at {fewest} a scene",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            if fewest == 0:
+                sys.exit("band_ablation: a band has no pair in some scene; render more views or change --bands")
+            per_scene = fewest
+            counts = filter_all(per_scene)
     totals = {band: sum(c.values()) for band, c in counts.items()}
     if len(set(totals.values())) != 1:
         sys.exit(f"band_ablation: unequal pair counts across bands: {totals}")
     pairs = next(iter(totals.values()))
     print(f"{pairs} pairs a band ({per_scene} a scene; {timing['filter']:.0f} s)", file=sys.stderr, flush=True)
+    if args.prepare_only:
+        return 0
 
     # 3. pre-train and probe every (band, seed)
     results: dict[str, list[dict]] = {}
