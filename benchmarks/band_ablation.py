@@ -25,8 +25,7 @@ reference machine)::
 
 At full size on GPUs: prepare the data once, then one invocation a band,
 each on its own GPU (each ``pretrain run`` and ``pretrain probe`` uses the
-visible GPU), then the table (the runs are found trained; only the probes
-run again)::
+visible GPU), then the table (the runs and probes are found done)::
 
     SIZE="--work /scratch/bands --preset large --train-scenes 64 --heldout-scenes 8 --views-per-scene 1000
           --resolution 256 --pairs-per-scene 500 --model croco-base --img-size 224 --batch-size 256
@@ -38,9 +37,9 @@ run again)::
     done; wait
     python benchmarks/band_ablation.py $SIZE --skip-data
 
-Running the same command again reuses what is done (render and filter find
-their outputs complete, ``pretrain run`` finds its runs trained) and probes
-again.
+Running the same command again reuses what is done: render and filter find
+their outputs complete, ``pretrain run`` finds its runs trained, and a probe
+whose JSON is there with the same probe options is read, not run again.
 """
 
 from __future__ import annotations
@@ -220,12 +219,18 @@ def main(argv: list[str] | None = None) -> int:
                                     "--ckpt-every", "0", "--runs", str(work / "runs"), "--name", name],
                                    logs / f"{name}.log")  # fmt: skip
             probe_dir = work / "probes" / name
-            timing["probe"] += run(["pretrain.cli", "probe", "--checkpoint", str(work / "runs" / name / "checkpoint-last.pt"),
-                                    "--views", str(train_out / "views"), str(held_out / "views"), "--holdout",
-                                    ",".join(heldout), "--seed", str(seed), "--views-per-scene", str(args.probe_views),
-                                    "--head-steps", str(args.head_steps), "--out", str(probe_dir)],
-                                   logs / f"probe-{name}.log")  # fmt: skip
-            record = json.loads(max(probe_dir.glob("probe-*.json"), key=lambda p: p.stat().st_mtime).read_text())
+            done = probe_dir / f"probe-{args.steps:07d}-seed{seed}.json"
+            record = json.loads(done.read_text()) if done.is_file() else None
+            if record is None or (record["config"]["views_per_scene"], record["config"]["head_steps"],
+                                  record["heldout_scenes"]) != (args.probe_views, args.head_steps,
+                                                                [f"synthetic/{h}" for h in heldout]):  # fmt: skip
+                timing["probe"] += run(["pretrain.cli", "probe", "--checkpoint",
+                                        str(work / "runs" / name / "checkpoint-last.pt"), "--views",
+                                        str(train_out / "views"), str(held_out / "views"), "--holdout",
+                                        ",".join(heldout), "--seed", str(seed), "--views-per-scene",
+                                        str(args.probe_views), "--head-steps", str(args.head_steps), "--out",
+                                        str(probe_dir)], logs / f"probe-{name}.log")  # fmt: skip
+                record = json.loads(done.read_text())
             results.setdefault(label, []).append(record)
             d = record["pretrained"]["depth"]
             print(f"{label} seed {seed}: AbsRel {d['abs_rel']:.3f}, δ<1.25 {d['delta1']:.3f} "
@@ -254,6 +259,32 @@ def main(argv: list[str] | None = None) -> int:
     for label, row in rows.items():
         cells = [f"{row[c][0]:.3f} ± {row[c][1]:.3f}" if c in row else "–" for c in cols]
         print(f"| {label} | " + " | ".join(cells) + " |")
+
+    # paired by seed: a seed fixes the probe's views, head and random-init weights, so differences between
+    # rows of one seed cancel the probe's own variation
+    def paired(label: str, other: str | None) -> dict:
+        def value(r: dict, m: str, which: str) -> float:
+            return r[which]["depth"][m]
+
+        out = {}
+        for r_idx, r in enumerate(results[label]):
+            base = results[other][r_idx] if other else r
+            which = "pretrained" if other else "random_init"
+            out.setdefault("delta1_points", []).append(100 * (value(r, "delta1", "pretrained") - value(base, "delta1", which)))
+            out.setdefault("abs_rel_percent", []).append(100 * (value(r, "abs_rel", "pretrained") / value(base, "abs_rel", which) - 1))
+        return {k: mean_std(v) for k, v in out.items()}
+
+    print("\npaired by seed, mean ± std of the per-seed differences")
+    print("| band | against | δ<1.25 (points) | AbsRel (%) |")
+    print("|---|---|---|---|")
+    pairs_table = {}
+    for label in results:
+        for other in [None, *[o for o in results if o != label]]:
+            d = paired(label, other)
+            pairs_table[f"{label} - {other or 'random init'}"] = d
+            if other is None or label == list(results)[len(results) // 2]:
+                print(f"| {label} | {other or 'random init'} | {d['delta1_points'][0]:+.1f} ± {d['delta1_points'][1]:.1f} | "
+                      f"{d['abs_rel_percent'][0]:+.1f} ± {d['abs_rel_percent'][1]:.1f} |")  # fmt: skip
 
     def beats(a: dict, b: dict, metric: str) -> bool:  # a better than b beyond both spreads
         (ma, sa), (mb, sb) = a[metric], b[metric]
@@ -284,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": {label: {k: {"mean": m, "std": s} for k, (m, s) in row.items()} for label, row in rows.items()},
         "runs": {label: [{"seed": r["config"]["seed"], "pretrained": r["pretrained"], "random_init": r["random_init"]}
                          for r in records] for label, records in results.items()},
+        "paired": {k: {m: {"mean": a, "std": b} for m, (a, b) in v.items()} for k, v in pairs_table.items()},
         "verdict": verdict, "seconds": {k: round(v, 1) for k, v in timing.items()},
     }))  # fmt: skip
     return 0
