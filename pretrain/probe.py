@@ -532,9 +532,13 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
 def summary_line(record: dict) -> str:
     """One line: the pretrained encoder's probe against the random-init one."""
     a, b = record["pretrained"], record["random_init"]
+
+    def f(x: float | None) -> str:  # None: no held-out pixel within max_depth
+        return "n/a" if x is None else f"{x:.3f}"
+
     text = (f"probe of step {record['step']} (seed {record['config']['seed']}, {len(record['heldout_scenes'])} held-out "
-            f"scene(s), {record['views']['heldout']} views): AbsRel {a['depth']['abs_rel']:.3f} vs random-init "
-            f"{b['depth']['abs_rel']:.3f}, δ<1.25 {a['depth']['delta1']:.3f} vs {b['depth']['delta1']:.3f}")  # fmt: skip
+            f"scene(s), {record['views']['heldout']} views): AbsRel {f(a['depth']['abs_rel'])} vs random-init "
+            f"{f(b['depth']['abs_rel'])}, δ<1.25 {f(a['depth']['delta1'])} vs {f(b['depth']['delta1'])}")  # fmt: skip
     if "cvc_loss" in a:
         text += f"; held-out CVC loss {a['cvc_loss']['true']:.3f} (other-scene view 2: {a['cvc_loss']['shuffled']:.3f})"
     return text
