@@ -1,4 +1,4 @@
-"""The ``pretrain`` command line: ``run`` (train CroCo on pair shards) and ``export``.
+"""The ``pretrain`` command line: ``run`` (train CroCo on pair shards), ``probe`` and ``export``.
 
 Single process (CPU or one GPU)::
 
@@ -36,6 +36,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 def build_parser() -> argparse.ArgumentParser:
     from manifests.options import add_options
     from manifests.version import VERSION
+    from pretrain.probe import ProbeConfig
     from pretrain.train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="pretrain", description="Pre-train CroCo on pairgen's Parquet pair shards.",
@@ -71,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in RUNS/NAME even if it holds a run of another config")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "probe",
+        help="probe a checkpoint's frozen encoder for depth on held-out scenes, against a random-init encoder",
+        description="Freeze CHECKPOINT's encoder, train a small head on its patch features to predict depth on the "
+        "views of training scenes, evaluate it on held-out scenes (NYUv2 metrics, each prediction scale-aligned "
+        "per image by the median ratio), and measure the held-out cross-view completion loss with the true view 2 "
+        "and with another scene's. A randomly initialised encoder of the same architecture gets the same head "
+        "training, as the baseline. Writes OUT/probe-STEP-seedSEED.json and .png (predicted against true depth) "
+        "and prints one summary line. Views files are found as **/*.parquet under --views, each named by its "
+        "metadata.",
+        epilog="examples:\n"
+        "  pretrain probe --checkpoint runs/demo/checkpoint-last.pt --views data/pairgen/views\n"
+        "  pretrain probe --checkpoint runs/tiny/checkpoint-last.pt --views data/pairgen/views --holdout medium-3 "
+        "--seed 1 --out probes/",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by pretrain run")
+    p.add_argument("--views", required=True, type=Path, nargs="+", metavar="FOLDER",
+                   help="views folders (OUT/views): every **/*.parquet views file under them")
+    p.add_argument("--out", type=Path, default=None, help="folder for the results (None: the checkpoint's folder)")
+    add_options(p, ProbeConfig)
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser(
         "export",
@@ -145,6 +169,17 @@ RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_ever
              "verify")
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from manifests.options import from_args
+    from pretrain.probe import ProbeConfig, probe, summary_line
+
+    config = from_args(ProbeConfig, args)
+    record, path = probe(args.checkpoint, args.views, config, args.out)
+    print(summary_line(record), file=sys.stderr)
+    print(f"results: {path}  (depth PNG: {path.with_suffix('.png')})", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
@@ -172,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     from manifests.lock import FolderBusy
     from manifests.options import ConfigError
     from pretrain.data import ShardError
+    from pretrain.probe import ProbeError
     from pretrain.train import TrainingError
 
     try:
@@ -181,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pretrain {args.command}: error: {e.cli_message()}", file=sys.stderr)
         return EXIT_USAGE
-    except FolderBusy as e:
+    except (FolderBusy, ProbeError) as e:
         if args.debug:
             raise
         print(f"pretrain: error: {e}", file=sys.stderr)
