@@ -22,11 +22,11 @@ import os
 import sys
 from pathlib import Path
 
+from manifests.commands import EXIT_OK
+
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("pretrain")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # 2: a bad option value, as argparse's own errors
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -204,32 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)  # fmt: skip
-    from manifests.lock import FolderBusy
-    from manifests.options import ConfigError
+    from manifests.commands import run_command
     from pretrain.data import ShardError
     from pretrain.probe import ProbeError
     from pretrain.train import TrainingError
 
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        if args.debug:
-            raise
-        print(f"pretrain {args.command}: error: {e.cli_message()}", file=sys.stderr)
-        return EXIT_USAGE
-    except (FolderBusy, ProbeError) as e:
-        if args.debug:
-            raise
-        print(f"pretrain: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ShardError, TrainingError, ValueError, OSError) as e:
-        if args.debug:
-            raise
-        print(f"pretrain: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("pretrain: interrupted (resume with --resume RUN/checkpoint-last.pt)", file=sys.stderr)
-        return 130
+    return run_command("pretrain", args, args.func, usage=(ProbeError,),
+                       failures=(ShardError, TrainingError, ValueError, OSError),
+                       interrupted="interrupted (resume with --resume RUN/checkpoint-last.pt)"
+                       if args.command == "run" else "interrupted")
 
 
 if __name__ == "__main__":
