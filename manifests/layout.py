@@ -31,6 +31,7 @@ next ``render``/``filter`` moves it out (the stages migrate the folder).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "LEGACY_MANIFEST",
     "MANIFEST_SUFFIX",
     "STATE_DIR",
+    "is_safe_name",
     "legacy_manifest_path",
     "manifest_path",
     "selections_dir",
@@ -51,6 +53,17 @@ MANIFEST_SUFFIX = ".manifest.json"
 LEGACY_MANIFEST = "manifest.json"  # inside the data folder, before pairgen 0.2
 CARD_NAME = "README.md"
 CONTACT_SHEET = "contact_sheet.png"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_safe_name(name: object) -> bool:
+    """Whether ``name`` may name a file or folder of the output (a dataset, a scene id, a CroCo label).
+
+    Letters, digits, ``.``, ``_`` and ``-``, not starting with ``.``, ``_`` or
+    ``-``: no separator, no traversal, no hidden or state name, no newline
+    (matched whole, so a trailing ``\\n`` is refused too).
+    """
+    return isinstance(name, str) and _SAFE_NAME.fullmatch(name) is not None
 
 
 def _named(folder: str | Path) -> Path:

@@ -61,6 +61,7 @@ import numpy as np
 from manifests import SceneRecord
 from manifests.codecs import decode_depth, encode_rgb
 from manifests.io import OutputError, atomic_path, path_inside, read_json, remove_stale_temporaries, write_json_atomic
+from manifests.layout import is_safe_name
 from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import option
@@ -103,7 +104,6 @@ CROCO_LABELS = ("hm3d", "gibson", "habitat-test-scenes", "replica_cad_baked_ligh
 Y_UP_LABELS = ("replica_cad_baked_lighting", "replica_cad")  # ReplicaCAD's glTF stages are Y-up
 METADATA_NAME = "metadata.json"
 MAX_SIZE = 8192  # largest image side accepted from a metadata file
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _PAIR_SUFFIX = re.compile(r"^(?P<label>.+)_(?P<o1>[0-9]+)-(?P<o2>[0-9]+)$")
 EXPORT_STATE = ".pairgen-export.json"  # in DEST: which pairs folder the export is of, and the shards done
@@ -248,7 +248,7 @@ def read_metadata(path: str | Path) -> CrocoScene:
     entries = []
     for label, entry in multiviews.items():
         key = f"multiviews/{label}"
-        if not _SAFE.match(label):
+        if not is_safe_name(label):
             raise _bad(path, key, "a label must be letters, digits, '.', '_' or '-' (it names files)")
         if not isinstance(entry, dict):
             raise _bad(path, key, "not an object")
@@ -318,7 +318,7 @@ def _scene_id(rest: str) -> str:
             rest = rest[: -len(suffix)]
             break
     text = "__".join(_UNSAFE_CHARS.sub("_", part) for part in Path(rest).parts if part not in ("", "."))
-    return text if _SAFE.match(text) else "scene_" + text
+    return text if is_safe_name(text) else "scene_" + text
 
 
 @dataclass
@@ -430,9 +430,10 @@ def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, c
             raise MetadataError(f"{task.metadata}: changed while the import ran; run the command again")
         poses = [pose for _, _, pose in croco.views()]
         K = intrinsics_from_hfov(task.width, task.height, task.hfov)
-        with config.open(load_record(record)) as renderer:
-            renders = [renderer.render(K, pose, width=task.width, height=task.height) for pose in poses]
-        result.sha256 = store_views(path, Path(views_dir), record, renders, [K] * len(poses), poses, config, config_hash)
+        with config.open(load_record(record)) as renderer:  # encoded one by one (store_views): a view's bytes kept
+            renders = (renderer.render(K, pose, width=task.width, height=task.height) for pose in poses)
+            result.sha256 = store_views(path, Path(views_dir), record, renders, [K] * len(poses), poses, config,
+                                        config_hash)  # fmt: skip
         result.views, result.status = len(poses), "ok"
 
     return run_unit(SceneViews(), body, expected=(SceneFormatError, OutputError))
@@ -475,6 +476,7 @@ class ImportStage(Stage):
             if not task.record.ok:
                 decided.append((task, SceneViews(reason="; ".join(task.record.problems))))
             elif (entry.get("status") == "ok" and entry.get("metadata_sha256") == task.metadata_sha256
+                  and entry.get("source") == str(task.record.mesh)  # another --data-root or --dataset-map: again
                   and (meta := _complete_meta(views_path(self.folder, task.record), self.manifest.config_hash))):
                 decided.append((task, SceneViews(status="skipped", views=meta.views, file=entry.get("file"),
                                                  sha256=entry.get("sha256"), seconds=entry.get("seconds", 0.0))))
@@ -597,7 +599,7 @@ class ExportSummary:
 def _label(pair_id: str) -> str:
     """The CroCo label a pair is written under: its pair id's last part, ``<label>_1-2`` giving ``<label>``."""
     last = pair_id.rsplit("/", 1)[-1]
-    m = _PAIR_SUFFIX.match(last)
+    m = _PAIR_SUFFIX.fullmatch(last)
     return m["label"] if m and (m["o1"], m["o2"]) == ("1", "2") else last
 
 
@@ -699,7 +701,7 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
                 for i, row in enumerate(light):
                     label = _label(row["pair_id"])
                     for name in (row["dataset"], row["scene_id"], label):  # each names a file or folder of DEST
-                        if not isinstance(name, str) or not _SAFE.match(name):
+                        if not is_safe_name(name):
                             raise OutputError(f"{path}: pair {row['pair_id']!r}: {name!r} is not a safe file name")
                     folder = dest / row["dataset"] / row["scene_id"]
                     if label in scenes[(row["dataset"], row["scene_id"])]:

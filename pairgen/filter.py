@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ import pyarrow.parquet as pq
 
 from manifests.card import write_card
 from manifests.io import OutputError, path_inside, write_json_atomic, write_parquet_atomic
-from manifests.layout import CONTACT_SHEET, selections_dir, temporaries_dir
+from manifests.layout import CONTACT_SHEET, is_safe_name, selections_dir, temporaries_dir
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import ConfigError, check, option
 from manifests.pairs import PAIRS_SCHEMA, SHARD_GLOB, pairs_metadata, shard_name
@@ -57,12 +56,12 @@ log = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
 LEGACY_SELECTIONS = "scenes"  # pairgen 0.1's pairs/scenes/<dataset>/<scene_id>.json, now OUT/_pairgen/selections
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _safe_key(key: str) -> bool:
     """A ``dataset/scene_id`` key that names a file inside the pairs folder."""
-    return bool(_SAFE_KEY.match(key))
+    parts = key.split("/")
+    return len(parts) == 2 and all(is_safe_name(p) for p in parts)
 
 
 def _measures() -> list[str]:
@@ -350,7 +349,7 @@ class FilterStage(Stage):
         """pairgen 0.1's ``pairs/scenes/`` (the selections) and ``pairs/contact_sheet.png`` move out of ``pairs/``."""
         super().migrate(manifest)
         if manifest.legacy and "views_manifest" in manifest.body:
-            manifest.body["views_manifest"] = os.path.relpath(self.views.path_in(self.views_dir), self.out_dir)
+            manifest.body["views_manifest"] = os.path.relpath(self.views.path, self.out_dir)
         for old, new in ((self.folder / LEGACY_SELECTIONS, selections_dir(self.folder)),
                          (self.folder / CONTACT_SHEET, self.out_dir / CONTACT_SHEET)):  # fmt: skip
             if not old.exists():
@@ -443,7 +442,7 @@ class FilterStage(Stage):
         datasets = sorted({k.split("/", 1)[0] for k, s in self.selections.items() if s.ok and s.pairs})
         manifest.body.update(
             complete=True,
-            views_manifest=os.path.relpath(self.views.path_in(self.views_dir), self.out_dir),
+            views_manifest=os.path.relpath(self.views.path, self.out_dir),
             inputs=self._inputs(),
             totals={"pairs": total, "shards": len(shards), "scenes": summary.ok + summary.skipped,
                     "scenes_failed": summary.failed, "scenes_not_rendered": summary.counts["not rendered"],

@@ -16,8 +16,8 @@ columns added, nothing rendered again).
 from __future__ import annotations
 
 import logging
-import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from manifests import SceneRecord
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
 from manifests.card import write_card
 from manifests.io import OutputError
-from manifests.layout import temporaries_dir
+from manifests.layout import is_safe_name, temporaries_dir
 from manifests.manifest import ViewsManifest, sha256_file
 from manifests.options import check, option
 from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, upgrade_views, views_table, write_views
@@ -42,7 +42,6 @@ __all__ = ["ImageConfig", "RenderConfig", "RenderStage", "SceneViews", "render_s
 log = logging.getLogger(__name__)
 
 MIN_KEPT = 0.5  # a scene yielding fewer than this share of the requested views fails
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class TooFewViews(ValueError):
@@ -113,7 +112,7 @@ def scene_rng(seed: int, key: str) -> np.random.Generator:
 def views_path(views_dir: Path, record: SceneRecord) -> Path:
     """``views_dir/<dataset>/<scene_id>.parquet``; refuses names that would leave the folder."""
     for part in (record.dataset, record.scene_id):
-        if not _SAFE_NAME.match(part):
+        if not is_safe_name(part):
             raise OutputError(f"scene name {part!r} is not a safe file name (letters, digits, '.', '_', '-')")
     return views_dir / record.dataset / f"{record.scene_id}.parquet"
 
@@ -134,24 +133,29 @@ def store_views(
     path: Path,
     views_dir: Path,
     record: SceneRecord,
-    renders: list,
+    renders: Iterable,
     Ks: list[np.ndarray],
     poses: list[np.ndarray],
     config: ImageConfig,
     config_hash: str,
 ) -> str:
-    """Encode ``renders`` (RenderedView, one a camera) and write them as ``path``, the scene's views file.
+    """Encode ``renders`` (RenderedView, one a camera, any iterable) and write them as ``path``, the scene's views file.
 
-    Returns the file's SHA-256 (for the manifest).
+    Each render is encoded as it comes, so a generator of renders holds one
+    view's pixels at a time. Returns the file's SHA-256 (for the manifest).
     """
-    width, height = renders[0].rgb.shape[1], renders[0].rgb.shape[0]
-    table = views_table(list(range(len(renders))),
-                        [encode_rgb(r.rgb, config.image_format, config.jpeg_quality) for r in renders],
-                        [encode_depth(r.depth) for r in renders], Ks, poses, width, height,
-                        [r.valid_fraction for r in renders], image_ext=config.image_ext, dataset=record.dataset,
-                        scene_id=record.scene_id)  # fmt: skip
+    images, depths, valid, size = [], [], [], None
+    for r in renders:
+        size = size or (r.rgb.shape[1], r.rgb.shape[0])
+        images.append(encode_rgb(r.rgb, config.image_format, config.jpeg_quality))
+        depths.append(encode_depth(r.depth))
+        valid.append(r.valid_fraction)
+    if size is None:
+        raise OutputError(f"{path}: no views to write")
+    table = views_table(list(range(len(images))), images, depths, Ks, poses, *size, valid,
+                        image_ext=config.image_ext, dataset=record.dataset, scene_id=record.scene_id)  # fmt: skip
     meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
-                         backend=config.backend, config_hash=config_hash, views=len(renders))  # fmt: skip
+                         backend=config.backend, config_hash=config_hash, views=len(images))  # fmt: skip
     write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
     return sha256_file(path)
 

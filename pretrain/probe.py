@@ -242,6 +242,14 @@ def _partner_rows(poses: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _image(table, row: int, path: Path) -> np.ndarray:
+    """The decoded RGB of ``row`` of a views table (H, W, 3) uint8; a null one is a ProbeError."""
+    item = table.column("image")[row].as_py()
+    if item is None or item.get("bytes") is None:
+        raise ProbeError(f"{path}: row {row}: no image (null)")
+    return decode_rgb(item["bytes"])
+
+
 def load_scene(key: str, path: Path, config: ProbeConfig, size: int, partners: bool) -> SceneViews:
     """Read and decode ``views_per_scene`` seeded views of a scene (and their partners when ``partners``).
 
@@ -260,8 +268,12 @@ def load_scene(key: str, path: Path, config: ProbeConfig, size: int, partners: b
         item = column[r].as_py()
         if item is None or item.get("bytes") is None:
             raise ProbeError(f"{path}: row {r}: no depth (null): the probe needs views with depth")
-        depths.append(_fit(decode_depth(item["bytes"]), size, cv2.INTER_NEAREST))
-        images.append(_fit(decode_rgb(table.column("image")[r].as_py()["bytes"]), size, cv2.INTER_AREA))
+        depth, rgb = decode_depth(item["bytes"]), _image(table, r, path)
+        if depth.shape != rgb.shape[:2]:
+            raise ProbeError(f"{path}: row {r}: depth of {depth.shape[1]}x{depth.shape[0]} for an image of "
+                             f"{rgb.shape[1]}x{rgb.shape[0]}")  # fmt: skip
+        depths.append(_fit(depth, size, cv2.INTER_NEAREST))
+        images.append(_fit(rgb, size, cv2.INTER_AREA))
     depth = np.stack(depths)  # (V, S, S)
     if not (depth > 0).any():
         raise ProbeError(f"{path}: no valid depth in any of its {len(rows)} chosen views (all zero)")
@@ -273,7 +285,7 @@ def load_scene(key: str, path: Path, config: ProbeConfig, size: int, partners: b
         scene.partners = np.zeros_like(scene.images)
         for k, m in enumerate(mates.tolist()):
             if m >= 0:
-                scene.partners[k] = _fit(decode_rgb(table.column("image")[m].as_py()["bytes"]), size, cv2.INTER_AREA)
+                scene.partners[k] = _fit(_image(table, m, path), size, cv2.INTER_AREA)
     return scene
 
 

@@ -192,6 +192,7 @@ def test_rerun_does_nothing_and_heals(croco_world, tmp_path, capsys):
         (lambda d: d["multiviews"]["00000001"]["orientations"].__setitem__(1, [1, 0, 0]), "multiviews/00000001/orientations/1"),
         (lambda d: d["multiviews"]["00000000"].pop("positions"), "multiviews/00000000/positions"),
         (lambda d: d.update(scene=7), "scene"),
+        (lambda d: d["multiviews"].__setitem__("0001\n", d["multiviews"].pop("00000001")), "multiviews/0001\n"),
     ],
 )
 def test_malformed_metadata_names_file_and_key(croco_world, tmp_path, capsys, edit, key):

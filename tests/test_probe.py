@@ -126,16 +126,17 @@ def _no_depth_column(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _zero_depth(src: Path, dst: Path) -> Path:
+def _zero_depth(src: Path, dst: Path, column: str = "depth") -> Path:
+    """``src``'s scene with every depth all zero (or, ``column="image"``, every image null), beside the others."""
     import pyarrow as pa
 
     from manifests.codecs import encode_depth
 
     table = pq.read_table(src)
     w, h = table.column("width")[0].as_py(), table.column("height")[0].as_py()
-    zero = {"bytes": encode_depth(np.zeros((h, w), np.float32)), "path": "x.depth.png"}
-    depth = pa.array([zero] * table.num_rows, table.schema.field("depth").type)
-    table = table.set_column(table.schema.get_field_index("depth"), "depth", depth)
+    zero = {"bytes": encode_depth(np.zeros((h, w), np.float32)), "path": "x.depth.png"} if column == "depth" else None
+    values = pa.array([zero] * table.num_rows, table.schema.field(column).type)
+    table = table.set_column(table.schema.get_field_index(column), column, values)
     out = dst / "synthetic" / src.name
     out.parent.mkdir(parents=True)
     pq.write_table(table.replace_schema_metadata(table.schema.metadata), out)
@@ -151,6 +152,7 @@ BAD = {
     "no views files": (None, "empty", [], "no views files"),
     "no depth column": (None, "no-depth", [], "no depth column"),
     "all depth invalid": (None, "zero-depth", [], "no valid depth"),
+    "null images": (None, "null-image", [], "no image (null)"),
     "empty held-out split": (None, None, ["--holdout", ""], "held-out split is empty"),
     "one scene only": (None, "one-scene", [], "held-out split is empty"),
     "overlapping splits": (None, None, ["--holdout", "X", "--train-scenes", "X"], "overlap"),
@@ -179,6 +181,9 @@ def test_bad_input_is_one_message_and_exit_2(case, checkpoint, small_pairs, tmp_
     elif views_kind == "zero-depth":
         views = _zero_depth(files[0], tmp_path / "views")
         extra = ["--holdout", files[0].stem]  # the broken scene is read
+    elif views_kind == "null-image":
+        views = _zero_depth(files[0], tmp_path / "views", column="image")
+        extra = ["--holdout", files[0].stem]
     elif views_kind == "one-scene":
         views = tmp_path / "views"
         (views / "synthetic").mkdir(parents=True)
