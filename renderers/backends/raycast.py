@@ -813,7 +813,7 @@ class _RaycastRenderer(SceneRenderer):
             color = np.empty((3, len(prim)), np.float32)
         if len(minified):
             color[:, minified] = self._minified(xy[:, minified], row[minified], frac[minified],
-                                                mx[minified], my[minified])  # fmt: skip
+                                                mx[minified], my[minified], level[minified])  # fmt: skip
         if slow is not None:  # redo per tap, at the same levels
             entry_slow = np.take(self._entry, np.take(self._face_materials, prim[slow]))
             ls, lv = lam[slow], level[slow].astype(np.intp)
@@ -823,8 +823,19 @@ class _RaycastRenderer(SceneRenderer):
             color[:, slow] = a + (ls - lv.astype(np.float32)) * (b - a)
         return color
 
-    def _minified(self, xy: np.ndarray, row: np.ndarray, frac: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
-        """(3, n) colours of minified hits: ``ANISO_PROBES`` trilinear probes along the long axis ``(mx, my)``."""
+    def _minified(self, xy: np.ndarray, row: np.ndarray, frac: np.ndarray, mx: np.ndarray, my: np.ndarray,
+                  level: np.ndarray) -> np.ndarray:  # fmt: skip
+        """(3, n) colours of minified hits: ``ANISO_PROBES`` trilinear probes along the long axis ``(mx, my)``.
+
+        The probes stay within ``PAD / 2`` texels of ``level`` (the lower one) around the hit, inside the
+        entry's border: only a footprint far longer than the whole texture (its level clamped at the top
+        of the chain, at grazing incidence) is shortened by this.
+        """
+        if ANISO_PROBES > 1:
+            reach = np.sqrt(mx * mx + my * my) * np.float32(0.5 - 0.5 / ANISO_PROBES)  # farthest probe, level-0 texels
+            limit = np.ldexp(np.float32(self._atlas.pad // 2), level)
+            shrink = np.minimum(np.float32(1.0), limit / np.maximum(reach, np.float32(1e-6)))
+            mx, my = mx * shrink, my * shrink
         color = np.zeros((3, xy.shape[1]), np.float32)
         for k in range(ANISO_PROBES):  # probes spread evenly along the long axis
             at = xy
