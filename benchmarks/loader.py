@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from manifests.io import write_json_atomic, write_parquet_atomic
 from manifests.pairs import PAIRS_SCHEMA, pairs_metadata, shard_name
 from pretrain.augment import Augment, decode_bgr, sample_uniforms
-from pretrain.data import PairStream
+from pretrain.data import PairStream, worker_context
 from pretrain.shards import find_shards
 
 SIZE = 256
@@ -195,7 +195,8 @@ def stream_rate(shards: Path, workers: int, batch_size: int, batches: int, crop:
     where they are consumed.
     """
     stream = PairStream(shards, batch_size=batch_size, crop=crop, seed=0, output=output)
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
+                                         multiprocessing_context=worker_context() if workers else None)
     it = iter(loader)
     first = next(it)  # warm-up: workers started, first row groups read
     staging = [torch.empty_like(first["img1"]), torch.empty_like(first["img2"])]

@@ -57,7 +57,24 @@ from pretrain.memory import BatchMemory
 from pretrain.plan import EpochPlan
 from pretrain.shards import RowGroup, ShardError, ShardIndex, find_shards, read_group
 
-__all__ = ["PairStream", "ShardError"]
+__all__ = ["PairStream", "ShardError", "worker_context"]
+
+
+def worker_context():
+    """The start method of loader workers (``DataLoader(..., multiprocessing_context=worker_context())``).
+
+    A forked worker inherits the parent's native thread pools in whatever
+    state the fork caught them: OpenCV's pthreads pool, driven from several
+    threads by the renderer's shading or by the trainer's image writing, then
+    deadlocks the worker's first OpenCV call (seen in ``cv2.setNumThreads``).
+    ``forkserver`` workers are forked from a clean server process, started
+    once with this module imported, so they start nearly as fast as forked ones.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pretrain.data"])
+    return context
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from manifests.io import atomic_path, copy_atomic
 from manifests.options import ConfigError, check, option
 from pretrain import augment
 from pretrain.augment import to_float
-from pretrain.data import PairStream
+from pretrain.data import PairStream, worker_context
 from pretrain.model import build_model, flops_per_pair, masked_patch_loss
 from pretrain.shards import find_shards
 
@@ -469,8 +469,9 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
             data.set_epoch(epoch)
             data.set_position(position * config.accum)
             loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=config.num_workers,
-                                                 pin_memory=device.type == "cuda",
-                                                 persistent_workers=False)  # fmt: skip
+                                                 pin_memory=device.type == "cuda", persistent_workers=False,
+                                                 multiprocessing_context=worker_context() if config.num_workers
+                                                 else None)  # fmt: skip
             batches = iter(loader)
             while step < total and position < per_epoch:
                 lr = lr_at(step, total, peak_lr, warmup, config.min_lr)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, PAIRS_SCHEMA, SHARD_GLOB, SIZE_COLUMNS, shard_name
 from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD, LUMA, Augment, sample_uniforms, to_float
-from pretrain.data import PairStream
+from pretrain.data import PairStream, worker_context
 from pretrain.memory import BatchMemory
 from pretrain.shards import ShardError, find_shards
 
@@ -98,7 +98,8 @@ ALL_IDS = {f"p{i:04d}" for i in range(sum(map(sum, LAYOUT)))}
 
 
 def run(stream: PairStream, workers: int = 0) -> list[dict]:
-    return list(DataLoader(stream, batch_size=None, num_workers=workers))
+    return list(DataLoader(stream, batch_size=None, num_workers=workers,
+                           multiprocessing_context=worker_context() if workers else None))
 
 
 def ids(batches: list[dict]) -> list[str]:
