@@ -60,13 +60,12 @@ import numpy as np
 
 from manifests import SceneRecord
 from manifests.codecs import decode_depth, encode_rgb
-from manifests.io import OutputError, atomic_path, path_inside, read_json, remove_stale_temporaries, write_json_atomic
+from manifests.io import OutputError, atomic_path, read_json, remove_stale_temporaries, write_json_atomic
 from manifests.layout import is_safe_name
 from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import option
-from manifests.views import CHECKED_COLUMNS, check_views, read_views
-from pairgen.filter import ChosenPair, FilterStage, PairsConfig, ScenePairs
+from pairgen.filter import ChosenPair, FilterStage, PairsConfig, ScenePairs, checked_views
 from pairgen.render import ImageConfig, SceneViews, _complete_meta, store_views, views_path
 from pairgen.stage import Stage, StageSummary, run_unit
 from renderers.camera import intrinsics_from_hfov
@@ -523,15 +522,8 @@ def measure_croco_pairs(task: tuple[str, dict], views_dir: str | Path, config: C
     def body(result: ScenePairs) -> None:
         from covisibility import MillimetreDepths
         from covisibility.batch import directed_covisibility
-        from pairgen.filter import _entry_scene
-
         key, entry = task
-        dataset, scene_id = _entry_scene(views_dir, key, entry)
-        path = path_inside(views_dir, str(entry.get("file", "")))
-        table, meta = read_views(path, columns=CHECKED_COLUMNS)
-        views = check_views(table, meta, path, dataset, scene_id)
-        if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
-            raise OutputError(f"{path}: its SHA-256 differs from the views manifest's; run `pairgen import croco` again")
+        path, views = checked_views(views_dir, key, entry, made_by="pairgen import croco")
         pairs = _metadata_of(Path(views_dir), key, entry).pairs()
         row = {int(v): i for i, v in enumerate(views.view_ids)}
         try:

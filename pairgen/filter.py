@@ -47,10 +47,10 @@ from manifests.layout import CONTACT_SHEET, is_safe_name, selections_dir, tempor
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import ConfigError, check, option
 from manifests.pairs import PAIRS_SCHEMA, SHARD_GLOB, pairs_metadata, shard_name
-from manifests.views import CHECKED_COLUMNS, SCENE_COLUMNS, check_views, read_views
+from manifests.views import CHECKED_COLUMNS, SCENE_COLUMNS, CheckedViews, check_views, read_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
 
-__all__ = ["ChosenPair", "FilterConfig", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
+__all__ = ["ChosenPair", "FilterConfig", "PairsConfig", "checked_views", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +163,7 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
         from covisibility import MillimetreDepths, get_search
 
         key, entry = task
-        dataset, scene_id = _entry_scene(views_dir, key, entry)
-        path = path_inside(views_dir, str(entry.get("file", "")))
-        table, meta = read_views(path, columns=[*CHECKED_COLUMNS, "image", *SCENE_COLUMNS])
-        views = check_views(table, meta, path, dataset, scene_id)
-        if entry.get("sha256") and sha256_file(path) != entry["sha256"]:  # sound, but not the file render wrote
-            raise OutputError(f"{path}: its SHA-256 differs from the views manifest's (changed after the render); "
-                              "run `pairgen render` again")  # fmt: skip
+        path, views = checked_views(views_dir, key, entry)
         n = len(views.view_ids)
         rng = np.random.default_rng([config.seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
         choice = get_search(config.search).choose(
@@ -186,6 +180,23 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
         result.status = "ok"
 
     return run_unit(ScenePairs(), body)
+
+
+def checked_views(views_dir: str | Path, key: str, entry: dict, made_by: str = "pairgen render") -> tuple[Path, CheckedViews]:
+    """The views file of a views-manifest entry, read and checked; ``(path, views)``.
+
+    Checked by :func:`manifests.views.check_views` (its own scene, ids,
+    cameras, depth and image sizes), then its SHA-256 against the one
+    ``made_by`` recorded in the entry (a sound file, but not the one written).
+    """
+    dataset, scene_id = _entry_scene(views_dir, key, entry)
+    path = path_inside(views_dir, str(entry.get("file", "")))
+    table, meta = read_views(path, columns=[*CHECKED_COLUMNS, "image", *SCENE_COLUMNS])
+    views = check_views(table, meta, path, dataset, scene_id)
+    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        raise OutputError(f"{path}: its SHA-256 differs from the views manifest's (changed after it was written); "
+                          f"run `{made_by}` again")  # fmt: skip
+    return path, views
 
 
 def _entry_scene(views_dir: str | Path, key: str, entry: dict) -> tuple[str, str]:
