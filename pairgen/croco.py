@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from manifests import SceneRecord
-from manifests.codecs import decode_depth, encode_rgb
+from manifests.codecs import decode_depth, decode_rgb, encode_rgb
 from manifests.io import OutputError, atomic_path, read_json, remove_stale_temporaries, write_json_atomic
 from manifests.layout import is_safe_name
 from manifests.lock import folder_lock
@@ -635,8 +635,6 @@ def _jpeg(data: bytes, quality: int = 95) -> bytes:
     """The image as JPEG bytes: a JPEG as it is, anything else re-encoded."""
     if data[:3] == b"\xff\xd8\xff":
         return data
-    from manifests.codecs import decode_rgb
-
     return encode_rgb(decode_rgb(data), "jpeg", quality)
 
 
@@ -672,11 +670,14 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
     source = {"pairs_config_hash": pairs.config_hash, "shards": [s.get("sha256") for s in pairs.shards]}
     summary = ExportSummary(dest=str(dest))
     with folder_lock(dest):
-        remove_stale_temporaries(dest)  # an interrupted export's
         state_path = dest / EXPORT_STATE
         state = read_json(state_path) if state_path.is_file() else {"source": source, "done": [], "complete": False}
         if state.get("source") != source:
             raise OutputError(f"{dest}: holds an export of other pairs ({state_path}); export into another folder")
+        if state.get("complete"):  # done: nothing read again
+            summary.pairs, summary.scenes, summary.up_to_date = state["pairs"], state["scenes"], True
+            return summary
+        remove_stale_temporaries(dest)  # an interrupted export's
         # (dataset, scene_id) -> label -> (19,) position, quaternion of both views, covisibilities, valid fractions
         scenes: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
         sizes: dict[tuple[str, str], tuple[float, int, int]] = {}  # fx, width, height
@@ -732,9 +733,6 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
                 bar.close()
         summary.pairs = sum(len(v) for v in scenes.values())
         summary.scenes = len(scenes)
-        if state.get("complete"):
-            summary.up_to_date = True
-            return summary
         lines = []
         for (dataset, scene_id), labels in sorted(scenes.items()):
             folder = dest / dataset / scene_id
@@ -752,7 +750,7 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None) -> Export
             write_json_atomic(folder / METADATA_NAME, metadata)
         with atomic_path(dest / "pairs.txt") as tmp:  # as CroCo's write_cache_file: no newline after the last line
             tmp.write_text("\n".join(lines))
-        state["complete"] = True
+        state.update(complete=True, pairs=summary.pairs, scenes=summary.scenes)
         write_json_atomic(state_path, state)
     return summary
 
