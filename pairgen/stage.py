@@ -52,7 +52,7 @@ from typing import Any, ClassVar, TextIO
 from manifests.config import config_changes, config_hash
 from manifests.io import OutputError, remove_stale_temporaries
 from manifests.layout import state_dir, temporaries_dir
-from manifests.lock import folder_lock
+from manifests.lock import LOCK_NAME, FolderBusy, folder_lock
 from pairgen.distribute import TaskTimeout
 from manifests.manifest import StageManifest
 
@@ -61,7 +61,6 @@ __all__ = ["ConfigMismatch", "Stage", "StageSummary", "UnitResult", "report", "r
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED = 0, 1
-LEGACY_LOCK = ".lock"  # pairgen 0.1 locked a data folder inside it
 SHOWN_FAILURES = 10  # failures printed at the end of a run; the manifest has them all
 REASON_CHARS = 300  # a failure's reason as printed (the manifest keeps it whole)
 
@@ -202,22 +201,16 @@ class Stage(abc.ABC):
         Here: the lock files a killed run of pairgen 0.1 left (``.lock``,
         ``.lock-holder.json``), when no live process holds them.
         """
-        from filelock import FileLock, Timeout
-
-        old = self.folder / LEGACY_LOCK
+        old = self.folder / LOCK_NAME  # pairgen 0.1 locked a data folder inside it
         if not old.is_file():
             return
         try:
-            with FileLock(old, timeout=0):
+            with folder_lock(self.folder):  # the old place's lock: taken over unless live, both files removed after
                 pass
-        except Timeout:
+        except FolderBusy:
             log.warning("%s: held by a run of an older pairgen; left alone", old)
-            return
-        except OSError:
-            return
-        for name in (LEGACY_LOCK, LEGACY_LOCK + "-holder.json"):
-            with contextlib.suppress(OSError):
-                (self.folder / name).unlink()
+        except OutputError:
+            pass
 
     def publish(self) -> None:
         """After the manifest's last write (also when up to date): the files that describe the outputs (the card)."""

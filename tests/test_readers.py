@@ -234,6 +234,9 @@ def _as_pairgen_0_1(src: Path, dest: Path) -> Path:
     shutil.copytree(src / "pairs", dest / "pairs")
     shutil.copytree(src / "_pairgen" / "selections", dest / "pairs" / "scenes")
     (dest / "pairs" / "contact_sheet.png").write_bytes(b"\x89PNG old")
+    for folder in ("views", "pairs"):  # a killed 0.1 run's lock files, inside the data folders
+        (dest / folder / ".lock").write_text("")
+        (dest / folder / ".lock-holder.json").write_text('{"pid": 999999, "host": "gone", "command": "x", "since": 0}')
     views = json.loads((src / "views.manifest.json").read_text())
     for entry in views["scenes"].values():
         path = dest / "views" / entry["file"]
