@@ -112,7 +112,7 @@ def _lights(scene: Scene, rng: np.random.Generator) -> list[dict]:
             c[long] = lo[long] + s * (hi[long] - lo[long])
             c[[0, 2]] += rng.uniform(-0.15, 0.15, 2)
             c[1] = hi[1] - LIGHT_DROP
-            lights.append({"room": r, "centre": c, "power": area / len(spots), "height": hi[1] - lo[1]})
+            lights.append({"room": r, "centre": c, "power": area / len(spots)})
     return lights
 
 
@@ -199,7 +199,7 @@ def bake_irradiance(scene: Scene, raycaster) -> np.ndarray:
         ao = free.reshape(m, AO_RAYS).mean(axis=1)
         rooms_here = room_of[s]
         # What a room's lights give the floor below them: the scale of its ambient and doorway light.
-        e0 = np.array([sum(q["power"] for q in lights if q["room"] == r) / (np.pi * rooms[r][1][1] ** 2)
+        e0 = np.array([sum(q["power"] for q in lights if q["room"] == r) / (np.pi * (rooms[r][1][1] - rooms[r][0][1]) ** 2)
                        for r in range(len(rooms))] + [np.mean([q["power"] for q in lights]) / (np.pi * 6.0)])  # fmt: skip
         light = (AMBIENT * ao * e0[rooms_here])[:, None] * AMBIENT_COLOR[None, :]
         # Ceiling lights of the vertex's room.

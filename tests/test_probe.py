@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pretrain.cli import main
-from pretrain.probe import ProbeConfig, ProbeError, _partner_rows, depth_metrics, find_views, split_scenes
+from pretrain.probe import ProbeConfig, ProbeError, _partner_rows, depth_metrics, split_scenes
 
 FAST = ["--views-per-scene", "8", "--head-steps", "20", "--cvc-pairs", "8"]
 
