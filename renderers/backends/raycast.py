@@ -62,6 +62,8 @@ import cv2
 import numpy as np
 
 from renderers.backends import ANTIALIAS, LIGHTING, RenderBackend, RenderedView, SceneRenderer, build_raycaster, register_backend
+from renderers.backends import kernels
+from renderers.backends.kernels import ANISO_PROBES, LOD_BIAS
 from renderers.scene import Scene, Texture, Wrap, triangle_areas
 
 __all__ = ["PAD", "RaycastBackend", "TextureAtlas", "sample_texture"]
@@ -72,15 +74,11 @@ PAD = 32  # texels of wrap-mode border per atlas entry: faces spanning < 2 PAD -
 FOOTPRINT_MARGIN = 0.5  # texels kept between a face's footprint and its entry's edge (barycentric round-off)
 FACE_CHUNK = 1 << 18  # faces prepared at a time in open(), to bound temporaries
 WHITE, BLACK = 0, 1  # atlas entries of untextured faces and of misses
-PARALLEL_MIN_PIXELS = 1 << 15  # views this large are shaded in two halves, on two threads (smaller: slower)
+PARALLEL_MIN_PIXELS = 1 << 12  # work on this many pixels is split in two halves, on two threads (smaller: slower)
 TABLE_COLUMNS = 10  # per-face table: texel map (6), entry offset and stride, entry, log2 texel density
 NO_DENSITY = -30.0  # log2 texel density of untextured or degenerate faces: always level 0
 MAX_TEXTURE_SIDE = 8192  # texels per side rendered; a larger texture is downscaled once, with a note
 ATLAS_BUDGET = 1 << 28  # texels in one scene's atlas, levels and borders included (1 GiB of RGBX)
-ANISO_PROBES = 2  # trilinear probes along a footprint's long axis (anisotropic filtering)
-# Levels finer than the footprint by this much (log2): a level's texel box and its bilinear tent span about
-# 1.4 of its texels, wider than the pixel's box; measured best against the 8 x 8 box reference.
-LOD_BIAS = -0.5
 EDGE_GAP = 0.5  # pixel footprints between two hits' surfaces, along a normal, that make an edge
 EDGE_COLOR = 48  # levels between two untextured neighbours' colours that make an edge
 EDGE_SAMPLES = 4  # extra samples per edge pixel (apartment vs 8x8: 4 give 43.9 dB, 6 45.4, 8 +0.6 more)
@@ -426,100 +424,6 @@ def _texel_jacobians(scene: Scene, table: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bilinear(texels: np.ndarray, xy: np.ndarray, entry: np.ndarray) -> np.ndarray:
-    """Bilinear RGB from an atlas, at padded texel coordinates that need no wrapping.
-
-    Parameters
-    ----------
-    texels : (T,) uint32
-        RGBX atlas (:class:`TextureAtlas`).
-    xy : (2, N) float32
-        Texel coordinates in each pixel's entry, ``>= 0``, texel centres at integers.
-    entry : (2, N) int32
-        Each pixel's entry: offset and row stride.
-
-    Returns
-    -------
-    (3, N) float32
-        RGB in [0, 255], channel-major.
-    """
-    n = xy.shape[1]
-    with np.errstate(invalid="ignore"):  # coordinates of faces left to _sample_wrapped may overflow: harmless
-        lo = xy.astype(np.int32)  # floor, as xy >= 0
-    fx, fy = xy - lo.astype(np.float32)  # (N,) each
-    offset, stride = entry
-    top = np.multiply(lo[1], stride, dtype=np.intp)  # flat index of texel (x0, y0)
-    top += offset
-    top += lo[0]
-    bottom = top + stride  # (x0, y0 + 1)
-    # The 2x2 footprint; texels[1:] serves the x0 + 1 taps. mode="wrap" is numpy's fastest take; the
-    # indices are in range by construction.
-    words = np.empty((4, n), np.uint32)
-    for k, (source, index) in enumerate(((texels, top), (texels[1:], top), (texels, bottom), (texels[1:], bottom))):
-        np.take(source, index, out=words[k], mode="wrap")
-    rgbx = words.view(np.uint8).reshape(4 * n, 1, 4)
-    channels = cv2.split(rgbx)  # 4 x (4 n, 1) uint8
-    t = np.empty((3, 4, n), np.float32)  # (channel, tap, pixel)
-    for ch in range(3):
-        t[ch] = channels[ch].reshape(4, n)
-    a, b, c, d = t[:, 0], t[:, 1], t[:, 2], t[:, 3]  # (3, N) each: taps (x0, y0), (x0 + 1, y0), below them
-    b -= a  # top: a + fx (b - a)
-    b *= fx
-    b += a
-    d -= c  # bottom: c + fx (d - c)
-    d *= fx
-    d += c
-    d -= b  # top + fy (bottom - top)
-    d *= fy
-    d += b
-    return d
-
-
-def _sample_wrapped(atlas: TextureAtlas, entry: np.ndarray, xy: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
-    """Bilinear RGB from an atlas with per-tap wrapping, as :func:`sample_texture` does.
-
-    For the few pixels whose face does not fit its padded entry.
-
-    Parameters
-    ----------
-    atlas : TextureAtlas
-    entry : (n,) int
-        Each pixel's atlas entry (a texture).
-    xy : (2, n) float
-        Padded level-0 texel coordinates (:func:`_face_texel_table`), any value.
-    level : (n,) int, optional
-        Mip level to sample (0 where omitted).
-
-    Returns
-    -------
-    (3, n) float32
-        RGB in [0, 255].
-    """
-    pad = atlas.pad
-    level = np.zeros(len(entry), np.intp) if level is None else level
-    scale = atlas.mip_scale[entry, level].T.astype(np.float64)  # (2, n)
-    coords = (xy.astype(np.float64) - pad + 0.5) * scale - 0.5  # (2, n) texel coordinates in the level
-    lo = np.floor(coords)
-    frac = coords - lo
-    lo = lo.astype(np.int64)
-    period, size = atlas.mip_period[entry, level].T, atlas.mip_size[entry, level].T  # (2, n) each
-
-    def fold(i: np.ndarray) -> np.ndarray:  # (2, n) indices into the entry's extent, then its border
-        wrapped = np.where(period > 0, np.mod(i, np.maximum(period, 1)), np.clip(i, 0, size - 1))
-        return wrapped + pad
-
-    (xa, ya), (xb, yb) = fold(lo), fold(lo + 1)
-    offset, stride = atlas.mip_offset[entry, level], atlas.mip_stride[entry, level]
-
-    def tap(row: np.ndarray, col: np.ndarray) -> np.ndarray:  # (n, 3) float64
-        return atlas.texels[offset + row * stride + col].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float64)
-
-    fx, fy = frac[0][:, None], frac[1][:, None]
-    top = tap(ya, xa) * (1 - fx) + tap(ya, xb) * fx
-    bottom = tap(yb, xa) * (1 - fx) + tap(yb, xb) * fx
-    return (top * (1 - fy) + bottom * fy).T.astype(np.float32)
-
-
 # ----------------------------------------------------------------------------- renderer
 
 
@@ -608,6 +512,7 @@ class _RaycastRenderer(SceneRenderer):
             if irradiance is not None:
                 self._corner_light = np.zeros((n_faces + 1, 9), np.float32)
                 self._corner_light[:-1] = irradiance[scene.faces].reshape(n_faces, 9)
+        self._tables = _shading_tables(self)
 
     # ------------------------------------------------------------------ rays and cast
 
@@ -651,33 +556,56 @@ class _RaycastRenderer(SceneRenderer):
         (``full``). Without them every level shades as ``off`` does. Depth is
         always the pixel-centre sample's.
 
-        Large views are shaded in two halves, one on a helper thread: numpy and
-        OpenCV release the GIL inside their loops, so the halves share the two
-        cores that the ray cast just used.
+        Large views are shaded in two halves, one on a helper thread: the
+        compiled kernels release the GIL, so the halves share the two cores
+        that the ray cast just used.
         """
-        # Misses carry Open3D's INVALID_ID, 2**32 - 1: -1 as int32, which the wrapping takes of shade() send
-        # to the tables' last row, the miss sentinel F.
-        prim = hits["primitive_ids"].numpy().reshape(-1).view(np.int32).astype(np.intp)
+        # Misses carry Open3D's INVALID_ID, 2**32 - 1: -1 as int32, shaded as the miss sentinel F.
+        prim = hits["primitive_ids"].numpy().reshape(-1).view(np.int32).astype(np.int64)
         bary_uv = hits["primitive_uvs"].numpy().reshape(-1, 2)
         filtered = self.antialias != "off" and rays is not None and K is not None
-        lod = _lod(hits, rays, K) if filtered and self._atlas is not None else None
-        n, first = len(prim), None
-        if n >= PARALLEL_MIN_PIXELS:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raycast-shade")
-            half = None if lod is None else lod[:, : n // 2]
-            first = self._pool.submit(self.shade, prim[: n // 2], bary_uv[: n // 2], half)
+        footprint = self._footprint(hits, rays, K) if filtered else None
+        rgb = np.empty((len(prim), 3), np.uint8)
+        self._split(lambda a, b: self._shade_into(rgb, prim, bary_uv, footprint, a, b), len(prim), len(prim))
         depth = hits["t_hit"].numpy().reshape(height, width).copy()  # the caller's hits stay as they were
         np.copyto(depth, np.float32(0.0), where=~np.isfinite(depth))
-        if first is None:
-            rgb = self.shade(prim, bary_uv, lod)
-        else:
-            second = self.shade(prim[n // 2 :], bary_uv[n // 2 :], None if lod is None else lod[:, n // 2 :])
-            rgb = np.concatenate([first.result(), second])
         rgb = rgb.reshape(height, width, 3)
         if filtered and self.antialias == "full" and cam2world is not None:
             self._supersample_edges(rgb, prim.reshape(height, width), hits, rays, K, cam2world)
         return RenderedView(rgb=rgb, depth=depth)
+
+    def _split(self, work, n: int, pixels: int) -> None:
+        """``work(start, stop)`` over ``range(n)``: in two halves, one on the helper thread, for ``pixels`` enough."""
+        if pixels < PARALLEL_MIN_PIXELS:
+            work(0, n)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raycast-shade")
+        first = self._pool.submit(work, 0, n // 2)
+        work(n // 2, n)
+        first.result()
+
+    def _footprint(self, hits: dict, rays: np.ndarray, K: np.ndarray) -> tuple | None:
+        """What the kernel needs for each hit's ray cone: planar depths, normals, rays, ``1 / sqrt(fx fy)``."""
+        if not self._tables.mipmapped:
+            return None
+        K = np.asarray(K, np.float64)
+        return (
+            hits["t_hit"].numpy().reshape(-1),
+            hits["primitive_normals"].numpy().reshape(-1, 3),
+            np.ascontiguousarray(rays, np.float32).reshape(-1, 6),
+            np.float32(1.0 / np.sqrt(abs(K[0, 0] * K[1, 1]))),
+        )
+
+    def _shade_into(self, out, prim, bary_uv, footprint, start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        if footprint is None:
+            kernels.shade(self._tables, prim[rows], bary_uv[rows], False, _NO_T, _NO_VEC3, _NO_RAYS,
+                          np.float32(0.0), out[rows])  # fmt: skip
+        else:
+            t, normals, rays, inv_focal = footprint
+            kernels.shade(self._tables, prim[rows], bary_uv[rows], True, t[rows], normals[rows], rays[rows],
+                          inv_focal, out[rows])  # fmt: skip
 
     def _supersample_edges(self, rgb, prim, hits, rays, K, cam2world) -> None:
         """Average ``EDGE_SAMPLES`` more samples into the pixels of ``rgb`` that straddle an edge, in place.
@@ -691,37 +619,27 @@ class _RaycastRenderer(SceneRenderer):
         :data:`SUBPIXEL` offsets; the pixel-centre sample counts as one more.
         """
         h, w = prim.shape
-        prim = np.where((prim < 0) | (prim >= self._n_faces), self._n_faces, prim)
         plain = self._untextured
         if self._atlas is None:  # colour from vertex, face or base colours everywhere
             plain = np.ones(self._n_faces + 1, bool)
-        edge = _edge_pixels(prim, hits, rays, K, rgb, self._face_materials, plain)
+        edge = np.empty((h, w), bool)
+        self._split(lambda a, b: _edge_pixels(prim, hits, rays, K, rgb, self._face_materials, plain, edge, a, b), h, h * w)
         index = np.flatnonzero(edge)
         log.debug("%s: %d edge pixels of %d supersampled", self.scene.name, len(index), edge.size)
         if not len(index):
             return
-        ys, xs = np.divmod(index, w)
-        u = (xs[:, None] + SUBPIXEL[:, 0]).reshape(-1)  # (M S,)
-        v = (ys[:, None] + SUBPIXEL[:, 1]).reshape(-1)
-        K = np.asarray(K, np.float64)
-        c2w = np.asarray(cam2world, np.float64)
-        y = (v - K[1, 2]) / K[1, 1]
-        x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
-        cam = np.stack([x, y, np.ones_like(x)])  # (3, M S), z = 1: t_hit stays planar depth
-        sub = np.empty((len(u), 6), np.float32)
-        sub[:, :3] = c2w[:3, 3]
-        sub[:, 3:] = (c2w[:3, :3] @ cam).T
+        sub = np.empty((len(index) * len(SUBPIXEL), 6), np.float32)
+        kernels.subpixel_rays(index, w, SUBPIXEL, np.asarray(K, np.float64), np.asarray(cam2world, np.float64), sub)
         sub_hits = self.cast(sub)
-        sub_prim = sub_hits["primitive_ids"].numpy().reshape(-1).view(np.int32).astype(np.intp)
-        sub_lod = _lod(sub_hits, sub, K) if self._atlas is not None else None
-        samples = self.shade(sub_prim, sub_hits["primitive_uvs"].numpy().reshape(-1, 2), sub_lod)
-        flat = rgb.reshape(-1, 3)
-        total = samples.reshape(len(index), len(SUBPIXEL), 3).sum(axis=1, dtype=np.float32)
-        total += flat[index]
-        flat[index] = (total * np.float32(1.0 / (len(SUBPIXEL) + 1)) + np.float32(0.5)).astype(np.uint8)
+        sub_prim = sub_hits["primitive_ids"].numpy().reshape(-1).view(np.int32).astype(np.int64)
+        samples = np.empty((len(sub_prim), 3), np.uint8)
+        sub_uv, sub_footprint = sub_hits["primitive_uvs"].numpy().reshape(-1, 2), self._footprint(sub_hits, sub, K)
+        self._split(lambda a, b: self._shade_into(samples, sub_prim, sub_uv, sub_footprint, a, b),
+                    len(sub_prim), len(sub_prim))  # fmt: skip
+        kernels.average_samples(rgb.reshape(-1, 3), index, samples)
 
-    def shade(self, prim: np.ndarray, bary_uv: np.ndarray, lod: np.ndarray | None = None) -> np.ndarray:
-        """sRGB colours at hits.
+    def shade(self, prim: np.ndarray, bary_uv: np.ndarray) -> np.ndarray:
+        """(N, 3) uint8 sRGB colours at hits, one sample each, textures at level 0 (``antialias="off"``'s shading).
 
         Parameters
         ----------
@@ -729,158 +647,11 @@ class _RaycastRenderer(SceneRenderer):
             Hit faces; ``F`` (the number of faces) or -1 marks a miss, shaded black.
         bary_uv : (N, 2) float32
             Open3D's barycentrics: the hit weighs the face's corners ``(1 - u - v, u, v)``.
-        lod : (4, N) float32, optional
-            Each hit's footprint (:func:`_lod`): ``log2`` of its width in
-            metres, then the world vector of its long axis. Textures are then
-            sampled trilinearly (``ANISO_PROBES`` probes along the long axis,
-            at the level that matches the longer of the width and the long
-            axis' share of a probe; bilinearly from level 0 where they are
-            magnified). None: level 0, one bilinear tap.
-
-        Returns
-        -------
-        (N, 3) uint8
         """
-        prim = np.asarray(prim, np.intp)
-        bary_uv = np.asarray(bary_uv, np.float32)
-        if not len(prim):
-            return np.zeros((0, 3), np.uint8)
-        u, v = bary_uv[:, 0], bary_uv[:, 1]
-        color = None  # (3, N) float32 in [0, 255]
-        if self._table is not None:
-            color = self._texture(prim, u, v, lod)
-        if self._base is not None:
-            index = prim if self._base_per_face else np.take(self._face_materials, prim, mode="wrap")
-            base = np.take(self._base, index, axis=1, mode="wrap")  # (3, N)
-            if color is None:
-                color = base * np.float32(255.0)
-            else:
-                color *= base
-        if self._corner_colors is not None:
-            vc = self._interpolate_vertex_colors(prim, u, v)
-            if color is None:
-                color = vc
-            else:
-                color *= vc
-                color *= np.float32(1.0 / 255.0)
-        if self._base is not None or self._corner_colors is not None:  # a bilinear texel mix stays in range
-            np.clip(color, 0.0, 255.0, out=color)
-        if self._corner_light is not None:
-            color = _lit(color, self._interpolate_light(prim, u, v))
-        color += np.float32(0.5)  # round half up, as the reference does
-        rgb = color.astype(np.uint8)
-        return cv2.merge([rgb[0], rgb[1], rgb[2]]).reshape(-1, 3)  # interleave
-
-    def _texture(self, prim: np.ndarray, u: np.ndarray, v: np.ndarray, lod: np.ndarray | None) -> np.ndarray:
-        """(3, N) float32 texture colours in [0, 255] at the hits (white where untextured)."""
-        atlas = self._atlas
-        cols = np.take(self._table, prim, axis=0, mode="wrap").T  # (10, N) strided
-        xy = np.empty((2, len(prim)), np.float32)
-        for k in range(2):  # a + u b + v c, row by row (a (2, N) op would loop over the short axis)
-            np.multiply(cols[2 + k], u, out=xy[k])
-            xy[k] += cols[4 + k] * v
-            xy[k] += cols[k]
-        slow = np.take(self._slow, prim, mode="wrap") if self._slow is not None else None
-        slow = np.flatnonzero(slow) if slow is not None and slow.any() else None
-        if lod is None or self._mip_rows is None:
-            color = _bilinear(atlas.texels, xy, cols[6:8].view(np.int32))
-            if slow is not None:  # their fast taps were garbage (but in range): redo them
-                entry = np.take(self._entry, np.take(self._face_materials, prim[slow]))
-                color[:, slow] = _sample_wrapped(atlas, entry, xy[:, slow])
-            return color
-        entry = cols[8].view(np.int32)  # (N,)
-        # The long axis in level-0 texels: the face's world-to-texel map (2 x 3) times it.
-        jac = np.take(self._texel_jacobian, prim, axis=0, mode="wrap").T  # (6, N)
-        mx = jac[0] * lod[1] + jac[1] * lod[2] + jac[2] * lod[3]
-        my = jac[3] * lod[1] + jac[4] * lod[2] + jac[5] * lod[3]
-        lam = lod[0] + cols[9]  # log2 of the footprint's width in level-0 texels
-        with np.errstate(divide="ignore"):
-            probe = np.log2(np.sqrt(mx * mx + my * my) * np.float32(1.0 / ANISO_PROBES))
-        np.maximum(lam, probe, out=lam)
-        lam += np.float32(LOD_BIAS)
-        np.nan_to_num(lam, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        np.clip(lam, np.float32(0.0), np.take(self._top_level, entry), out=lam)  # magnified: level 0 (frac 0)
-        level = lam.astype(np.int32)  # floor, lam >= 0
-        frac = lam - level.astype(np.float32)
-        row = entry * np.int32(self._mip_rows.shape[0] // len(atlas.levels))
-        row += level
-        # Magnified hits (level 0, no fraction: the footprint is under a texel) stay one bilinear tap,
-        # minified ones get the probes at two levels.
-        minified = np.flatnonzero(lam > 0)
-        if len(minified) < len(prim):
-            color = self._level_sample(xy, row)
-        else:
-            color = np.empty((3, len(prim)), np.float32)
-        if len(minified):
-            color[:, minified] = self._minified(xy[:, minified], row[minified], frac[minified],
-                                                mx[minified], my[minified], level[minified])  # fmt: skip
-        if slow is not None:  # redo per tap, at the same levels
-            entry_slow = np.take(self._entry, np.take(self._face_materials, prim[slow]))
-            ls, lv = lam[slow], level[slow].astype(np.intp)
-            top = np.minimum(lv + 1, atlas.levels[entry_slow] - 1)
-            a = _sample_wrapped(atlas, entry_slow, xy[:, slow], lv)
-            b = _sample_wrapped(atlas, entry_slow, xy[:, slow], top)
-            color[:, slow] = a + (ls - lv.astype(np.float32)) * (b - a)
-        return color
-
-    def _minified(self, xy: np.ndarray, row: np.ndarray, frac: np.ndarray, mx: np.ndarray, my: np.ndarray,
-                  level: np.ndarray) -> np.ndarray:  # fmt: skip
-        """(3, n) colours of minified hits: ``ANISO_PROBES`` trilinear probes along the long axis ``(mx, my)``.
-
-        The probes stay within ``PAD / 2`` texels of ``level`` (the lower one) around the hit, inside the
-        entry's border: only a footprint far longer than the whole texture (its level clamped at the top
-        of the chain, at grazing incidence) is shortened by this.
-        """
-        if ANISO_PROBES > 1:
-            reach = np.sqrt(mx * mx + my * my) * np.float32(0.5 - 0.5 / ANISO_PROBES)  # farthest probe, level-0 texels
-            limit = np.ldexp(np.float32(self._atlas.pad // 2), level)
-            shrink = np.minimum(np.float32(1.0), limit / np.maximum(reach, np.float32(1e-6)))
-            mx, my = mx * shrink, my * shrink
-        color = np.zeros((3, xy.shape[1]), np.float32)
-        for k in range(ANISO_PROBES):  # probes spread evenly along the long axis
-            at = xy
-            if ANISO_PROBES > 1:
-                s = np.float32((k + 0.5) / ANISO_PROBES - 0.5)
-                at = np.stack([xy[0] + s * mx, xy[1] + s * my])
-            lower = self._level_sample(at, row)
-            upper = self._level_sample(at, row + np.int32(1))  # the level above (the last repeats itself)
-            upper -= lower  # lower + frac (upper - lower)
-            upper *= frac
-            upper += lower
-            color += upper
-        if ANISO_PROBES > 1:
-            color *= np.float32(1.0 / ANISO_PROBES)
-        return color
-
-    def _level_sample(self, xy: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """(3, n) bilinear colours from level-0 padded ``xy`` (2, n) at the levels ``row`` of ``_mip_rows``."""
-        where = np.take(self._mip_rows, row, axis=0).T  # (4, n): scale x, y, then offset and stride bits
-        shift = np.float32(self._atlas.pad - 0.5)
-        at = xy - shift
-        at *= where[:2]
-        at += shift
-        return _bilinear(self._atlas.texels, at, where[2:].view(np.int32))
-
-    def _interpolate_vertex_colors(self, prim: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """(3, N) float32 vertex colours in [0, 255] at the hits."""
-        n = len(prim)
-        rgbx = np.take(self._corner_colors, prim, axis=0, mode="wrap").view(np.uint8).reshape(3 * n, 1, 4)
-        channels = cv2.split(rgbx)  # 4 x (3 n, 1) uint8, corner-major per pixel
-        c = np.empty((3, 3, n), np.float32)  # (corner, channel, pixel)
-        for k in range(3):
-            c[:, k] = channels[k].reshape(n, 3).T
-        vc = c[0] * (np.float32(1.0) - u - v)
-        vc += c[1] * u
-        vc += c[2] * v
-        return vc
-
-    def _interpolate_light(self, prim: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """(3, N) float32 linear irradiance at the hits, from the faces' corners."""
-        c = np.take(self._corner_light, prim, axis=0, mode="wrap").T  # (9, N): corner-major, then channel
-        e = c[0:3] * (np.float32(1.0) - u - v)
-        e += c[3:6] * u
-        e += c[6:9] * v
-        return e
+        prim = np.ascontiguousarray(prim, np.int64)
+        out = np.empty((len(prim), 3), np.uint8)
+        self._shade_into(out, prim, np.ascontiguousarray(bary_uv, np.float32), None, 0, len(prim))
+        return out
 
     # ------------------------------------------------------------------ views
 
@@ -895,59 +666,16 @@ class _RaycastRenderer(SceneRenderer):
             self._pool = None
 
 
-# ----------------------------------------------------------------------------- footprints, edges, light
+# ----------------------------------------------------------------------------- edges, light
 
 
-def _lod(hits: dict, rays: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Each hit's footprint on its surface (a ray cone): its width, and its long axis.
-
-    A pixel's rays spread ``w = t / f`` apart at planar depth ``t`` (``f`` the
-    focal length in pixels); on a surface seen at incidence ``phi`` the
-    footprint is an ellipse ``w`` wide across the view direction and
-    ``w / cos(phi)`` long along its projection on the surface.
-
-    Parameters
-    ----------
-    hits : dict
-        Open3D's ``t_hit`` and ``primitive_normals`` of the rays.
-    rays : (..., 6) float32
-        The rays, directions with camera-frame z = 1.
-    K : (3, 3)
-
-    Returns
-    -------
-    (4, N) float32
-        ``log2(w)`` (metres), then the long axis as a world vector
-        (``w / cos(phi)`` long). 0 where nothing was hit.
-    """
-    K = np.asarray(K, np.float64)
-    t = hits["t_hit"].numpy().reshape(-1)
-    n = hits["primitive_normals"].numpy().reshape(-1, 3)
-    d = np.asarray(rays, np.float32).reshape(-1, 6)
-    dx, dy, dz = d[:, 3], d[:, 4], d[:, 5]
-    nx, ny, nz = n[:, 0], n[:, 1], n[:, 2]
-    ndotd = nx * dx + ny * dy + nz * dz
-    out = np.empty((4, len(t)), np.float32)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        w = t * np.float32(1.0 / np.sqrt(abs(K[0, 0] * K[1, 1])))
-        np.log2(w, out=out[0])
-        # the view direction's part along the surface, scaled to w / cos(phi) = w |d| / |n.d|
-        px, py, pz = dx - ndotd * nx, dy - ndotd * ny, dz - ndotd * nz
-        along = np.sqrt(px * px + py * py + pz * pz)
-        length = w * np.sqrt(dx * dx + dy * dy + dz * dz) / np.maximum(np.abs(ndotd), np.float32(1e-3))
-        scale = length / np.maximum(along, np.float32(1e-6))
-        out[1], out[2], out[3] = px * scale, py * scale, pz * scale
-    out[~np.isfinite(out)] = 0.0
-    return out
-
-
-def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured) -> np.ndarray:
+def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured, edge=None, start=0, stop=None) -> np.ndarray:
     """(H, W) bool: the pixels that straddle a geometric or material edge (see ``_supersample_edges``).
 
     Parameters
     ----------
     prim : (H, W) int
-        Hit faces, ``F`` for misses.
+        Hit faces; anything outside ``[0, F)`` is a miss.
     hits : dict
         Open3D's hits of the view's rays (``t_hit``, ``primitive_normals``).
     rays : (H, W, 6) float32
@@ -959,33 +687,27 @@ def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured) -> np.nda
     untextured : (F + 1,) bool or None
         Faces whose colour varies without a texture: colour steps between two
         of them are edges too. None: no such faces.
+    edge : (H, W) bool, optional
+        Where to mark them, rows ``start`` to ``stop`` only (all by default).
     """
     h, w = prim.shape
-    t = hits["t_hit"].numpy().reshape(h, w)
-    hit = np.isfinite(t)
-    t = np.where(hit, t, np.float32(0.0))
-    n = hits["primitive_normals"].numpy().reshape(h, w, 3)
-    d = np.asarray(rays, np.float32).reshape(h, w, 6)
-    nx, ny, nz = (np.ascontiguousarray(n[..., k]) for k in range(3))
-    px, py, pz = (d[..., k] + t * d[..., 3 + k] for k in range(3))  # hit points
-    offset = nx * px + ny * py + nz * pz  # each hit's plane: n . x = offset
-    footprint = t * np.float32(EDGE_GAP / np.sqrt(abs(K[0, 0] * K[1, 1])))
-    mat = face_materials[prim]
-    plain = untextured[prim] if untextured is not None else None
-    edge = np.zeros((h, w), bool)
-    for a, b in (((slice(None), slice(0, -1)), (slice(None), slice(1, None))),
-                 ((slice(0, -1), slice(None)), (slice(1, None), slice(None)))):  # fmt: skip
-        step = mat[a] != mat[b]
-        other = prim[a] != prim[b]  # within one triangle there is no edge
-        # b's hit off a's plane, and a's off b's, in footprints
-        gap_ab = np.abs(nx[a] * px[b] + ny[a] * py[b] + nz[a] * pz[b] - offset[a]) > footprint[a]
-        gap_ba = np.abs(nx[b] * px[a] + ny[b] * py[a] + nz[b] * pz[a] - offset[b]) > footprint[b]
-        step |= other & hit[a] & hit[b] & (gap_ab | gap_ba)
-        if plain is not None:
-            diff = cv2.absdiff(rgb[a], rgb[b]).max(axis=-1)
-            step |= plain[a] & plain[b] & (diff > EDGE_COLOR)
-        edge[a] |= step
-        edge[b] |= step
+    edge = np.empty((h, w), bool) if edge is None else edge
+    K = np.asarray(K, np.float64)
+    kernels.edge_pixels(
+        np.ascontiguousarray(prim, np.int64),
+        hits["t_hit"].numpy().reshape(h, w),
+        hits["primitive_normals"].numpy().reshape(h, w, 3),
+        np.ascontiguousarray(rays, np.float32).reshape(h, w, 6),
+        np.float32(EDGE_GAP / np.sqrt(abs(K[0, 0] * K[1, 1]))),
+        np.ascontiguousarray(rgb, np.uint8),
+        np.ascontiguousarray(face_materials, np.int32),
+        np.ones(1, bool) if untextured is None else np.ascontiguousarray(untextured, bool),
+        untextured is not None,
+        EDGE_COLOR,
+        edge,
+        start,
+        h if stop is None else stop,
+    )  # fmt: skip
     return edge
 
 
@@ -997,19 +719,53 @@ _l = (np.arange(_ENCODE_STEPS + 1, dtype=np.float64) / _ENCODE_STEPS) ** 2
 _ENCODE = (255 * np.where(_l <= 0.0031308, 12.92 * _l, 1.055 * _l ** (1 / 2.4) - 0.055)).astype(np.float32)
 del _c, _l
 
+# Stand-ins for the arrays of features a scene or a call does not have (the kernels take them all).
+_NO_T, _NO_VEC3, _NO_RAYS = np.zeros(0, np.float32), np.zeros((0, 3), np.float32), np.zeros((0, 6), np.float32)
 
-def _lit(color: np.ndarray, irradiance: np.ndarray) -> np.ndarray:
-    """sRGB albedo (3, N) float32 in [0, 255] times linear ``irradiance`` (3, N), in linear light, back to sRGB."""
-    index = color * np.float32(_DECODE_STEPS)
-    index += np.float32(0.5)
-    linear = np.take(_DECODE, index.astype(np.int32))
-    linear *= irradiance
-    np.clip(linear, 0.0, 1.0, out=linear)
-    np.sqrt(linear, out=linear)
-    linear *= np.float32(_ENCODE_STEPS)
-    linear += np.float32(0.5)
-    return np.take(_ENCODE, linear.astype(np.int32))
 
+def _shading_tables(r: _RaycastRenderer) -> kernels.ShadingTables:
+    """The kernels' view of a renderer's per-scene tables (absent ones as empty arrays of their type)."""
+    atlas = r._atlas
+
+    def given(array, shape, dtype):
+        return np.zeros(shape, dtype) if array is None else np.ascontiguousarray(array, dtype)
+
+    table = given(r._table, (1, TABLE_COLUMNS), np.float32)
+    mip_rows = given(r._mip_rows, (1, 4), np.float32)
+    n_levels = atlas.mip_offset.shape[1] if atlas is not None else 1
+    return kernels.ShadingTables(
+        has_texture=r._table is not None,
+        table=table,
+        table_i=table.view(np.int32),
+        slow=given(r._slow, (len(table),), bool) if r._slow is not None else np.zeros(len(table), bool),
+        mipmapped=r._mip_rows is not None,
+        jacobian=np.zeros((1, 7), np.float32) if r._texel_jacobian is None else np.ascontiguousarray(
+            np.concatenate([r._texel_jacobian, np.exp2(table[:, 9:10])], axis=1), np.float32),
+        mip_rows=mip_rows,
+        mip_rows_i=mip_rows.view(np.int32),
+        rows_per_entry=int(n_levels + 1),
+        top_level=given(r._top_level, (1,), np.float32),
+        texels=given(None if atlas is None else atlas.texels, (4,), np.uint32),
+        mip_scale=given(None if atlas is None else atlas.mip_scale, (1, 1, 2), np.float32),
+        mip_period=given(None if atlas is None else atlas.mip_period, (1, 1, 2), np.int64),
+        mip_size=given(None if atlas is None else atlas.mip_size, (1, 1, 2), np.int64),
+        mip_offset=given(None if atlas is None else atlas.mip_offset, (1, 1), np.int64),
+        mip_stride=given(None if atlas is None else atlas.mip_stride, (1, 1), np.int64),
+        levels=given(None if atlas is None else atlas.levels, (1,), np.int64),
+        pad=int(atlas.pad if atlas is not None else PAD),
+        has_base=r._base is not None,
+        base=given(r._base, (3, 1), np.float32),
+        base_per_face=bool(r._base_per_face),
+        face_materials=np.ascontiguousarray(r._face_materials, np.int32),
+        has_vertex_colors=r._corner_colors is not None,
+        corner_colors=given(r._corner_colors, (1, 3), np.uint32),
+        has_light=r._corner_light is not None,
+        corner_light=given(r._corner_light, (1, 9), np.float32),
+        decode=_DECODE,
+        decode_steps=_DECODE_STEPS,
+        encode=_ENCODE,
+        encode_steps=_ENCODE_STEPS,
+    )
 
 @register_backend
 class RaycastBackend(RenderBackend):
