@@ -63,7 +63,6 @@ import numpy as np
 
 from renderers.backends import ANTIALIAS, LIGHTING, RenderBackend, RenderedView, SceneRenderer, build_raycaster, register_backend
 from renderers.backends import kernels
-from renderers.backends.kernels import ANISO_PROBES, LOD_BIAS
 from renderers.scene import Scene, Texture, Wrap, triangle_areas
 
 __all__ = ["PAD", "RaycastBackend", "TextureAtlas", "sample_texture"]
@@ -561,22 +560,23 @@ class _RaycastRenderer(SceneRenderer):
         that the ray cast just used.
         """
         # Misses carry Open3D's INVALID_ID, 2**32 - 1: -1 as int32, shaded as the miss sentinel F.
-        prim = hits["primitive_ids"].numpy().reshape(-1).view(np.int32).astype(np.int64)
+        prim = hits["primitive_ids"].numpy().reshape(-1).view(np.int32)
         bary_uv = hits["primitive_uvs"].numpy().reshape(-1, 2)
         filtered = self.antialias != "off" and rays is not None and K is not None
-        footprint = self._footprint(hits, rays, K) if filtered else None
+        geometry = self._geometry(hits, rays, K) if filtered else None
+        edges = filtered and self.antialias == "full" and cam2world is not None
+        edge = np.empty(len(prim), bool) if edges else _NO_EDGES
         rgb = np.empty((len(prim), 3), np.uint8)
-        self._split(lambda a, b: self._shade_into(rgb, prim, bary_uv, footprint, a, b), len(prim), len(prim))
+        self._split(lambda a, b: self._shade_into(rgb, prim, bary_uv, geometry, a, b, edge, width), len(prim))
         depth = hits["t_hit"].numpy().reshape(height, width).copy()  # the caller's hits stay as they were
         np.copyto(depth, np.float32(0.0), where=~np.isfinite(depth))
-        rgb = rgb.reshape(height, width, 3)
-        if filtered and self.antialias == "full" and cam2world is not None:
-            self._supersample_edges(rgb, prim.reshape(height, width), hits, rays, K, cam2world)
-        return RenderedView(rgb=rgb, depth=depth)
+        if edges:
+            self._supersample_edges(rgb, prim, edge, width, K, cam2world)
+        return RenderedView(rgb=rgb.reshape(height, width, 3), depth=depth)
 
-    def _split(self, work, n: int, pixels: int) -> None:
-        """``work(start, stop)`` over ``range(n)``: in two halves, one on the helper thread, for ``pixels`` enough."""
-        if pixels < PARALLEL_MIN_PIXELS:
+    def _split(self, work, n: int) -> None:
+        """``work(start, stop)`` over ``range(n)``: in two halves, one on the helper thread, when ``n`` is large."""
+        if n < PARALLEL_MIN_PIXELS:
             work(0, n)
             return
         if self._pool is None:
@@ -585,10 +585,9 @@ class _RaycastRenderer(SceneRenderer):
         work(n // 2, n)
         first.result()
 
-    def _footprint(self, hits: dict, rays: np.ndarray, K: np.ndarray) -> tuple | None:
-        """What the kernel needs for each hit's ray cone: planar depths, normals, rays, ``1 / sqrt(fx fy)``."""
-        if not self._tables.mipmapped:
-            return None
+    @staticmethod
+    def _geometry(hits: dict, rays: np.ndarray, K: np.ndarray) -> tuple:
+        """What the kernels need of each hit's surface and ray: planar depths, normals, rays, ``1 / sqrt(fx fy)``."""
         K = np.asarray(K, np.float64)
         return (
             hits["t_hit"].numpy().reshape(-1),
@@ -597,46 +596,47 @@ class _RaycastRenderer(SceneRenderer):
             np.float32(1.0 / np.sqrt(abs(K[0, 0] * K[1, 1]))),
         )
 
-    def _shade_into(self, out, prim, bary_uv, footprint, start: int, stop: int) -> None:
-        rows = slice(start, stop)
-        if footprint is None:
-            kernels.shade(self._tables, prim[rows], bary_uv[rows], False, _NO_T, _NO_VEC3, _NO_RAYS,
-                          np.float32(0.0), out[rows])  # fmt: skip
+    def _shade_into(self, out, prim, bary_uv, geometry, start: int, stop: int, edge=None, width: int = 0) -> None:
+        """:func:`kernels.shade` of hits ``start .. stop - 1`` (and their edges into ``edge``, if given)."""
+        edge = _NO_EDGES if edge is None else edge
+        if geometry is None:
+            kernels.shade(self._tables, prim, bary_uv, False, _NO_T, _NO_VEC3, _NO_RAYS, np.float32(0.0), out,
+                          start, stop, edge, width, np.float32(0.0))  # fmt: skip
         else:
-            t, normals, rays, inv_focal = footprint
-            kernels.shade(self._tables, prim[rows], bary_uv[rows], True, t[rows], normals[rows], rays[rows],
-                          inv_focal, out[rows])  # fmt: skip
+            t, normals, rays, inv_focal = geometry
+            kernels.shade(self._tables, prim, bary_uv, True, t, normals, rays, inv_focal, out, start, stop, edge,
+                          width, inv_focal * np.float32(EDGE_GAP))  # fmt: skip
 
-    def _supersample_edges(self, rgb, prim, hits, rays, K, cam2world) -> None:
-        """Average ``EDGE_SAMPLES`` more samples into the pixels of ``rgb`` that straddle an edge, in place.
+    def _supersample_edges(self, rgb, prim, edge, width, K, cam2world) -> None:
+        """Average ``EDGE_SAMPLES`` more samples into the pixels of ``rgb`` (N, 3) that straddle an edge, in place.
 
-        A pixel straddles an edge when it and a 4-neighbour hit different
+        ``edge`` (N,) holds the pixels that, with a 4-neighbour, hit different
         materials (or one misses), or surfaces apart by more than
         ``EDGE_GAP`` pixel footprints along either's normal (a depth step or a
-        crease; the inner edges of a flat wall's triangles are not edges), or,
-        on untextured faces, colours more than ``EDGE_COLOR`` levels apart.
-        Both pixels of such a pair are supersampled at the fixed
-        :data:`SUBPIXEL` offsets; the pixel-centre sample counts as one more.
+        crease; the inner edges of a flat wall's triangles are not edges)
+        (:func:`kernels._pixel_edge`, found while shading); here it also gets
+        those whose colours on untextured faces are more than ``EDGE_COLOR``
+        levels apart. Both pixels of such a pair are supersampled at the
+        fixed :data:`SUBPIXEL` offsets; the pixel-centre sample counts as one more.
         """
-        h, w = prim.shape
         plain = self._untextured
         if self._atlas is None:  # colour from vertex, face or base colours everywhere
             plain = np.ones(self._n_faces + 1, bool)
-        edge = np.empty((h, w), bool)
-        self._split(lambda a, b: _edge_pixels(prim, hits, rays, K, rgb, self._face_materials, plain, edge, a, b), h, h * w)
+        if plain is not None:
+            self._split(lambda a, b: kernels.colour_edges(prim, rgb, plain, EDGE_COLOR, edge, width, a, b), len(prim))
         index = np.flatnonzero(edge)
         log.debug("%s: %d edge pixels of %d supersampled", self.scene.name, len(index), edge.size)
         if not len(index):
             return
         sub = np.empty((len(index) * len(SUBPIXEL), 6), np.float32)
-        kernels.subpixel_rays(index, w, SUBPIXEL, np.asarray(K, np.float64), np.asarray(cam2world, np.float64), sub)
+        kernels.subpixel_rays(index, width, SUBPIXEL, np.asarray(K, np.float64), np.asarray(cam2world, np.float64), sub)
         sub_hits = self.cast(sub)
-        sub_prim = sub_hits["primitive_ids"].numpy().reshape(-1).view(np.int32).astype(np.int64)
+        sub_prim = sub_hits["primitive_ids"].numpy().reshape(-1).view(np.int32)
         samples = np.empty((len(sub_prim), 3), np.uint8)
-        sub_uv, sub_footprint = sub_hits["primitive_uvs"].numpy().reshape(-1, 2), self._footprint(sub_hits, sub, K)
-        self._split(lambda a, b: self._shade_into(samples, sub_prim, sub_uv, sub_footprint, a, b),
-                    len(sub_prim), len(sub_prim))  # fmt: skip
-        kernels.average_samples(rgb.reshape(-1, 3), index, samples)
+        sub_uv = sub_hits["primitive_uvs"].numpy().reshape(-1, 2)
+        sub_geometry = self._geometry(sub_hits, sub, K) if self._tables.mipmapped else None
+        self._split(lambda a, b: self._shade_into(samples, sub_prim, sub_uv, sub_geometry, a, b), len(sub_prim))
+        kernels.average_samples(rgb, index, samples)
 
     def shade(self, prim: np.ndarray, bary_uv: np.ndarray) -> np.ndarray:
         """(N, 3) uint8 sRGB colours at hits, one sample each, textures at level 0 (``antialias="off"``'s shading).
@@ -648,7 +648,7 @@ class _RaycastRenderer(SceneRenderer):
         bary_uv : (N, 2) float32
             Open3D's barycentrics: the hit weighs the face's corners ``(1 - u - v, u, v)``.
         """
-        prim = np.ascontiguousarray(prim, np.int64)
+        prim = np.ascontiguousarray(prim, np.int32)
         out = np.empty((len(prim), 3), np.uint8)
         self._shade_into(out, prim, np.ascontiguousarray(bary_uv, np.float32), None, 0, len(prim))
         return out
@@ -669,8 +669,11 @@ class _RaycastRenderer(SceneRenderer):
 # ----------------------------------------------------------------------------- edges, light
 
 
-def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured, edge=None, start=0, stop=None) -> np.ndarray:
+def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured) -> np.ndarray:
     """(H, W) bool: the pixels that straddle a geometric or material edge (see ``_supersample_edges``).
+
+    What :meth:`_RaycastRenderer.shade_hits` finds while shading, on its own
+    (for tests and callers with their own hits).
 
     Parameters
     ----------
@@ -687,28 +690,17 @@ def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured, edge=None
     untextured : (F + 1,) bool or None
         Faces whose colour varies without a texture: colour steps between two
         of them are edges too. None: no such faces.
-    edge : (H, W) bool, optional
-        Where to mark them, rows ``start`` to ``stop`` only (all by default).
     """
     h, w = prim.shape
-    edge = np.empty((h, w), bool) if edge is None else edge
-    K = np.asarray(K, np.float64)
-    kernels.edge_pixels(
-        np.ascontiguousarray(prim, np.int64),
-        hits["t_hit"].numpy().reshape(h, w),
-        hits["primitive_normals"].numpy().reshape(h, w, 3),
-        np.ascontiguousarray(rays, np.float32).reshape(h, w, 6),
-        np.float32(EDGE_GAP / np.sqrt(abs(K[0, 0] * K[1, 1]))),
-        np.ascontiguousarray(rgb, np.uint8),
-        np.ascontiguousarray(face_materials, np.int32),
-        np.ones(1, bool) if untextured is None else np.ascontiguousarray(untextured, bool),
-        untextured is not None,
-        EDGE_COLOR,
-        edge,
-        start,
-        h if stop is None else stop,
-    )  # fmt: skip
-    return edge
+    t, normals, rays, inv_focal = _RaycastRenderer._geometry(hits, rays, K)
+    flat = np.ascontiguousarray(prim, np.int32).reshape(-1)
+    edge = np.empty(h * w, bool)
+    face_materials = np.ascontiguousarray(face_materials, np.int32)
+    kernels.edge_pixels(flat, t, normals, rays, inv_focal * np.float32(EDGE_GAP), face_materials, edge, w, 0, h * w)
+    if untextured is not None:
+        colours = np.ascontiguousarray(rgb, np.uint8).reshape(-1, 3)
+        kernels.colour_edges(flat, colours, np.ascontiguousarray(untextured, bool), EDGE_COLOR, edge, w, 0, h * w)
+    return edge.reshape(h, w)
 
 
 # sRGB transfer: decoding by table (quarter levels), encoding by table on sqrt(linear) (fine in the darks).
@@ -721,6 +713,7 @@ del _c, _l
 
 # Stand-ins for the arrays of features a scene or a call does not have (the kernels take them all).
 _NO_T, _NO_VEC3, _NO_RAYS = np.zeros(0, np.float32), np.zeros((0, 3), np.float32), np.zeros((0, 6), np.float32)
+_NO_EDGES = np.zeros(0, bool)
 
 
 def _shading_tables(r: _RaycastRenderer) -> kernels.ShadingTables:
