@@ -79,6 +79,7 @@ class ShadingTables(NamedTuple):
     base: np.ndarray  # (3, M + 1) float32 per material, or (3, F + 1) per face
     base_per_face: bool
     face_materials: np.ndarray  # (F + 1,) int32, misses last
+    planes: np.ndarray  # (F + 1,) int64: faces with one key lie in one plane (edge search), see plane_keys
     has_vertex_colors: bool
     corner_colors: np.ndarray  # (F + 1, 3) uint32 RGBX words of each face's corners
     has_light: bool
@@ -273,9 +274,10 @@ def shade(tables, prim, bary, filtered, t, normals, rays, inv_focal, out, start,
         ``rays`` (N, 6) float32 (origins, then directions with camera z = 1)
         give it, with ``inv_focal`` ``1 / sqrt(fx fy)``. Otherwise they may be empty.
     edge : (N,) bool
-        When not empty, the hits are an image ``width`` pixels wide and each
-        pixel's :func:`_pixel_edge` (with ``t``, ``normals``, ``rays`` and
-        ``footprint_scale``) is stored there too, while its data is at hand.
+        When not empty (and False), the hits are an image ``width`` pixels
+        wide and :func:`_mark_edges` (with ``t``, ``normals``, ``rays`` and
+        ``footprint_scale``) marks there the pixels on an edge, while their
+        data is at hand.
     """
     has_texture, table, ti, slow, texels = tables.has_texture, tables.table, tables.table_i, tables.slow, tables.texels
     mip_scale, mip_period, mip_size = tables.mip_scale, tables.mip_period, tables.mip_size
@@ -287,12 +289,13 @@ def shade(tables, prim, bary, filtered, t, normals, rays, inv_focal, out, start,
     has_vc, has_light, corner_light = tables.has_vertex_colors, tables.has_light, tables.corner_light
     corner_colors = tables.corner_colors
     decode, decode_steps, encode, encode_steps = tables.decode, tables.decode_steps, tables.encode, tables.encode_steps
+    planes = tables.planes
     n_faces = len(face_materials) - 1
     find_edges = len(edge) > 0
     height = len(prim) // max(width, 1)
     for i in range(start, stop):
         if find_edges:
-            edge[i] = _pixel_edge(prim, t, normals, rays, face_materials, footprint_scale, i, width, height)
+            _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, width, height, edge)
         p = prim[i]
         if p < 0 or p > n_faces:
             p = n_faces
@@ -391,79 +394,75 @@ def _surface(rays, t, normals, i):
 
 
 @_inline
-def _pixel_edge(prim, t, normals, rays, face_materials, footprint_scale, i, width, height):
-    """Whether pixel ``i`` (flat, in rows ``width`` wide) and a 4-neighbour straddle an edge.
+def _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, width, height, edge):
+    """Mark in ``edge`` both pixels of each pair, pixel ``i`` (flat, in rows ``width`` wide) and its right or
+    lower neighbour, that straddles an edge; never unmark (``edge`` starts False).
 
     A pair does when its hits' materials differ (a miss is material ``M``),
     or they hit different faces whose surfaces are apart by more than
     ``footprint_scale * t`` along either's normal (a depth step or a crease;
-    the inner edges of a flat wall's triangles are not edges). The test is
-    symmetric: each pixel tests its own four pairs, so rows can be marked by
-    different threads. Misses are faces outside ``[0, F)``.
+    the inner edges of a flat wall's triangles are not edges: faces with one
+    ``planes`` key skip the test). Each pair is tested once, from its upper
+    or left pixel, so threads that take rows apart only ever store True into
+    each other's first row. Misses are faces outside ``[0, F)``.
     """
     n_faces = len(face_materials) - 1
     y = i // width
     x = i - y * width
     a = _face(prim, i, n_faces)
-    hit_a, ta, pax, pay, paz, nax, nay, naz, off_a = _surface(rays, t, normals, i)
-    for k in range(4):
+    for k in range(2):
         if k == 0:
-            if x == 0:
-                continue
-            j = i - 1
-        elif k == 1:
             if x == width - 1:
                 continue
             j = i + 1
-        elif k == 2:
-            if y == 0:
-                continue
-            j = i - width
         else:
             if y == height - 1:
                 continue
             j = i + width
         b = _face(prim, j, n_faces)
-        if face_materials[a] != face_materials[b]:
-            return True
-        if a != b and hit_a:
-            hit_b, tb, pbx, pby, pbz, nbx, nby, nbz, off_b = _surface(rays, t, normals, j)
-            # b's hit off a's plane, or a's off b's, by more than a footprint
-            if hit_b and (abs(nax * pbx + nay * pby + naz * pbz - off_a) > ta * footprint_scale
-                          or abs(nbx * pax + nby * pay + nbz * paz - off_b) > tb * footprint_scale):  # fmt: skip
-                return True
-    return False
+        if face_materials[a] != face_materials[b] or (
+            a != b and planes[a] != planes[b] and _apart(rays, t, normals, i, j, footprint_scale)
+        ):
+            edge[i] = True
+            edge[j] = True
+
+
+@_inline
+def _apart(rays, t, normals, i, j, footprint_scale):
+    """Whether hits ``i`` and ``j`` both hit, and either's point is off the other's plane by more than a footprint."""
+    hit_a, ta, pax, pay, paz, nax, nay, naz, off_a = _surface(rays, t, normals, i)
+    hit_b, tb, pbx, pby, pbz, nbx, nby, nbz, off_b = _surface(rays, t, normals, j)
+    return hit_a and hit_b and (abs(nax * pbx + nay * pby + naz * pbz - off_a) > ta * footprint_scale
+                                or abs(nbx * pax + nby * pay + nbz * paz - off_b) > tb * footprint_scale)  # fmt: skip
 
 
 @_jit
-def edge_pixels(prim, t, normals, rays, footprint_scale, face_materials, edge, width, start, stop):
-    """Pixels ``start .. stop - 1``'s :func:`_pixel_edge` into ``edge`` (N,) bool (all arrays flat, as in :func:`shade`)."""
+def edge_pixels(prim, t, normals, rays, footprint_scale, face_materials, planes, edge, width, start, stop):
+    """:func:`_mark_edges` of pixels ``start .. stop - 1`` into ``edge`` (N,) bool, False where no edge was
+    marked yet (all arrays flat, as in :func:`shade`)."""
     height = len(prim) // max(width, 1)
     for i in range(start, stop):
-        edge[i] = _pixel_edge(prim, t, normals, rays, face_materials, footprint_scale, i, width, height)
+        _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, width, height, edge)
 
 
 @_jit
 def colour_edges(prim, rgb, plain, edge_color, edge, width, start, stop):
-    """Also mark in ``edge`` (N,) bool the pixels ``start .. stop - 1`` whose colour and a 4-neighbour's differ
-    by more than ``edge_color`` levels in some channel where both faces are ``plain`` (their colour varies
-    without a texture); ``rgb`` (N, 3) uint8. Symmetric, as :func:`_pixel_edge`."""
+    """Also mark in ``edge`` (N,) bool both pixels of each pair (pixel ``start .. stop - 1`` and its right or
+    lower neighbour) whose faces are both ``plain`` (their colour varies without a texture) and whose colours
+    in ``rgb`` (N, 3) uint8 differ by more than ``edge_color`` levels in some channel; as :func:`_mark_edges`."""
     n_faces = len(plain) - 1
     height = len(prim) // max(width, 1)
     for i in range(start, stop):
-        if edge[i]:
-            continue
-        a = _face(prim, i, n_faces)
-        if not plain[a]:
+        if not plain[_face(prim, i, n_faces)]:
             continue
         y = i // width
         x = i - y * width
-        for j in (i - 1 if x > 0 else -1, i + 1 if x < width - 1 else -1,
-                  i - width if y > 0 else -1, i + width if y < height - 1 else -1):  # fmt: skip
+        for j in (i + 1 if x < width - 1 else -1, i + width if y < height - 1 else -1):
             if j >= 0 and plain[_face(prim, j, n_faces)]:
                 for c in range(3):
                     if abs(np.int32(rgb[i, c]) - np.int32(rgb[j, c])) > edge_color:
                         edge[i] = True
+                        edge[j] = True
 
 
 # ----------------------------------------------------------------------------- edge samples

@@ -565,7 +565,7 @@ class _RaycastRenderer(SceneRenderer):
         filtered = self.antialias != "off" and rays is not None and K is not None
         geometry = self._geometry(hits, rays, K) if filtered else None
         edges = filtered and self.antialias == "full" and cam2world is not None
-        edge = np.empty(len(prim), bool) if edges else _NO_EDGES
+        edge = np.zeros(len(prim), bool) if edges else _NO_EDGES
         rgb = np.empty((len(prim), 3), np.uint8)
         self._split(lambda a, b: self._shade_into(rgb, prim, bary_uv, geometry, a, b, edge, width), len(prim))
         depth = hits["t_hit"].numpy().reshape(height, width).copy()  # the caller's hits stay as they were
@@ -614,7 +614,7 @@ class _RaycastRenderer(SceneRenderer):
         materials (or one misses), or surfaces apart by more than
         ``EDGE_GAP`` pixel footprints along either's normal (a depth step or a
         crease; the inner edges of a flat wall's triangles are not edges)
-        (:func:`kernels._pixel_edge`, found while shading); here it also gets
+        (:func:`kernels._mark_edges`, found while shading); here it also gets
         those whose colours on untextured faces are more than ``EDGE_COLOR``
         levels apart. Both pixels of such a pair are supersampled at the
         fixed :data:`SUBPIXEL` offsets; the pixel-centre sample counts as one more.
@@ -669,7 +669,34 @@ class _RaycastRenderer(SceneRenderer):
 # ----------------------------------------------------------------------------- edges, light
 
 
-def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured) -> np.ndarray:
+def _plane_keys(scene: Scene) -> np.ndarray:
+    """(F + 1,) int64: one key per face, equal for faces in one plane (to 1/1024 in normal, 0.1 mm in offset).
+
+    The edge search skips its plane test between faces with one key (the
+    triangles of a tessellated wall). The key packs the quantized unit
+    normal (12 bits a component) and plane offset ``n . p`` (22 bits, to
+    about 210 m); faces without a normal (degenerate) or farther out, and
+    misses, get keys of their own (negative, never shared).
+    """
+    n_faces = scene.num_triangles
+    keys = -1 - np.arange(n_faces + 1, dtype=np.int64)
+    for start in range(0, n_faces, FACE_CHUNK):
+        rows = slice(start, min(start + FACE_CHUNK, n_faces))
+        tri = scene.vertices[scene.faces[rows]].astype(np.float64)
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        length = np.linalg.norm(normal, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            normal /= length[:, None]
+        q = np.rint(normal * 1024).astype(np.int64) + 1024  # 0 .. 2048: 12 bits
+        offset = np.rint(np.einsum("ij,ij->i", normal, tri[:, 0]) * 1e4)  # 0.1 mm
+        ok = (length > 1e-12) & np.isfinite(offset) & (np.abs(offset) < 2**21)
+        d = np.where(ok, offset, 0).astype(np.int64) + 2**21  # 22 bits
+        packed = (q[:, 0] << 46) | (q[:, 1] << 34) | (q[:, 2] << 22) | d
+        keys[rows] = np.where(ok, packed, keys[rows])
+    return keys
+
+
+def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured, planes=None) -> np.ndarray:
     """(H, W) bool: the pixels that straddle a geometric or material edge (see ``_supersample_edges``).
 
     What :meth:`_RaycastRenderer.shade_hits` finds while shading, on its own
@@ -690,13 +717,16 @@ def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured) -> np.nda
     untextured : (F + 1,) bool or None
         Faces whose colour varies without a texture: colour steps between two
         of them are edges too. None: no such faces.
+    planes : (F + 1,) int64, optional
+        :func:`_plane_keys`; without them every pair of faces gets the plane test.
     """
     h, w = prim.shape
+    planes = -1 - np.arange(len(face_materials), dtype=np.int64) if planes is None else planes
     t, normals, rays, inv_focal = _RaycastRenderer._geometry(hits, rays, K)
     flat = np.ascontiguousarray(prim, np.int32).reshape(-1)
-    edge = np.empty(h * w, bool)
+    edge = np.zeros(h * w, bool)
     face_materials = np.ascontiguousarray(face_materials, np.int32)
-    kernels.edge_pixels(flat, t, normals, rays, inv_focal * np.float32(EDGE_GAP), face_materials, edge, w, 0, h * w)
+    kernels.edge_pixels(flat, t, normals, rays, inv_focal * np.float32(EDGE_GAP), face_materials, planes, edge, w, 0, h * w)
     if untextured is not None:
         colours = np.ascontiguousarray(rgb, np.uint8).reshape(-1, 3)
         kernels.colour_edges(flat, colours, np.ascontiguousarray(untextured, bool), EDGE_COLOR, edge, w, 0, h * w)
@@ -750,6 +780,7 @@ def _shading_tables(r: _RaycastRenderer) -> kernels.ShadingTables:
         base=given(r._base, (3, 1), np.float32),
         base_per_face=bool(r._base_per_face),
         face_materials=np.ascontiguousarray(r._face_materials, np.int32),
+        planes=_plane_keys(r.scene) if r.antialias == "full" else np.zeros(1, np.int64),
         has_vertex_colors=r._corner_colors is not None,
         corner_colors=given(r._corner_colors, (1, 3), np.uint32),
         has_light=r._corner_light is not None,
