@@ -196,6 +196,46 @@ def test_edges_are_found_at_silhouettes_not_inside_a_flat_wall():
         assert 0 < edge.sum() <= 3 * 64 and edge.any(axis=1).sum() <= 3
 
 
+def test_plane_keys_join_coplanar_faces_only(apartment):
+    floor = checker_floor(size=2)
+    keys = raycast_backend._plane_keys(floor)
+    assert len(keys) == floor.num_triangles + 1 and len(np.unique(keys[:-1])) == 1 and keys[-1] < 0  # one plane
+    bent = Scene(  # two triangles meeting at a 1-degree crease, and a degenerate one
+        name="bent",
+        vertices=np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 0, 1], [2, np.tan(np.radians(1.0)), 1],
+                           [3, 0, 0]], np.float32),  # fmt: skip
+        faces=np.array([[0, 2, 1], [1, 2, 3], [1, 3, 4], [1, 1, 5]], np.uint32),
+    ).validate()
+    keys = raycast_backend._plane_keys(bent)
+    assert keys[0] == keys[1] != keys[2] and keys[3] < 0 and len(set(keys[3:])) == 2
+    # The shortcut changes nothing: the apartment's edges with the keys are its edges without them.
+    K = intrinsics_from_hfov(64, 48, 60.0)
+    with get_backend("raycast").open(apartment, antialias="full") as r:
+        planes = raycast_backend._plane_keys(apartment)
+        for pose in cameras(apartment.extras):
+            rays = r.rays(K, pose, 64, 48)
+            hits = r.cast(rays)
+            prim = hits["primitive_ids"].numpy().view(np.int32).reshape(48, 64)
+            rgb = r.render(K, pose, 64, 48).rgb
+            args = (prim, hits, rays, K, rgb, r._face_materials, r._untextured)
+            with_keys = raycast_backend._edge_pixels(*args, planes)
+            assert with_keys.any()
+            np.testing.assert_array_equal(with_keys, raycast_backend._edge_pixels(*args))
+
+
+def test_the_kernels_never_read_outside_their_tables():
+    # Garbage hits (faces out of range, barycentrics NaN, infinite or huge) shade to something, never crash.
+    scene = checker_floor(size=2)
+    n = scene.num_triangles
+    prim = np.array([-7, n, n + 5, 2**31 - 1, 0, 1, 2], np.int32)
+    bary = np.array([[0.2, 0.3], [0.1, 0.1], [0.5, 0.5], [0.3, 0.3], [np.nan, np.nan], [np.inf, -np.inf],
+                     [1e30, -1e30]], np.float32)  # fmt: skip
+    for level in ("off", "textures"):
+        with get_backend("raycast").open(scene, antialias=level) as r:
+            rgb = r.shade(prim, bary)
+            assert rgb.shape == (7, 3) and not rgb[:4].any()  # misses are black
+
+
 def test_edge_supersampling_smooths_a_silhouette_and_keeps_depth():
     # A white square 2 m ahead, tilted in the image, on black: its edge pixels get intermediate values.
     c, s = np.cos(0.3), np.sin(0.3)

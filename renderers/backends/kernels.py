@@ -292,10 +292,18 @@ def shade(tables, prim, bary, filtered, t, normals, rays, inv_focal, out, start,
     planes = tables.planes
     n_faces = len(face_materials) - 1
     find_edges = len(edge) > 0
-    height = len(prim) // max(width, 1)
+    width = max(width, 1)
+    height = len(prim) // width
+    pixel_row = start // width  # counted along: an integer division per pixel costs
+    pixel_col = start - pixel_row * width
     for i in range(start, stop):
         if find_edges:
-            _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, width, height, edge)
+            _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, pixel_col, pixel_row,
+                        width, height, edge)  # fmt: skip
+            pixel_col += 1
+            if pixel_col == width:
+                pixel_col = 0
+                pixel_row += 1
         p = prim[i]
         if p < 0 or p > n_faces:
             p = n_faces
@@ -394,9 +402,9 @@ def _surface(rays, t, normals, i):
 
 
 @_inline
-def _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, width, height, edge):
-    """Mark in ``edge`` both pixels of each pair, pixel ``i`` (flat, in rows ``width`` wide) and its right or
-    lower neighbour, that straddles an edge; never unmark (``edge`` starts False).
+def _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, x, y, width, height, edge):
+    """Mark in ``edge`` both pixels of each pair, pixel ``i`` (flat, in rows ``width`` wide: column ``x``,
+    row ``y``) and its right or lower neighbour, that straddles an edge; never unmark (``edge`` starts False).
 
     A pair does when its hits' materials differ (a miss is material ``M``),
     or they hit different faces whose surfaces are apart by more than
@@ -407,8 +415,6 @@ def _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale,
     each other's first row. Misses are faces outside ``[0, F)``.
     """
     n_faces = len(face_materials) - 1
-    y = i // width
-    x = i - y * width
     a = _face(prim, i, n_faces)
     for k in range(2):
         if k == 0:
@@ -419,6 +425,8 @@ def _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale,
             if y == height - 1:
                 continue
             j = i + width
+        if j >= len(prim):  # only a caller's wrong width could get here: never index past the arrays
+            continue
         b = _face(prim, j, n_faces)
         if face_materials[a] != face_materials[b] or (
             a != b and planes[a] != planes[b] and _apart(rays, t, normals, i, j, footprint_scale)
@@ -440,9 +448,12 @@ def _apart(rays, t, normals, i, j, footprint_scale):
 def edge_pixels(prim, t, normals, rays, footprint_scale, face_materials, planes, edge, width, start, stop):
     """:func:`_mark_edges` of pixels ``start .. stop - 1`` into ``edge`` (N,) bool, False where no edge was
     marked yet (all arrays flat, as in :func:`shade`)."""
-    height = len(prim) // max(width, 1)
+    width = max(width, 1)
+    height = len(prim) // width
     for i in range(start, stop):
-        _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, width, height, edge)
+        y = i // width
+        _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale, i, i - y * width, y, width, height,
+                    edge)  # fmt: skip
 
 
 @_jit

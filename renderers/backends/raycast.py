@@ -9,8 +9,9 @@ face's barycentrics interpolating uvs and vertex colours (Open3D's ``primitive_u
 bilinearly with their sampler's wrap modes (:func:`sample_texture`).
 
 Shading is the costly part of a view after the cast, so :meth:`open` prepares
-everything a view needs as per-face tables, and a view is a handful of
-vectorised float32 passes over its pixels:
+everything a view needs as per-face tables (:class:`kernels.ShadingTables`),
+and a view is one compiled pass over its pixels (:func:`kernels.shade`,
+numba):
 
 * every texture, with its sampler, becomes one entry of a :class:`TextureAtlas`:
   one flat buffer of RGBX texels, each entry surrounded by a ``PAD``-texel
@@ -33,22 +34,24 @@ by one level. The other levels (``textures``, ``full``; docs/design.md,
 
 * **mip levels** in the atlas (built with ``mips``: 2x2 box averages down to
   1x1, each level with its own wrap-mode border) and a level of detail per
-  hit from a ray cone (:func:`_lod`): trilinear, with ``ANISO_PROBES`` probes
-  along the footprint's long axis (each face's world-to-texel map,
-  :func:`_texel_jacobians`);
+  hit from a ray cone (``kernels._footprint``, ``kernels._level``):
+  trilinear, with ``kernels.ANISO_PROBES`` probes along the footprint's long
+  axis (each face's world-to-texel map, :func:`_texel_jacobians`), one where
+  the footprint is near round (``kernels.ISOTROPIC``);
 * at ``full``, ``EDGE_SAMPLES`` more rays at the fixed offsets ``SUBPIXEL`` in
-  the pixels that straddle an edge (:func:`_edge_pixels`), averaged with the
+  the pixels that straddle an edge (found while shading,
+  ``kernels._mark_edges``; :func:`_edge_pixels` on its own), averaged with the
   centre sample. Depth is always the pixel-centre sample's;
 * baked light (synthetic apartments, ``lighting="baked"``,
   :mod:`renderers.lighting`): the albedo times each face's interpolated
-  corner irradiance in linear light, then sRGB (:func:`_lit`).
+  corner irradiance in linear light, then sRGB (``kernels._lit``).
 
 A view is :meth:`~_RaycastRenderer.rays`, :meth:`~_RaycastRenderer.cast`,
 then :meth:`~_RaycastRenderer.shade_hits` (public, for benchmarks and callers
 with their own rays). Open3D's ``cast_rays`` keeps the GIL while Embree runs
 on all cores, so these run one after the other (a caster thread overlapping
-the shading was measured slower); shading a large view splits its pixels
-between the calling thread and one helper thread.
+the shading was measured slower); the kernels release the GIL, and shading a
+view splits its pixels between the calling thread and one helper thread.
 """
 
 from __future__ import annotations
@@ -685,11 +688,11 @@ def _plane_keys(scene: Scene) -> np.ndarray:
         tri = scene.vertices[scene.faces[rows]].astype(np.float64)
         normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         length = np.linalg.norm(normal, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            normal /= length[:, None]
+        ok = length > 1e-12
+        normal[ok] /= length[ok, None]
         q = np.rint(normal * 1024).astype(np.int64) + 1024  # 0 .. 2048: 12 bits
         offset = np.rint(np.einsum("ij,ij->i", normal, tri[:, 0]) * 1e4)  # 0.1 mm
-        ok = (length > 1e-12) & np.isfinite(offset) & (np.abs(offset) < 2**21)
+        ok &= np.isfinite(offset) & (np.abs(offset) < 2**21)
         d = np.where(ok, offset, 0).astype(np.int64) + 2**21  # 22 bits
         packed = (q[:, 0] << 46) | (q[:, 1] << 34) | (q[:, 2] << 22) | d
         keys[rows] = np.where(ok, packed, keys[rows])
