@@ -223,9 +223,10 @@ def test_plane_keys_join_coplanar_faces_only(apartment):
             np.testing.assert_array_equal(with_keys, raycast_backend._edge_pixels(*args))
 
 
-def test_the_kernels_never_read_outside_their_tables():
+@pytest.mark.parametrize("which", ["checker floor", "lit apartment"])
+def test_the_kernels_never_read_outside_their_tables(which, apartment):
     # Garbage hits (faces out of range, barycentrics NaN, infinite or huge) shade to something, never crash.
-    scene = checker_floor(size=2)
+    scene = checker_floor(size=2) if which == "checker floor" else apartment
     n = scene.num_triangles
     prim = np.array([-7, n, n + 5, 2**31 - 1, 0, 1, 2], np.int32)
     bary = np.array([[0.2, 0.3], [0.1, 0.1], [0.5, 0.5], [0.3, 0.3], [np.nan, np.nan], [np.inf, -np.inf],
@@ -234,6 +235,13 @@ def test_the_kernels_never_read_outside_their_tables():
         with get_backend("raycast").open(scene, antialias=level) as r:
             rgb = r.shade(prim, bary)
             assert rgb.shape == (7, 3) and not rgb[:4].any()  # misses are black
+            # Filtered, with garbage footprints, and the edge search over a 7 x 1 image of them.
+            t = np.array([1.0, np.nan, np.inf, -1.0, 0.0, 1e30, 2.0], np.float32)
+            normals = np.full((7, 3), np.nan, np.float32)
+            rays = np.array([[0, 0, 0, np.inf, -np.inf, np.nan]] * 7, np.float32)
+            out, edge = np.empty((7, 3), np.uint8), np.zeros(7, bool)
+            r._shade_into(out, prim, bary, (t, normals, rays, np.float32(0.01)), 0, 7, edge, 7)
+            assert not out[:4].any() and edge.dtype == bool
 
 
 def test_edge_supersampling_smooths_a_silhouette_and_keeps_depth():

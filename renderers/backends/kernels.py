@@ -241,11 +241,11 @@ def _lit(decode, decode_steps, encode, encode_steps, c, e):
     """sRGB level ``c`` in [0, 255] times linear irradiance ``e``, in linear light, back to sRGB."""
     index = c * np.float32(decode_steps)
     index += _HALF
-    linear = decode[min(int(index), len(decode) - 1)] * e
+    linear = decode[min(max(int(index), 0), len(decode) - 1)] * e  # bounds: a NaN colour converts to any integer
     linear = min(max(linear, _F0), _ONE)
     linear = np.sqrt(linear) * np.float32(encode_steps)
     linear += _HALF
-    return encode[min(int(linear), len(encode) - 1)]
+    return encode[min(max(int(linear), 0), len(encode) - 1)]
 
 
 @_inline
