@@ -208,6 +208,31 @@ def test_plane_keys_join_coplanar_faces_only(apartment):
     ).validate()
     keys = raycast_backend._plane_keys(bent)
     assert keys[0] == keys[1] != keys[2] and keys[3] < 0 and len(set(keys[3:])) == 2
+    # Far from the origin, a plane tilted by less than the normals' quantum through the same offset: the
+    # coarse key matches, yet 100 m out the faces are 39 mm apart, a step the edge search must see.
+    x0, tilt = 100.0, 0.4 / 1024
+    lift = np.tan(tilt)
+    step = Scene(
+        name="step",
+        vertices=np.array([[x0 - 1, 0, -1], [x0, 0, -1], [x0, 0, 1], [x0 - 1, 0, 1], [x0, x0 * lift, -1],
+                           [x0 + 1, (x0 + 1) * lift, -1], [x0 + 1, (x0 + 1) * lift, 1], [x0, x0 * lift, 1]],
+                          np.float32),  # fmt: skip
+        faces=np.array([[0, 2, 1], [0, 3, 2], [4, 6, 5], [4, 7, 6]], np.uint32),
+    ).validate()
+    keys = raycast_backend._plane_keys(step)
+    assert keys[0] == keys[1] and keys[0] not in keys[2:]  # the group's first plane is A's: B's faces are out
+    K = intrinsics_from_hfov(64, 64, 60.0)
+    down = np.eye(4)
+    down[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+    down[:3, 3] = (x0, 1.0, 0.0)
+    with get_backend("raycast").open(step, antialias="full", lighting="flat") as r:
+        rays = r.rays(K, down, 64, 64)
+        hits = r.cast(rays)
+        prim = hits["primitive_ids"].numpy().view(np.int32).reshape(64, 64)
+        args = (prim, hits, rays, K, np.zeros((64, 64, 3), np.uint8), r._face_materials, None)
+        with_keys = raycast_backend._edge_pixels(*args, keys)
+        assert with_keys.sum() >= 64
+        np.testing.assert_array_equal(with_keys, raycast_backend._edge_pixels(*args))
     # The shortcut changes nothing: the apartment's edges with the keys are its edges without them.
     K = intrinsics_from_hfov(64, 48, 60.0)
     with get_backend("raycast").open(apartment, antialias="full") as r:
@@ -223,25 +248,56 @@ def test_plane_keys_join_coplanar_faces_only(apartment):
             np.testing.assert_array_equal(with_keys, raycast_backend._edge_pixels(*args))
 
 
-@pytest.mark.parametrize("which", ["checker floor", "lit apartment"])
-def test_the_kernels_never_read_outside_their_tables(which, apartment):
-    # Garbage hits (faces out of range, barycentrics NaN, infinite or huge) shade to something, never crash.
-    scene = checker_floor(size=2) if which == "checker floor" else apartment
+def garbage_hits_shade(scene: Scene) -> None:
+    """Shade garbage hits of ``scene`` at every level: faces out of range, barycentrics NaN, infinite or huge,
+    then filtered with garbage footprints and the edge search over a 7 x 1 image of them; and render views
+    of awkward sizes (one pixel wide or high, odd pixel counts split mid-row between the threads)."""
     n = scene.num_triangles
     prim = np.array([-7, n, n + 5, 2**31 - 1, 0, 1, 2], np.int32)
     bary = np.array([[0.2, 0.3], [0.1, 0.1], [0.5, 0.5], [0.3, 0.3], [np.nan, np.nan], [np.inf, -np.inf],
                      [1e30, -1e30]], np.float32)  # fmt: skip
-    for level in ("off", "textures"):
+    t = np.array([1.0, np.nan, np.inf, -1.0, 0.0, 1e30, 2.0], np.float32)
+    normals = np.full((7, 3), np.nan, np.float32)
+    rays = np.array([[0, 0, 0, np.inf, -np.inf, np.nan]] * 7, np.float32)
+    for level in ("off", "textures", "full"):
         with get_backend("raycast").open(scene, antialias=level) as r:
             rgb = r.shade(prim, bary)
             assert rgb.shape == (7, 3) and not rgb[:4].any()  # misses are black
-            # Filtered, with garbage footprints, and the edge search over a 7 x 1 image of them.
-            t = np.array([1.0, np.nan, np.inf, -1.0, 0.0, 1e30, 2.0], np.float32)
-            normals = np.full((7, 3), np.nan, np.float32)
-            rays = np.array([[0, 0, 0, np.inf, -np.inf, np.nan]] * 7, np.float32)
             out, edge = np.empty((7, 3), np.uint8), np.zeros(7, bool)
             r._shade_into(out, prim, bary, (t, normals, rays, np.float32(0.01)), 0, 7, edge, 7)
-            assert not out[:4].any() and edge.dtype == bool
+            assert not out[:4].any()
+            with pytest.raises(ValueError, match="must have 7 rows"):  # lengths are checked, not trusted
+                r._shade_into(out, prim, bary[:5], None, 0, 7)
+            if "rooms" in scene.extras:
+                pose = cameras(scene.extras)[0]
+            else:  # 1.5 m above the floor, looking 20 degrees down to the horizon
+                pose, tilt = np.eye(4), np.radians(20.0)
+                pose[:3, :3] = np.diag([1.0, -1.0, -1.0]) @ np.array(
+                    [[1, 0, 0], [0, np.cos(tilt), np.sin(tilt)], [0, -np.sin(tilt), np.cos(tilt)]])  # fmt: skip
+                pose[:3, 3] = (0.1, 1.5, 0.2)
+            for w, h in ((1, 37), (37, 1), (65, 63)):
+                view = r.render(intrinsics_from_hfov(w, h, 60.0), pose, w, h)
+                assert view.rgb.shape == (h, w, 3) and view.valid_fraction > 0
+
+
+@pytest.mark.timeout(300)
+def test_the_kernels_never_read_outside_their_tables(tmp_path):
+    # numba checks no bounds; with NUMBA_BOUNDSCHECK=1 (in a fresh cache: a warm one ignores the flag) any
+    # access outside an array raises, so garbage hits on a textured floor and on the lit apartment prove the
+    # kernels' own clamps.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("from tests.test_fidelity import checker_floor, garbage_hits_shade; from renderers.sources import "
+            "load_scene; garbage_hits_shade(checker_floor(size=2)); "
+            "garbage_hits_shade(load_scene('synthetic', 'small/0', scene_id='small-0'))")  # fmt: skip
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_edge_supersampling_smooths_a_silhouette_and_keeps_depth():

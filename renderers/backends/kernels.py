@@ -17,8 +17,11 @@ from it).
 
 Memory safety: numba does not check bounds. Texel coordinates are in range by
 construction of the atlas (``_face_texel_table``), and every flat texel index
-is clamped into the atlas once more before it is read, so that a NaN or a
-degenerate face can only ever fetch a wrong texel, never outside the buffer.
+is clamped into the atlas once more before it is read, every face id and sRGB
+table index into its table, so that a NaN or a degenerate face can only ever
+fetch a wrong texel, never outside an array; the caller checks the arrays'
+lengths (``_RaycastRenderer._shade_into``). ``tests/test_fidelity.py`` shades
+garbage hits with ``NUMBA_BOUNDSCHECK=1`` in a fresh cache.
 
 Compiled code is cached beside this file (``cache=True``): the first process
 on a machine compiles for a few seconds, later ones load it.
@@ -79,7 +82,7 @@ class ShadingTables(NamedTuple):
     base: np.ndarray  # (3, M + 1) float32 per material, or (3, F + 1) per face
     base_per_face: bool
     face_materials: np.ndarray  # (F + 1,) int32, misses last
-    planes: np.ndarray  # (F + 1,) int64: faces with one key lie in one plane (edge search), see plane_keys
+    planes: np.ndarray  # (F + 1,) int64: faces with one key lie in one plane (edge search), see raycast._plane_keys
     has_vertex_colors: bool
     corner_colors: np.ndarray  # (F + 1, 3) uint32 RGBX words of each face's corners
     has_light: bool
@@ -264,7 +267,7 @@ def shade(tables, prim, bary, filtered, t, normals, rays, inv_focal, out, start,
     Parameters
     ----------
     tables : ShadingTables
-    prim : (N,) int64
+    prim : (N,) int32
         Hit faces; anything outside ``[0, F)`` is a miss (face ``F``, black).
     bary : (N, 2) float32
         Open3D's barycentrics: the hit weighs the face's corners ``(1 - u - v, u, v)``.
@@ -411,8 +414,9 @@ def _mark_edges(prim, t, normals, rays, face_materials, planes, footprint_scale,
     ``footprint_scale * t`` along either's normal (a depth step or a crease;
     the inner edges of a flat wall's triangles are not edges: faces with one
     ``planes`` key skip the test). Each pair is tested once, from its upper
-    or left pixel, so threads that take rows apart only ever store True into
-    each other's first row. Misses are faces outside ``[0, F)``.
+    or left pixel, and only True is ever stored, so two threads that take
+    the pixels in halves may both mark the second half's first row. Misses
+    are faces outside ``[0, F)``.
     """
     n_faces = len(face_materials) - 1
     a = _face(prim, i, n_faces)

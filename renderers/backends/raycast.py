@@ -600,8 +600,22 @@ class _RaycastRenderer(SceneRenderer):
         )
 
     def _shade_into(self, out, prim, bary_uv, geometry, start: int, stop: int, edge=None, width: int = 0) -> None:
-        """:func:`kernels.shade` of hits ``start .. stop - 1`` (and their edges into ``edge``, if given)."""
+        """:func:`kernels.shade` of hits ``start .. stop - 1`` (and their edges into ``edge``, if given).
+
+        The kernels do not check bounds, so every array's length is checked
+        here: a caller's mistake is a ``ValueError``, never a read past an array.
+        """
         edge = _NO_EDGES if edge is None else edge
+        n = len(prim)
+        lengths = [len(bary_uv), len(out)] + ([len(a) for a in geometry[:3]] if geometry is not None else [])
+        if any(m != n for m in lengths) or not 0 <= start <= stop <= n or (
+            len(edge) and (len(edge) != n or geometry is None or width < 1 or n % width)
+        ):
+            raise ValueError(
+                f"shading {n} hits: barycentrics, output, depths, normals and rays must have {n} rows "
+                f"(got {lengths}), the range {start}..{stop} lie within them, an edge search rows of "
+                f"{width} pixels over them all"
+            )
         if geometry is None:
             kernels.shade(self._tables, prim, bary_uv, False, _NO_T, _NO_VEC3, _NO_RAYS, np.float32(0.0), out,
                           start, stop, edge, width, np.float32(0.0))  # fmt: skip
@@ -672,30 +686,57 @@ class _RaycastRenderer(SceneRenderer):
 # ----------------------------------------------------------------------------- edges, light
 
 
+def _own_keys(n: int) -> np.ndarray:
+    """(n,) int64 plane keys that no two faces share (negative)."""
+    return -1 - np.arange(n, dtype=np.int64)
+
+
+PLANE_TOLERANCE = 5e-5  # metres: faces that share a plane key lie within this of one plane (the group's first)
+
+
 def _plane_keys(scene: Scene) -> np.ndarray:
-    """(F + 1,) int64: one key per face, equal for faces in one plane (to 1/1024 in normal, 0.1 mm in offset).
+    """(F + 1,) int64: one key per face, equal only for faces that lie in one plane.
 
     The edge search skips its plane test between faces with one key (the
-    triangles of a tessellated wall). The key packs the quantized unit
-    normal (12 bits a component) and plane offset ``n . p`` (22 bits, to
-    about 210 m); faces without a normal (degenerate) or farther out, and
-    misses, get keys of their own (negative, never shared).
+    triangles of a tessellated wall), so a shared key must mean coplanar:
+    faces are grouped by their quantized unit normal (12 bits a component,
+    steps of 1/1024) and plane offset ``n . p`` (0.1 mm steps, to about
+    210 m), and a face keeps its group's key only if all three of its
+    vertices lie within ``PLANE_TOLERANCE`` of the plane of the group's first
+    face. The rest (nearly but not truly coplanar, degenerate, farther out)
+    and misses get keys of their own (negative, never shared): for them the
+    plane test runs as it would without keys.
     """
     n_faces = scene.num_triangles
-    keys = -1 - np.arange(n_faces + 1, dtype=np.int64)
-    for start in range(0, n_faces, FACE_CHUNK):
+    keys = _own_keys(n_faces + 1)
+    if not n_faces:
+        return keys
+    normal = np.zeros((n_faces, 3))
+    offset = np.zeros(n_faces)
+    ok = np.zeros(n_faces, bool)
+    packed = keys[:-1].copy()
+    for start in range(0, n_faces, FACE_CHUNK):  # a chunk of faces at a time, to bound temporaries
         rows = slice(start, min(start + FACE_CHUNK, n_faces))
         tri = scene.vertices[scene.faces[rows]].astype(np.float64)
-        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        length = np.linalg.norm(normal, axis=1)
-        ok = length > 1e-12
-        normal[ok] /= length[ok, None]
-        q = np.rint(normal * 1024).astype(np.int64) + 1024  # 0 .. 2048: 12 bits
-        offset = np.rint(np.einsum("ij,ij->i", normal, tri[:, 0]) * 1e4)  # 0.1 mm
-        ok &= np.isfinite(offset) & (np.abs(offset) < 2**21)
-        d = np.where(ok, offset, 0).astype(np.int64) + 2**21  # 22 bits
-        packed = (q[:, 0] << 46) | (q[:, 1] << 34) | (q[:, 2] << 22) | d
-        keys[rows] = np.where(ok, packed, keys[rows])
+        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        length = np.linalg.norm(n, axis=1)
+        good = length > 1e-12
+        n[good] /= length[good, None]
+        normal[rows], offset[rows] = n, np.einsum("ij,ij->i", n, tri[:, 0])
+        q = np.rint(n * 1024).astype(np.int64) + 1024  # 0 .. 2048: 12 bits
+        d = np.rint(offset[rows] * 1e4)  # 0.1 mm
+        good &= np.isfinite(d) & (np.abs(d) < 2**21)
+        d = np.where(good, d, 0).astype(np.int64) + 2**21  # 22 bits
+        packed[rows] = np.where(good, (q[:, 0] << 46) | (q[:, 1] << 34) | (q[:, 2] << 22) | d, packed[rows])
+        ok[rows] = good
+    groups, first, group_of = np.unique(packed, return_index=True, return_inverse=True)
+    for start in range(0, n_faces, FACE_CHUNK):  # each face against its group's first face's plane
+        rows = slice(start, min(start + FACE_CHUNK, n_faces))
+        tri = scene.vertices[scene.faces[rows]].astype(np.float64)
+        ref = first[group_of[rows]]
+        distance = np.abs(np.einsum("ij,ikj->ik", normal[ref], tri) - offset[ref][:, None]).max(axis=1)
+        ok[rows] &= distance <= PLANE_TOLERANCE
+    keys[:-1] = np.where(ok, groups[group_of], keys[:-1])
     return keys
 
 
@@ -724,7 +765,7 @@ def _edge_pixels(prim, hits, rays, K, rgb, face_materials, untextured, planes=No
         :func:`_plane_keys`; without them every pair of faces gets the plane test.
     """
     h, w = prim.shape
-    planes = -1 - np.arange(len(face_materials), dtype=np.int64) if planes is None else planes
+    planes = _own_keys(len(face_materials)) if planes is None else planes
     t, normals, rays, inv_focal = _RaycastRenderer._geometry(hits, rays, K)
     flat = np.ascontiguousarray(prim, np.int32).reshape(-1)
     edge = np.zeros(h * w, bool)
@@ -783,7 +824,8 @@ def _shading_tables(r: _RaycastRenderer) -> kernels.ShadingTables:
         base=given(r._base, (3, 1), np.float32),
         base_per_face=bool(r._base_per_face),
         face_materials=np.ascontiguousarray(r._face_materials, np.int32),
-        planes=_plane_keys(r.scene) if r.antialias == "full" else np.zeros(1, np.int64),
+        # a row per face at every level (callers may search edges at any): real keys where views do
+        planes=_plane_keys(r.scene) if r.antialias == "full" else _own_keys(r._n_faces + 1),
         has_vertex_colors=r._corner_colors is not None,
         corner_colors=given(r._corner_colors, (1, 3), np.uint32),
         has_light=r._corner_light is not None,
