@@ -473,7 +473,7 @@ def colour_edges(prim, rgb, plain, edge_color, edge, width, start, stop):
         y = i // width
         x = i - y * width
         for j in (i + 1 if x < width - 1 else -1, i + width if y < height - 1 else -1):
-            if j >= 0 and plain[_face(prim, j, n_faces)]:
+            if 0 <= j < len(prim) and plain[_face(prim, j, n_faces)]:  # bounded, as in _mark_edges
                 for c in range(3):
                     if abs(np.int32(rgb[i, c]) - np.int32(rgb[j, c])) > edge_color:
                         edge[i] = True

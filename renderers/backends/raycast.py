@@ -804,7 +804,7 @@ def _shading_tables(r: _RaycastRenderer) -> kernels.ShadingTables:
         has_texture=r._table is not None,
         table=table,
         table_i=table.view(np.int32),
-        slow=given(r._slow, (len(table),), bool) if r._slow is not None else np.zeros(len(table), bool),
+        slow=given(r._slow, (len(table),), bool),
         mipmapped=r._mip_rows is not None,
         jacobian=np.zeros((1, 7), np.float32) if r._texel_jacobian is None else np.ascontiguousarray(
             np.concatenate([r._texel_jacobian, np.exp2(table[:, 9:10])], axis=1), np.float32),
