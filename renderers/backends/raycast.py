@@ -525,8 +525,9 @@ class _RaycastRenderer(SceneRenderer):
         Pixel ``(i, j)``'s camera-frame direction is ``(p_i + q_j, y_j, 1)``
         (:func:`renderers.camera.pixel_rays`; ``q`` is the skew term), so its
         world direction ``R (x, y, 1)`` is a column term plus a row term: one
-        broadcast add per axis, then one interleave (OpenCV's ``merge``; no
-        BLAS, whose spinning threads would slow the cast that follows).
+        broadcast add per axis, interleaved as it is written
+        (:func:`kernels.grid_rays`; no BLAS, whose spinning threads would slow
+        the cast that follows).
         """
         K = np.asarray(K, dtype=np.float64)
         c2w = np.asarray(cam2world, dtype=np.float64)
@@ -536,9 +537,9 @@ class _RaycastRenderer(SceneRenderer):
         q = -K[0, 1] / K[0, 0] * y  # (H,)
         cols = (R[:, :1] * p).astype(np.float32)  # (3, W)
         rows = (R[:, :1] * q + R[:, 1:2] * y + R[:, 2:]).astype(np.float32)  # (3, H)
-        dirs = rows[:, :, None] + cols[:, None, :]  # (3, H, W)
-        origin = [np.full((height, width), c, np.float32) for c in c2w[:3, 3]]
-        return cv2.merge([*origin, *dirs])
+        out = np.empty((height, width, 6), np.float32)
+        kernels.grid_rays(c2w[:3, 3].astype(np.float32), rows, cols, out)
+        return out
 
     def cast(self, rays: np.ndarray) -> dict:
         """Open3D's hits (``t_hit``, ``primitive_ids``, ``primitive_uvs``... as tensors) of (..., 6) float32 rays."""
