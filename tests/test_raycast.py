@@ -228,15 +228,18 @@ def test_atlas_shading_matches_per_material_sample_texture(vertex_colors, base_c
     assert 0 < slow_pixels.mean() < 1
 
 
-def test_large_views_shade_the_same_on_two_threads(monkeypatch):
+@pytest.mark.parametrize("chunk", [None, 77])  # 77: chunks that end mid-row, most of them on either thread
+def test_large_views_shade_the_same_on_two_threads(monkeypatch, chunk):
     scene = patchwork(vertex_colors=True, base_colors=True)
-    K = intrinsics_from_hfov(256, 128, 90.0)  # 32768 pixels: shaded in two halves
+    K = intrinsics_from_hfov(256, 128, 90.0)  # 32768 pixels: shaded in chunks by two threads
     c2w = pose(rotation((1, 1, 0), 8) @ LEVEL[:3, :3], (0.1, -0.2, 0.3))
+    if chunk is not None:
+        monkeypatch.setattr(raycast_backend, "SPLIT_MIN_PIXELS", chunk)
     with get_backend("raycast").open(scene) as r:
         assert 256 * 128 >= raycast_backend.PARALLEL_MIN_PIXELS
         parallel = r.render(K, c2w, 256, 128)
         assert parallel.valid_fraction > 0.5 and parallel.rgb.any()
-        assert r._pool is not None  # the helper thread did shade half of it
+        assert r._pool is not None  # the helper thread did take chunks
         monkeypatch.setattr(raycast_backend, "PARALLEL_MIN_PIXELS", 1 << 30)
         serial = r.render(K, c2w, 256, 128)
     np.testing.assert_array_equal(parallel.rgb, serial.rgb)
