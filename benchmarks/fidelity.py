@@ -9,9 +9,12 @@ Three scenes, built here (no data needed):
   HM3D-like atlases seen at 256 px: most surfaces minified 10 to 50 times),
   tessellated into 0.25 m cells like the synthetic apartments;
 * **vertex-coloured**: a ScanNet-style room (walls and boxes of small
-  triangles with a random colour per vertex, no texture).
+  triangles with a random colour per vertex, no texture);
+* **edges**: one straight edge, a plain half-plane against nothing, seen by a
+  camera rolled to 8 angles (0 to 157.5 degrees, every 22.5, plus 0.7): how
+  the edge samples' fixed pattern serves each direction (median and worst).
 
-For each scene, cameras stand inside (seeded, 1.5 m up, random yaw, small tilt
+For each room, cameras stand inside (seeded, 1.5 m up, random yaw, small tilt
 and roll). The **reference** of a view is the mean of 64 renders at
 ``--antialias off``, one per sub-pixel offset of an 8 x 8 grid (a box filter
 over the pixel: every sample a pixel-centre ray of a shifted camera, textures
@@ -41,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.render import HFOV, sample_poses  # noqa: E402
+from benchmarks.render import HFOV, _rotation, sample_poses  # noqa: E402
 from renderers.backends import ANTIALIAS, get_backend  # noqa: E402
 from renderers.camera import intrinsics_from_hfov  # noqa: E402
 from renderers.scene import Material, Scene, Texture, Wrap  # noqa: E402
@@ -53,6 +56,7 @@ ROOM = (6.0, 2.8, 5.0)  # the built rooms' interior, metres
 CELL = 0.25  # their tessellation, metres
 REPEAT = 0.5  # metres per repetition of the minified room's texture
 TEXTURE = 1024  # its side in texels
+EDGE_ANGLES = np.arange(8) * 22.5 + 0.7  # degrees: the edges scene's camera rolls (off-axis: edges at all phases)
 
 
 def _box_room(size, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,8 +110,7 @@ def vertex_coloured_room() -> Scene:
         lo, hi = np.array(lo), np.array(hi)
         size = hi - lo
         v, f, _ = _box_room(size, 0.05)
-        v = hi - (v - 0) if False else lo + v  # a box seen from outside: flip the winding
-        parts.append((v, f[:, ::-1]))
+        parts.append((lo + v, f[:, ::-1]))  # a box seen from outside: the winding flipped
     vertices, faces, offset = [], [], 0
     for v, f in parts:
         vertices.append(v)
@@ -123,6 +126,22 @@ def vertex_coloured_room() -> Scene:
         source="benchmark:vertex-coloured",
         extras=_layout(obstacles=[((0.5, 0.0, 0.5), (1.5, 0.8, 1.3)), ((4.0, 0.0, 3.5), (5.5, 1.2, 4.5))]),
     ).validate()
+
+
+def edge_plate() -> Scene:
+    """A plain half-plane 2 m down -Z from the origin, its straight edge 13 mm off the view's centre."""
+    x0, far = 0.013, 50.0
+    vertices = np.array([[x0, -far, -2.0], [far, -far, -2.0], [far, far, -2.0], [x0, far, -2.0]], np.float32)
+    return Scene(name="edge-plate", vertices=vertices, faces=np.array([[0, 1, 2], [0, 2, 3]], np.uint32),
+                 source="benchmark:edges").validate()  # fmt: skip
+
+
+def plate_poses() -> np.ndarray:
+    """(8, 4, 4): a camera at the origin looking down -Z, rolled by each of ``EDGE_ANGLES``."""
+    poses = np.tile(np.eye(4), (len(EDGE_ANGLES), 1, 1))
+    for pose, deg in zip(poses, EDGE_ANGLES):
+        pose[:3, :3] = np.diag([1.0, -1.0, -1.0]) @ _rotation(2, deg)
+    return poses
 
 
 def _layout(obstacles=()) -> dict:
@@ -198,7 +217,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the camera poses")
     parser.add_argument("--repeats", type=int, default=3, help="throughput repetitions; the median counts")
     parser.add_argument("--large", action="store_true", help="the larger run: 24 views per scene, large apartment")
-    parser.add_argument("--only", choices=("apartment", "minified", "vertex-coloured"), help="one scene only")
+    parser.add_argument("--only", choices=("apartment", "minified", "vertex-coloured", "edges"), help="one scene only")
     args = parser.parse_args()
     if args.large:
         args.views, args.preset = 24, "large"
@@ -208,13 +227,14 @@ def main() -> None:
                                         scene_id=f"{args.preset}-{args.scene_seed}"),  # fmt: skip
         "minified": minified_room,
         "vertex-coloured": vertex_coloured_room,
+        "edges": edge_plate,
     }
     results = {}
     for key, build in builders.items():
         if args.only and key != args.only:
             continue
         scene = build()
-        poses = sample_poses(scene.extras, args.views, args.seed)
+        poses = plate_poses() if key == "edges" else sample_poses(scene.extras, args.views, args.seed)
         print(f"{key}: {scene.name}, {scene.num_triangles:,} triangles, {len(poses)} views at "
               f"{args.resolution}x{args.resolution}")  # fmt: skip
         results[key] = measure(scene, poses, args.resolution, args.repeats)

@@ -57,7 +57,8 @@ def depth_to_mm(depth: np.ndarray, dtype=np.uint16) -> np.ndarray:
 
     ``dtype`` may name another byte order of uint16 (``">u2"``: PNG's).
     """
-    mm = np.multiply(np.asarray(depth, dtype=np.float32), np.float32(DEPTH_SCALE))
+    mm = np.array(depth, dtype=np.float32, order="C")  # a copy, C-ordered (the PNG's rows), 0-d arrays too
+    mm *= np.float32(DEPTH_SCALE)
     np.rint(mm, out=mm)
     # NaN fails both comparisons and +inf the second: only finite depths in range stay
     np.copyto(mm, np.float32(0.0), where=~((mm > 0) & (mm <= np.iinfo(np.uint16).max)))

@@ -24,6 +24,19 @@ def test_depth_round_trip_in_millimetres():
     assert np.all(back[~ok] == 0)
 
 
+def test_depth_to_mm_rounds_half_to_even_and_zeroes_what_does_not_fit():
+    metres = [0.0, -0.0, 0.0004, 0.0005, 0.0015, 0.0025, 1.0, 2.0015, 65.5345, 65.535, 65.5355, 70.0, -1.0,
+              np.nan, np.inf, -np.inf]  # fmt: skip
+    expected = [0, 0, 0, 0, 2, 2, 1000, 2001, 65534, 65535, 0, 0, 0, 0, 0, 0]
+    mm = depth_to_mm(np.array(metres, np.float32))
+    assert mm.dtype == np.uint16 and mm.tolist() == expected
+    assert depth_to_mm(np.array([0.0025, 1e30, 2.0015])).tolist() == [2, 0, 2001]  # float64 in: as float32
+    assert depth_to_mm(np.float32(1.2344)).tolist() == 1234 and depth_to_mm(2.0).shape == ()  # scalars
+    big_endian = depth_to_mm(np.array(metres, np.float32).reshape(4, 4).T, ">u2")  # Fortran-ordered in
+    assert big_endian.dtype == np.dtype(">u2") and big_endian.flags.c_contiguous
+    assert big_endian.T.ravel().tolist() == expected
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (2, 3), (48, 64), (256, 256)])
 def test_depth_png_is_standard(shape):
     rng = np.random.default_rng(1)
@@ -35,6 +48,7 @@ def test_depth_png_is_standard(shape):
     cv = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert cv.dtype == np.uint16
     np.testing.assert_array_equal(cv, depth_to_mm(depth))
+    assert encode_depth(np.asfortranarray(depth)) == data  # any memory layout
 
 
 def test_rgb_png_is_lossless_and_jpeg_close():

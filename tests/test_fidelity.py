@@ -271,7 +271,8 @@ def test_plane_keys_join_coplanar_faces_only(apartment):
 def garbage_hits_shade(scene: Scene) -> None:
     """Shade garbage hits of ``scene`` at every level: faces out of range, barycentrics NaN, infinite or huge,
     then filtered with garbage footprints and the edge search over a 7 x 1 image of them; and render views
-    of awkward sizes (one pixel wide or high, odd pixel counts split mid-row between the threads)."""
+    of awkward sizes (one pixel wide or high), on one thread and again shared by two in chunks of 3 pixels
+    (ending mid-row), which must give the same bytes."""
     n = scene.num_triangles
     prim = np.array([-7, n, n + 5, 2**31 - 1, 0, 1, 2], np.int32)
     bary = np.array([[0.2, 0.3], [0.1, 0.1], [0.5, 0.5], [0.3, 0.3], [np.nan, np.nan], [np.inf, -np.inf],
@@ -296,8 +297,16 @@ def garbage_hits_shade(scene: Scene) -> None:
                     [[1, 0, 0], [0, np.cos(tilt), np.sin(tilt)], [0, -np.sin(tilt), np.cos(tilt)]])  # fmt: skip
                 pose[:3, 3] = (0.1, 1.5, 0.2)
             for w, h in ((1, 37), (37, 1), (65, 63)):
-                view = r.render(intrinsics_from_hfov(w, h, 60.0), pose, w, h)
+                K = intrinsics_from_hfov(w, h, 60.0)
+                view = r.render(K, pose, w, h)
                 assert view.rgb.shape == (h, w, 3) and view.valid_fraction > 0
+                limits = raycast_backend.PARALLEL_MIN_PIXELS, raycast_backend.SPLIT_MIN_PIXELS
+                raycast_backend.PARALLEL_MIN_PIXELS, raycast_backend.SPLIT_MIN_PIXELS = 1, 3
+                try:
+                    chunked = r.render(K, pose, w, h)
+                finally:
+                    raycast_backend.PARALLEL_MIN_PIXELS, raycast_backend.SPLIT_MIN_PIXELS = limits
+                assert chunked.rgb.tobytes() == view.rgb.tobytes()
 
 
 @pytest.mark.timeout(300)

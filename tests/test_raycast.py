@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -237,9 +239,16 @@ def test_large_views_shade_the_same_on_two_threads(monkeypatch, chunk):
         monkeypatch.setattr(raycast_backend, "SPLIT_MIN_PIXELS", chunk)
     with get_backend("raycast").open(scene) as r:
         assert 256 * 128 >= raycast_backend.PARALLEL_MIN_PIXELS
+        threads, shade_into = set(), r._shade_into
+
+        def spy(*args, **kwargs):
+            threads.add(threading.current_thread().name)
+            return shade_into(*args, **kwargs)
+
+        monkeypatch.setattr(r, "_shade_into", spy)
         parallel = r.render(K, c2w, 256, 128)
         assert parallel.valid_fraction > 0.5 and parallel.rgb.any()
-        assert r._pool is not None  # the helper thread did take chunks
+        assert len(threads) == 2 and any(name.startswith("raycast-shade") for name in threads)  # both took chunks
         monkeypatch.setattr(raycast_backend, "PARALLEL_MIN_PIXELS", 1 << 30)
         serial = r.render(K, c2w, 256, 128)
     np.testing.assert_array_equal(parallel.rgb, serial.rgb)
@@ -282,3 +291,23 @@ def test_rays_follow_pixel_rays_with_skew():
     assert rays.shape == (30, 40, 6) and rays.dtype == np.float32
     np.testing.assert_allclose(rays[..., :3], np.broadcast_to(c2w[:3, 3], (30, 40, 3)), atol=1e-6)
     np.testing.assert_allclose(rays[..., 3:], pixel_rays(K, 40, 30) @ c2w[:3, :3].T, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(40, 30), (1, 7), (9, 1)])
+def test_rays_are_the_float32_column_plus_row_terms_exactly(size):
+    # The ray grid's bytes are geometry (depth is the cast of them): each direction is a float32 column term
+    # plus a float32 row term, per axis, as the renderer computed them before a kernel interleaved them.
+    w, h = size
+    K = intrinsics_from_hfov(w, h, 70.0)
+    K[0, 1] = 0.7
+    c2w = pose(rotation((1, 2, 3), 33), (0.5, -1.0, 2.0))
+    R = c2w[:3, :3]
+    p = (np.arange(w) - K[0, 2]) / K[0, 0]
+    y = (np.arange(h) - K[1, 2]) / K[1, 1]
+    cols = (R[:, :1] * p).astype(np.float32)
+    rows = (R[:, :1] * (-K[0, 1] / K[0, 0] * y) + R[:, 1:2] * y + R[:, 2:]).astype(np.float32)
+    expected = np.concatenate([np.broadcast_to(c2w[:3, 3].astype(np.float32), (h, w, 3)),
+                               (rows[:, :, None] + cols[:, None, :]).transpose(1, 2, 0)], axis=2)  # fmt: skip
+    rays = get_backend("raycast").open(wall()).rays(K, c2w, w, h)
+    assert rays.shape == (h, w, 6) and rays.flags.c_contiguous
+    assert rays.tobytes() == expected.tobytes()

@@ -12,8 +12,8 @@ The arithmetic is numpy's: float32 throughout (and float64 where the numpy
 reference, :func:`renderers.backends.raycast.sample_texture`, wraps texel
 indices per tap), the same operations in the same order, no fast-math
 contraction. So ``antialias="off"`` reproduces the renderer of before
-anti-aliasing byte for byte (``tests/test_fidelity.py`` checks digests taken
-from it).
+anti-aliasing byte for byte (``tests/test_fidelity.py`` checks its colours'
+digest, taken from it).
 
 Memory safety: numba does not check bounds. Texel coordinates are in range by
 construction of the atlas (``_face_texel_table``), and every flat texel index
@@ -30,6 +30,7 @@ on a machine compiles for a few seconds, later ones load it.
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import numba
@@ -38,9 +39,11 @@ import numpy as np
 __all__ = ["ShadingTables", "edge_pixels", "shade"]
 
 # LLVM's superword (SLP) vectorizer, off in numba by default: it packs the channels' isomorphic float32
-# operations into vector ones (shading 3.5 % faster). Without fast-math it keeps IEEE semantics, so the results
-# are the same bytes. The setting is numba's, process-wide: it applies to what compiles after this import.
-numba.config.SLP_VECTORIZE = 1
+# operations into vector ones (shading 3.5 % faster). Without fast-math it keeps IEEE semantics: the same bytes.
+# numba's setting is process-wide and re-read from the environment whenever a NUMBA_ variable changes, so it is
+# set there (unless the user set it), for what compiles from now on.
+os.environ.setdefault("NUMBA_SLP_VECTORIZE", "1")
+numba.config.reload_config()
 _jit = numba.njit(nogil=True, cache=True, error_model="numpy")  # numpy's errors: x / 0 is inf, no exception
 _inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")  # helpers, in numba's IR
 
@@ -490,7 +493,7 @@ def colour_edges(prim, rgb, plain, edge_color, edge, width, start, stop):
                         edge[j] = True
 
 
-# ----------------------------------------------------------------------------- edge samples
+# ----------------------------------------------------------------------------- rays, and the edge samples
 
 
 @_jit

@@ -602,11 +602,16 @@ class _RaycastRenderer(SceneRenderer):
             while True:
                 with lock:
                     start = taken[0]
-                    size = min(n - start, max((n - start) // 4, SPLIT_MIN_PIXELS))
+                    size = min(n - start, max((n - start) // 4, SPLIT_MIN_PIXELS, 1))
                     taken[0] = start + size
                 if size <= 0:
                     return
-                work(start, start + size)
+                try:
+                    work(start, start + size)
+                except BaseException:
+                    with lock:  # the other thread takes no more
+                        taken[0] = n
+                    raise
 
         helper = self._pool.submit(chunks)
         try:
