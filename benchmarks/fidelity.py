@@ -1,6 +1,6 @@
 """Image fidelity of each ``--antialias`` level against an 8x8-supersampled reference, and its cost.
 
-Three scenes, built here (no data needed):
+Four scenes, built here (no data needed):
 
 * **apartment**: a synthetic apartment (``medium/0`` by default), lit as
   ``pairgen render`` lights it (``--lighting baked``);
@@ -56,6 +56,7 @@ ROOM = (6.0, 2.8, 5.0)  # the built rooms' interior, metres
 CELL = 0.25  # their tessellation, metres
 REPEAT = 0.5  # metres per repetition of the minified room's texture
 TEXTURE = 1024  # its side in texels
+SCENES = ("apartment", "minified", "vertex-coloured", "edges")  # in the order measured
 EDGE_ANGLES = np.arange(8) * 22.5 + 0.7  # degrees: the edges scene's camera rolls (off-axis: edges at all phases)
 
 
@@ -217,7 +218,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the camera poses")
     parser.add_argument("--repeats", type=int, default=3, help="throughput repetitions; the median counts")
     parser.add_argument("--large", action="store_true", help="the larger run: 24 views per scene, large apartment")
-    parser.add_argument("--only", choices=("apartment", "minified", "vertex-coloured", "edges"), help="one scene only")
+    parser.add_argument("--only", choices=SCENES, help="one scene only")
     args = parser.parse_args()
     if args.large:
         args.views, args.preset = 24, "large"
@@ -230,10 +231,10 @@ def main() -> None:
         "edges": edge_plate,
     }
     results = {}
-    for key, build in builders.items():
+    for key in SCENES:
         if args.only and key != args.only:
             continue
-        scene = build()
+        scene = builders[key]()
         poses = plate_poses() if key == "edges" else sample_poses(scene.extras, args.views, args.seed)
         print(f"{key}: {scene.name}, {scene.num_triangles:,} triangles, {len(poses)} views at "
               f"{args.resolution}x{args.resolution}")  # fmt: skip
