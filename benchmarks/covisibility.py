@@ -3,11 +3,11 @@
 Renders the views of one synthetic apartment (as ``pairgen render`` does:
 floor search, view walks, 256x256, hfov 60), then in the same run
 
-* **ours**: the ``reprojection`` measure (:mod:`covisibility.batch`) over
+* **ours**: the ``reprojection`` measure (:mod:`covisibility.reprojection`) over
   *all* candidate pairs of those views, band ``[0.5, 0.8]`` (pruning
   included, exactly as ``pairgen filter`` runs it): pairs/s = candidate
   pairs / time;
-* **CroCo's measure** (:func:`covisibility.croco.croco_overlap_pairs`, each
+* **CroCo's measure** (:func:`covisibility.croco_overlap.croco_overlap_pairs`, each
   view's k-d tree built once) on a random sample of the same candidate pairs
   (all of them would take tens of minutes): pairs/s on the sample;
 * the **Spearman rank correlation** of the two measures (each pair's
@@ -34,8 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from covisibility import all_pairs, get_measure  # noqa: E402
-from covisibility.batch import covisibility_pairs  # noqa: E402
-from covisibility.croco import croco_overlap_pairs  # noqa: E402
+from covisibility.reprojection import covisibility_pairs  # noqa: E402
+from covisibility.croco_overlap import croco_overlap_pairs  # noqa: E402
 from renderers.backends import get_backend  # noqa: E402
 from renderers.floor import find_floor  # noqa: E402
 from renderers.sources import load_scene  # noqa: E402

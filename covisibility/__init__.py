@@ -6,19 +6,19 @@ at ``(u, v) = (i, j)``) are the renderer's, in :mod:`renderers.camera`; they
 are re-exported here so later stages depend on earlier ones, never the
 reverse.
 
-* :mod:`covisibility.kernel`: the per-pixel test (rounding rule, depth tolerances);
-* :mod:`covisibility.reprojection`: the single-pair reference;
+* :mod:`covisibility.pixel_test`: the per-pixel test (rounding rule, depth tolerances);
+* :mod:`covisibility.reference`: the single-pair reference;
 * :mod:`covisibility.measures`: the :class:`Measure` interface, its registry,
   :class:`PairCovisibility` and :func:`select_pairs`;
-* :mod:`covisibility.batch` (``reprojection``) and :mod:`covisibility.croco`
+* :mod:`covisibility.reprojection` (``reprojection``) and :mod:`covisibility.croco_overlap`
   (``croco``): the registered measures;
 * :mod:`covisibility.search`: the :class:`Search` interface (which pairs get
   computed and kept), its registry (``exhaustive``, ``index``) and :class:`Choice`.
 """
 
 from renderers.camera import intrinsics_from_hfov, pixel_rays, project, unproject_depth
-from covisibility.kernel import DEPTH_ABS_TOL, DEPTH_REL_TOL
-from covisibility.reprojection import covisibility, covisible_mask
+from covisibility.pixel_test import DEPTH_ABS_TOL, DEPTH_REL_TOL
+from covisibility.reference import covisibility, covisible_mask
 from covisibility.measures import (
     Measure,
     PairCovisibility,
@@ -26,11 +26,12 @@ from covisibility.measures import (
     available_measures,
     describe_measures,
     get_measure,
+    in_band,
     pair_covisibility,
     register_measure,
     select_pairs,
 )
-from covisibility import batch, croco  # noqa: F401,E402  (register "reprojection" and "croco")
+from covisibility import croco_overlap, reprojection  # noqa: F401,E402  (register "croco" and "reprojection")
 from covisibility.search import (  # noqa: E402  (registers "exhaustive" and "index")
     Choice,
     MillimetreDepths,
@@ -38,10 +39,9 @@ from covisibility.search import (  # noqa: E402  (registers "exhaustive" and "in
     available_searches,
     describe_searches,
     get_search,
-    metres,
-    millimetres,
     register_search,
 )
+from manifests.codecs import metres, millimetres  # noqa: E402  (depth in millimetres, as views store it)
 
 __all__ = [
     "DEPTH_ABS_TOL",
@@ -60,6 +60,7 @@ __all__ = [
     "describe_searches",
     "get_measure",
     "get_search",
+    "in_band",
     "intrinsics_from_hfov",
     "metres",
     "millimetres",

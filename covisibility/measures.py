@@ -11,8 +11,8 @@ others)::
     chosen = select_pairs(result, min_covis=0.5, max_covis=0.8, target=1000, max_per_view=10,
                           rng=np.random.default_rng(0))
 
-Registered here: ``reprojection`` (:mod:`covisibility.batch`, pruned depth
-reprojection) and ``croco`` (:mod:`covisibility.croco`, CroCo's k-d tree).
+Registered here: ``reprojection`` (:mod:`covisibility.reprojection`, pruned depth
+reprojection) and ``croco`` (:mod:`covisibility.croco_overlap`, CroCo's k-d tree).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ __all__ = [
     "PairCovisibility",
     "all_pairs",
     "available_measures",
-    "check_views",
+    "check_view_arrays",
     "describe_measures",
     "get_measure",
+    "in_band",
     "pair_covisibility",
     "register_measure",
     "select_pairs",
@@ -44,13 +45,18 @@ def pair_covisibility(covis_1in2: np.ndarray, covis_2in1: np.ndarray) -> np.ndar
     return np.minimum(covis_1in2, covis_2in1)
 
 
+def in_band(covisibility: np.ndarray, min_covis: float, max_covis: float) -> np.ndarray:
+    """bool, the shape of ``covisibility``: ``min_covis <= c <= max_covis`` (NaN: False). The one band test."""
+    return (covisibility >= min_covis) & (covisibility <= max_covis)
+
+
 def all_pairs(n: int) -> np.ndarray:
     """(n (n - 1) / 2, 2) int64: every pair ``(a, b)`` of ``n`` views, ``a < b``, in lexicographic order."""
     a, b = np.triu_indices(n, k=1)
     return np.stack([a, b], axis=1).astype(np.int64)
 
 
-def check_views(depths: np.ndarray, Ks: np.ndarray, poses: np.ndarray) -> None:
+def check_view_arrays(depths: np.ndarray, Ks: np.ndarray, poses: np.ndarray) -> None:
     """Raise ValueError unless ``depths`` (N, H, W), ``Ks`` (N, 3, 3) and ``poses`` (N, 4, 4) agree."""
     depths, Ks, poses = np.asarray(depths), np.asarray(Ks), np.asarray(poses)
     n = len(depths)
@@ -112,12 +118,11 @@ class PairCovisibility:
 
     def band(self, min_covis: float, max_covis: float) -> np.ndarray:
         """(K,) int64 indices into :attr:`pairs` of those with ``min_covis <= covisibility <= max_covis``."""
-        c = self.covisibility
-        return np.flatnonzero((c >= min_covis) & (c <= max_covis))
+        return np.flatnonzero(in_band(self.covisibility, min_covis, max_covis))
 
 
 class Measure(abc.ABC):
-    """A covisibility measure. Subclasses set ``name``, ``description`` and implement :meth:`pairs`."""
+    """A covisibility measure. Subclasses set ``name``, ``description`` and implement :meth:`pairs` and :meth:`exact`."""
 
     name: ClassVar[str]
     description: ClassVar[str]  # one line, for --help
@@ -138,6 +143,21 @@ class Measure(abc.ABC):
         min_covis, max_covis : float
             The band of interest. A measure may leave out pairs that cannot
             fall in it; every pair it returns has exact values.
+        """
+
+    @abc.abstractmethod
+    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray) -> PairCovisibility:
+        """The exact covisibility of the given pairs, every one of them, in their order (no search, no pruning).
+
+        Parameters
+        ----------
+        depths : (N, H, W)
+            float32 metres, or anything with ``shape`` and ``depths[i]``
+            giving them (:class:`covisibility.MillimetreDepths`).
+        Ks : (N, 3, 3) float
+        poses : (N, 4, 4) float
+        pairs : (P, 2) int
+            View indices ``(a, b)``, ``a < b``.
         """
 
 

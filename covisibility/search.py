@@ -35,7 +35,7 @@ The ``index`` search
      sample's ray at ``z + f * tol(z)``, ``f in SHELL = (-1, -0.5, 0, 0.5,
      1)``, ``tol(z) = DEPTH_ABS_TOL + DEPTH_REL_TOL * z``: where a surface
      point must lie to agree with the view's depth under the kernel's test
-     (:mod:`covisibility.kernel`). Without the shell, surfaces the test
+     (:mod:`covisibility.pixel_test`). Without the shell, surfaces the test
      accepts (two faces of a 10 cm partition at 3 m, a slanted floor seen
      from afar) fall into other cells and those pairs are missed.
 
@@ -62,7 +62,7 @@ The ``index`` search
 
    * the ``reprojection`` measure's coarse pass: every ``COARSE_STRIDE``-th
      pixel, the same values and the same ``COARSE_MARGIN`` test as
-     :func:`~covisibility.batch.covisibility_pairs`, so no pair the
+     :func:`~covisibility.reprojection.covisibility_pairs`, so no pair the
      exhaustive search keeps is dropped here. The direction the index
      estimates lower goes first: below ``min_covis - COARSE_MARGIN`` the
      pair is out without the other;
@@ -71,7 +71,7 @@ The ``index`` search
      ``FINE_SES`` binomial standard errors outside (0.0195 at 256²;
      measured errors of this pass: sd 0.0016, largest 0.0047);
    * the exact pass, every pixel
-     (:func:`~covisibility.batch.directed_covisibility`: bit for bit the
+     (:func:`~covisibility.reprojection.directed_covisibility`: bit for bit the
      numbers of the exhaustive search). A pair still sampled below the band
      gets its lower direction first: below ``min_covis``, the pair is out
      and its other direction is never computed (98 % of them).
@@ -117,17 +117,18 @@ from typing import ClassVar
 
 import numpy as np
 
-from covisibility.batch import COARSE_MARGIN, directed_covisibility
-from covisibility.kernel import DEPTH_ABS_TOL, DEPTH_REL_TOL
+from covisibility.reprojection import COARSE_MARGIN, directed_covisibility
+from covisibility.pixel_test import DEPTH_ABS_TOL, DEPTH_REL_TOL
 from covisibility.measures import (
     PairCovisibility,
     all_pairs,
-    check_views,
+    check_view_arrays,
     get_measure,
+    in_band,
     pair_covisibility,
     select_pairs,
 )
-from manifests.codecs import DEPTH_SCALE
+from manifests.codecs import metres
 from manifests.registry import Registry
 from renderers.camera import pixel_rays
 
@@ -150,8 +151,6 @@ __all__ = [
     "available_searches",
     "describe_searches",
     "get_search",
-    "metres",
-    "millimetres",
     "register_search",
 ]
 
@@ -171,32 +170,6 @@ _CHUNK = 64  # views keyed at once (transient memory about 0.35 MB a view at 32 
 
 
 # --------------------------------------------------------------------------- depth in millimetres
-
-
-def metres(mm: np.ndarray) -> np.ndarray:
-    """uint16 millimetres -> float32 metres: :func:`manifests.codecs.decode_depth`'s formula, bit for bit."""
-    return np.asarray(mm).astype(np.float32) / np.float32(DEPTH_SCALE)
-
-
-def millimetres(depth: np.ndarray) -> np.ndarray:
-    """float32 metres (decoded 16-bit PNG depth) -> uint16 millimetres, its exact inverse.
-
-    Raises
-    ------
-    ValueError
-        ``depth`` is not float32 or holds a value that is not a decoded
-        millimetre depth (``metres(millimetres(d)) != d``).
-    """
-    depth = np.asarray(depth)
-    if depth.dtype != np.float32:
-        raise ValueError(f"depth must be float32 metres, got {depth.dtype}")
-    mm = np.rint(depth.astype(np.float64) * DEPTH_SCALE)
-    if not (np.all(mm >= 0) and np.all(mm <= np.iinfo(np.uint16).max)):
-        raise ValueError("depth outside 0-65.535 m cannot be held in uint16 millimetres")
-    out = mm.astype(np.uint16)
-    if not np.array_equal(metres(out), depth):
-        raise ValueError("depth is not a whole number of millimetres (not decoded from a 16-bit depth PNG)")
-    return out
 
 
 class MillimetreDepths:
@@ -240,7 +213,7 @@ def _check(depths, Ks: np.ndarray, poses: np.ndarray, target: int, max_per_view:
     n = len(depths)
     if len(depths.shape) != 3:
         raise ValueError(f"depths must be (N, H, W), got {depths.shape}")
-    check_views(np.empty((n, 0, 0)), Ks, poses)
+    check_view_arrays(np.empty((n, 0, 0)), Ks, poses)
     if target < 1 or max_per_view < 1:
         raise ValueError(f"target and max_per_view must be at least 1, got {target} and {max_per_view}")
 
@@ -273,6 +246,13 @@ class Search(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]  # one line, for --help
+    #: the measures it works with; empty: every registered one
+    measures: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def supports(cls, measure: str) -> bool:
+        """Whether this search runs with ``measure`` (the one place that is decided)."""
+        return not cls.measures or measure in cls.measures
 
     @abc.abstractmethod
     def choose(
@@ -508,7 +488,7 @@ class IndexSearch(Search):
 
     def choose(self, depths, Ks, poses, *, measure, min_covis, max_covis, target, max_per_view, rng) -> Choice:
         get_measure(measure)  # an unknown name: the registry's message
-        if measure not in self.measures:
+        if not self.supports(measure):
             raise ValueError(f"search {self.name!r} supports the measure(s) {', '.join(self.measures)}, "
                              f"not {measure!r}: use the search 'exhaustive' with {measure!r}")  # fmt: skip
         source = _depth_source(depths)
@@ -598,7 +578,7 @@ class _Walk:
         return (self.uses[pairs[:, 0]] < self.cap) & (self.uses[pairs[:, 1]] < self.cap)
 
     def in_band(self, c: np.ndarray) -> np.ndarray:
-        return (c >= self.min_covis) & (c <= self.max_covis)
+        return in_band(c, self.min_covis, self.max_covis)
 
     def refill(self, goal: float) -> None:
         """Pass candidates through the sampled passes until the queue's chance sums to ``goal`` or they run out."""

@@ -30,6 +30,8 @@ __all__ = [
     "depth_to_mm",
     "encode_depth",
     "encode_rgb",
+    "metres",
+    "millimetres",
 ]
 
 DEPTH_SCALE = 1000.0  # stored units per metre (millimetres)
@@ -115,7 +117,33 @@ def decode_depth_mm(data: bytes) -> np.ndarray:
 
 def decode_depth(data: bytes) -> np.ndarray:
     """16-bit PNG bytes (millimetres) -> (H, W) float32 metres, 0 = invalid."""
-    return decode_depth_mm(data).astype(np.float32) / np.float32(DEPTH_SCALE)
+    return metres(decode_depth_mm(data))
+
+
+def metres(mm) -> np.ndarray:
+    """Integer millimetres (any shape) -> float32 metres: the one place this conversion is written."""
+    return np.asarray(mm).astype(np.float32) / np.float32(DEPTH_SCALE)
+
+
+def millimetres(depth: np.ndarray) -> np.ndarray:
+    """float32 metres (decoded 16-bit PNG depth) -> uint16 millimetres, the exact inverse of :func:`metres`.
+
+    Raises
+    ------
+    ValueError
+        ``depth`` is not float32 or holds a value that is not a decoded
+        millimetre depth (``metres(millimetres(d)) != d``).
+    """
+    depth = np.asarray(depth)
+    if depth.dtype != np.float32:
+        raise ValueError(f"depth must be float32 metres, got {depth.dtype}")
+    mm = np.rint(depth.astype(np.float64) * DEPTH_SCALE)
+    if not (np.all(mm >= 0) and np.all(mm <= np.iinfo(np.uint16).max)):
+        raise ValueError("depth outside 0-65.535 m cannot be held in uint16 millimetres")
+    out = mm.astype(np.uint16)
+    if not np.array_equal(metres(out), depth):
+        raise ValueError("depth is not a whole number of millimetres (not decoded from a 16-bit depth PNG)")
+    return out
 
 
 def depth_metres(depth):
@@ -157,6 +185,6 @@ def depth_metres(depth):
     if isinstance(depth, np.ndarray):
         if not (np.issubdtype(depth.dtype, np.integer) or depth.dtype == bool):
             raise TypeError(f"depth_metres takes integer millimetres, got a {depth.dtype} array (metres already?)")
-        return depth.astype(np.float32) / np.float32(DEPTH_SCALE)
+        return metres(depth)
     raise TypeError(f"depth_metres takes PNG bytes, a PIL image, a numpy array or a torch tensor, "
                     f"got {type(depth).__name__}")  # fmt: skip

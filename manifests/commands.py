@@ -21,9 +21,15 @@ from collections.abc import Callable
 from manifests.lock import FolderBusy
 from manifests.options import ConfigError
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "run_command"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "REASON_CHARS", "run_command", "shorten"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 2: a bad option value, as argparse's own errors
+REASON_CHARS = 300  # a failure's reason as printed (Ray's node-death reasons run to pages; manifests keep it whole)
+
+
+def shorten(text: str, limit: int = REASON_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ``...`` at the end when cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_command(

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from manifests.io import resolve_inside
 from manifests.options import check, option
 from manifests.registry import Registry
 
@@ -240,12 +241,11 @@ def _dataset_folder(spec: Dataset, path: Path) -> Path:
 def _file_problem(path: Path, folder: Path, *, empty_ok: bool) -> str | None:
     """Why ``path`` (which exists, maybe as a link) must not be read as a scene file, or None."""
     try:
-        base = folder.resolve()
-        target = path.resolve()
+        inside = resolve_inside(folder, path.absolute())
     except (OSError, RuntimeError) as e:  # a symlink loop
         return f"cannot resolve: {getattr(e, 'strerror', None) or e}"
-    if not target.is_relative_to(base):
-        return f"leads outside the dataset folder {base} (through a symlink): refused, not followed"
+    if inside is None:
+        return f"leads outside the dataset folder {folder.resolve()} (through a symlink): refused, not followed"
     try:
         st = path.stat()
     except FileNotFoundError:

@@ -35,6 +35,7 @@ __all__ = [
     "read_json",
     "read_parquet_checked",
     "remove_stale_temporaries",
+    "resolve_inside",
     "write_json_atomic",
     "write_parquet_atomic",
 ]
@@ -164,10 +165,31 @@ def path_inside(folder: str | Path, relative: str) -> Path:
         The path escapes ``folder`` (``..``, an absolute path, a link out).
     """
     folder = Path(folder)
-    target = (folder / relative).resolve()
-    if folder.resolve() not in target.parents:
+    try:
+        target = resolve_inside(folder, relative)
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
+        target = None
+    if target is None or target == folder.resolve():
         raise OutputError(f"manifest entry {relative!r} points outside {folder}")
     return target
+
+
+def resolve_inside(folder: str | Path, relative: str | Path) -> Path | None:
+    """``folder / relative`` with ``..`` and symlinks resolved, or None when that leaves ``folder``.
+
+    The one containment rule of every path read from data (manifest entries,
+    scene files and their references, CroCo metadata): lexical escapes and
+    links out alike. An absolute ``relative`` is resolved as itself, so it is
+    inside only if it leads into ``folder``; ``folder`` itself is inside.
+
+    Raises
+    ------
+    OSError, RuntimeError, ValueError
+        The path cannot be resolved (a symlink loop, a NUL): callers say so in their own words.
+    """
+    base = Path(folder).resolve()
+    target = (base / relative).resolve()
+    return target if target.is_relative_to(base) else None
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:

@@ -160,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_interchange(sub) -> None:
-    """``import croco`` and ``export --format croco`` (:mod:`pairgen.croco`)."""
-    from pairgen.croco import CrocoPairsConfig, ImportConfig
+    """``import croco`` and ``export --format croco`` (:mod:`pairgen.interchange.croco`)."""
+    from pairgen.interchange.croco import CrocoPairsConfig, ImportConfig
 
     p = _subcommand(
         sub,
@@ -216,8 +216,8 @@ def _add_interchange(sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from pairgen.croco import (CrocoPairsConfig, CrocoPairsStage, ImportConfig, ImportStage, find_metadata,
-                               import_tasks, parse_dataset_map)  # fmt: skip
+    from pairgen.interchange.croco import (CrocoPairsConfig, CrocoPairsStage, ImportConfig, ImportStage,
+                                           find_metadata, import_tasks, parse_dataset_map)  # fmt: skip
 
     config = from_args(ImportConfig, args)
     pairs_config = from_args(CrocoPairsConfig, args)
@@ -244,7 +244,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pairgen.croco import export_croco
+    from pairgen.interchange.croco import export_croco
 
     summary = export_croco(args.out, args.dest, progress=Progress)
     print(summary.line(), file=sys.stderr)

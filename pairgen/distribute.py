@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from manifests.commands import shorten
 from manifests.options import check, option
 
 __all__ = ["ClusterOptions", "TaskTimeout", "run_local", "run_ray", "time_limit"]
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 Task = Any
 Result = Any
 TICK = 5.0  # seconds between heartbeats while tasks run
-REASON_CHARS = 300  # a system failure's message is cut to this (Ray's node-death reasons run to pages)
 
 
 class TaskTimeout(RuntimeError):
@@ -60,11 +60,8 @@ class TaskTimeout(RuntimeError):
 
 
 def _short(error: BaseException) -> BaseException:
-    """The error with its message cut to one line of REASON_CHARS (Ray's are long and repeat themselves)."""
-    text = " ".join(str(error).split())
-    if len(text) > REASON_CHARS:
-        text = text[: REASON_CHARS - 3] + "..."
-    short = RuntimeError(text)
+    """The error with its message cut to one line (:func:`manifests.commands.shorten`: Ray's are long and repeat)."""
+    short = RuntimeError(shorten(" ".join(str(error).split())))
     short.kind = type(error).__name__  # type: ignore[attr-defined]
     return short
 

@@ -120,9 +120,12 @@ class FilterConfig(PairsConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.search == "index" and self.measure != "reprojection":
-            raise ConfigError("search", f"index works only with --measure reprojection, not {self.measure}; "
-                              "pass --search exhaustive")  # fmt: skip
+        from covisibility import get_search
+
+        search = get_search(self.search)
+        if not search.supports(self.measure):
+            raise ConfigError("search", f"{self.search} works only with --measure {' or '.join(search.measures)}, "
+                              f"not {self.measure}; pass --search exhaustive")  # fmt: skip
 
 
 class ChosenPair(NamedTuple):

@@ -12,7 +12,7 @@ problem naming the file; the statistics describe the shards that can be read.
 :func:`contact_sheet` draws ``n`` seeded random pairs, reading only their row
 groups and the columns it needs, as rows of
 ``[view 1 | view 2 | view 1 highlighted]``: view 1's covisible pixels (in
-view 2, :func:`covisibility.reprojection.covisible_mask` on the stored depths
+view 2, :func:`covisibility.reference.covisible_mask` on the stored depths
 and cameras) tinted green, the others darkened.
 """
 
@@ -235,7 +235,7 @@ def highlight(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _pair_panels(row: dict) -> tuple[list[np.ndarray], float]:
     """The three panels of one pair, and the share of view 1 covisible in view 2."""
-    from covisibility.reprojection import covisible_mask
+    from covisibility.reference import covisible_mask
     from manifests.codecs import decode_depth, decode_rgb
 
     rgb1, rgb2 = decode_rgb(row["image1"]["bytes"]), decode_rgb(row["image2"]["bytes"])

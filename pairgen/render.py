@@ -17,27 +17,24 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from manifests import SceneRecord
-from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
-from manifests.card import write_card
 from manifests.io import OutputError
-from manifests.layout import is_safe_name, temporaries_dir
-from manifests.manifest import ViewsManifest, sha256_file
-from manifests.options import check, option
-from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, upgrade_views, views_table, write_views
-from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
-from renderers.backends import ANTIALIAS, LIGHTING, available_backends, describe_backends
+from manifests.layout import temporaries_dir
+from manifests.manifest import sha256_file
+from manifests.options import option
+from manifests.views import VIEWS_FORMAT, upgrade_views
+from pairgen.stage import StageSummary, run_unit
+from pairgen.views_stage import ImageConfig, SceneViews, ViewsStage, complete_views_meta, store_views, views_path
 from renderers.floor import FloorConfig, NoFloorError, find_floor
 from renderers.scene import SceneFormatError
 from renderers.viewpoints import SamplingStats, ViewConfig, sample_views
 
-__all__ = ["ImageConfig", "RenderConfig", "RenderStage", "SceneViews", "render_scene", "scene_rng", "store_views", "views_path"]
+__all__ = ["RenderConfig", "RenderStage", "render_scene", "scene_rng"]
 
 log = logging.getLogger(__name__)
 
@@ -49,39 +46,6 @@ class TooFewViews(ValueError):
 
 
 @dataclass(frozen=True)
-class ImageConfig:
-    """How views are rendered and encoded: the part of a config that ``render`` and ``import croco`` share."""
-
-    backend: str = option("raycast", choices=available_backends, help=lambda: "renderer: " + describe_backends())
-    antialias: str = option("full", choices=ANTIALIAS,
-                            help="colour anti-aliasing: off (one ray per pixel centre, textures at full resolution), "
-                                 "textures (mip-mapped, trilinear, level from each pixel's footprint), full (textures, "
-                                 "and extra samples in pixels on an edge); depth is always the pixel-centre sample "
-                                 "(habitat: the GPU filters textures at every level and does not supersample edges)")
-    lighting: str = option("baked", choices=LIGHTING,
-                           help="light of the synthetic apartments: baked (ceiling lights, door openings, ambient "
-                                "occlusion; baked per scene) or flat (unlit albedo); real scans keep their colours")
-    image_format: str = option("jpeg", choices=IMAGE_FORMATS, help="encoding of the RGB images")
-    jpeg_quality: int = option(95, min=1, max=100, help="JPEG quality, 1-100")
-
-    def __post_init__(self) -> None:
-        check(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def image_ext(self) -> str:
-        return {"jpeg": "jpg", "png": "png"}[self.image_format]
-
-    def open(self, scene):
-        """A renderer of ``scene`` with this config's backend, anti-aliasing and light (a context manager)."""
-        from renderers.backends import get_backend
-
-        return get_backend(self.backend).open(scene, antialias=self.antialias, lighting=self.lighting)
-
-
-@dataclass(frozen=True)
 class RenderConfig(ImageConfig):
     """Everything that decides what a scene's views file holds (hashed)."""
 
@@ -90,74 +54,9 @@ class RenderConfig(ImageConfig):
     floor: FloorConfig = field(default_factory=FloorConfig)
 
 
-@dataclass
-class SceneViews(UnitResult):
-    """One scene's render: the file written and how its views were found."""
-
-    file: str | None = None  # relative to views/
-    views: int = 0
-    sha256: str | None = None
-    candidates: int | None = None
-    walks: int | None = None
-    rejected: dict | None = None  # reason -> candidates rejected for it
-    floor: str | None = None  # navmesh or geometry
-    floor_m2: float | None = None
-
-
 def scene_rng(seed: int, key: str) -> np.random.Generator:
     """The generator of one scene: depends on the run's seed and the scene's key only."""
     return np.random.default_rng([int(seed), zlib.crc32(key.encode())])
-
-
-def views_path(views_dir: Path, record: SceneRecord) -> Path:
-    """``views_dir/<dataset>/<scene_id>.parquet``; refuses names that would leave the folder."""
-    for part in (record.dataset, record.scene_id):
-        if not is_safe_name(part):
-            raise OutputError(f"scene name {part!r} is not a safe file name (letters, digits, '.', '_', '-')")
-    return views_dir / record.dataset / f"{record.scene_id}.parquet"
-
-
-def _complete_meta(path: Path, config_hash: str) -> ViewsFileMeta | None:
-    """The metadata of ``path`` when it is a complete views file of this config, else None."""
-    if not path.is_file():
-        return None
-    try:
-        meta = read_views_meta(path)
-    except OutputError as e:
-        log.warning("%s: will render again (%s)", path, e)
-        return None
-    return meta if meta.config_hash == config_hash else None
-
-
-def store_views(
-    path: Path,
-    views_dir: Path,
-    record: SceneRecord,
-    renders: Iterable,
-    Ks: list[np.ndarray],
-    poses: list[np.ndarray],
-    config: ImageConfig,
-    config_hash: str,
-) -> str:
-    """Encode ``renders`` (RenderedView, one a camera, any iterable) and write them as ``path``, the scene's views file.
-
-    Each render is encoded as it comes, so a generator of renders holds one
-    view's pixels at a time. Returns the file's SHA-256 (for the manifest).
-    """
-    images, depths, valid, size = [], [], [], None
-    for r in renders:
-        size = size or (r.rgb.shape[1], r.rgb.shape[0])
-        images.append(encode_rgb(r.rgb, config.image_format, config.jpeg_quality))
-        depths.append(encode_depth(r.depth))
-        valid.append(r.valid_fraction)
-    if size is None:
-        raise OutputError(f"{path}: no views to write")
-    table = views_table(list(range(len(images))), images, depths, Ks, poses, *size, valid,
-                        image_ext=config.image_ext, dataset=record.dataset, scene_id=record.scene_id)  # fmt: skip
-    meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
-                         backend=config.backend, config_hash=config_hash, views=len(images))  # fmt: skip
-    write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
-    return sha256_file(path)
 
 
 def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfig, config_hash: str) -> SceneViews:
@@ -167,7 +66,7 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         from pairgen.scenes import load_record
         path = views_path(Path(views_dir), record)
         result.file = path.relative_to(views_dir).as_posix()
-        done = _complete_meta(path, config_hash)
+        done = complete_views_meta(path, config_hash)
         if done is not None:
             if done.format != VIEWS_FORMAT:  # an older format's file of this config: the new columns added
                 done = upgrade_views(path, tmp_dir=temporaries_dir(views_dir))
@@ -201,58 +100,20 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
     return run_unit(SceneViews(), body, expected=(SceneFormatError, TooFewViews, OutputError))
 
 
-class RenderStage(Stage):
+class RenderStage(ViewsStage):
     """``pairgen render``: every record's views under ``OUT/views``, and its manifest."""
 
     name = "render"
-    folder_name = "views"
-    manifest_cls = ViewsManifest
-    result_cls = SceneViews
     what = "views rendered"
     progress_desc = "rendering"
     work = staticmethod(render_scene)
 
     def __init__(self, records: list[SceneRecord], out_dir, config: RenderConfig, **kw) -> None:
-        super().__init__(out_dir, config, **kw)
+        super().__init__(records, out_dir, config, **kw)
         self.records = records
-
-    def key(self, record: SceneRecord) -> str:
-        return record.key
-
-    def describe(self, record: SceneRecord) -> dict:
-        return {"dataset": record.dataset, "split": record.split, "scene_id": record.scene_id, "source": record.mesh}
-
-    def common(self) -> dict:
-        return {"views_dir": self.folder, "config": self.config, "config_hash": self.manifest.config_hash}
-
-    def plan(self):
-        todo, decided = [], []
-        for record in self.records:
-            entry = self.manifest.scenes.get(record.key, {})
-            if not record.ok:
-                decided.append((record, SceneViews(reason="; ".join(record.problems))))
-            elif entry.get("status") == "ok" and (
-                meta := _complete_meta(views_path(self.folder, record), self.manifest.config_hash)
-            ) and meta.format == VIEWS_FORMAT:
-                decided.append((record, SceneViews(status="skipped", views=meta.views, file=entry.get("file"),
-                                                   seconds=entry.get("seconds", 0.0))))  # fmt: skip
-            else:
-                todo.append(record)
-        return todo, decided
-
-    def publish(self) -> None:
-        write_card(self.out_dir)  # OUT/README.md, the dataset card (manifests/card.py)
-
-    def on_result(self, record: SceneRecord, result: SceneViews) -> None:
-        if result.status == "ok":
-            self.summary.counts["views"] += result.views
 
     def postfix(self) -> dict:
         return {"views_per_s": f"{self.views_per_s(self.summary):.1f}", "failed": self.summary.failed}
-
-    @staticmethod
-    def views_per_s(summary: StageSummary) -> float:
-        return summary.counts["views"] / summary.seconds if summary.seconds > 0 else 0.0
 
     def line(self, summary: StageSummary) -> str:
         return (

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
+from manifests.commands import EXIT_FAILED, EXIT_OK, shorten
 from manifests.config import config_changes, config_hash
 from manifests.io import OutputError, remove_stale_temporaries
 from manifests.layout import state_dir, temporaries_dir
@@ -60,9 +61,7 @@ __all__ = ["ConfigMismatch", "Stage", "StageSummary", "UnitResult", "report", "r
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED = 0, 1
 SHOWN_FAILURES = 10  # failures printed at the end of a run; the manifest has them all
-REASON_CHARS = 300  # a failure's reason as printed (the manifest keeps it whole)
 
 
 class ConfigMismatch(ValueError):
@@ -355,8 +354,7 @@ def report(stage: Stage, summary: StageSummary, stream: TextIO) -> int:
     """Print the first failures, the summary line and where the outputs are; return the exit status."""
     failures = list(summary.failures.items())
     for key, reason in failures[:SHOWN_FAILURES]:
-        shown = reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 3] + "..."  # whole in the manifest
-        print(f"  FAILED {key}: {shown}", file=stream)
+        print(f"  FAILED {key}: {shorten(reason)}", file=stream)  # whole in the manifest
     manifest = stage.manifest_cls.path_in(stage.folder)
     if len(failures) > SHOWN_FAILURES:
         print(f"  ... and {len(failures) - SHOWN_FAILURES} more (see {manifest})", file=stream)

@@ -40,15 +40,10 @@ torch's multi-line advice.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import struct
-import traceback
-import warnings
 from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,86 +51,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.commands import (
+    PRETRAIN_TINY,
+    Ran,
+    assert_no_temporaries,
+    assert_one_message,
+    copy_views,
+    files_under,
+    pairgen,
+    parquet_is_whole,
+    pretrain,
+)
 from tests.conftest import FILTER_SMALL, RENDER_SMALL, copy_stage
 from tests.rooms import box_faces, room
 from tests.writers.gltf import GlbImage, GlbMesh, textured_material, write_glb
 from tests.writers.navmesh import write_navmesh
 from tests.writers.ply import write_ply
 
-PRETRAIN_TINY = ["--model", "tiny", "--img-size", "48", "--batch-size", "4", "--workers", "0", "--steps", "1"]
 RENDER_TINY = ["--no-ray", "--views-per-scene", "6", "--resolution", "32"]
-
-
-# -- running a command -----------------------------------------------------------
-
-
-@dataclass
-class Ran:
-    code: int | None
-    out: str
-    err: str
-
-    @property
-    def errors(self) -> list[str]:
-        """The lines of stderr that are error messages."""
-        return [line for line in self.err.splitlines() if ": error:" in line]
-
-
-def _run(main: Callable[[list[str]], int], argv: list[str]) -> Ran:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # a real process shows these on stderr (all but the hidden kinds)
-        for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
-            warnings.simplefilter("ignore", hidden)
-        try:
-            code = main(argv)
-        except SystemExit as e:
-            code = e.code
-        except BaseException:  # noqa: BLE001 -- what a real process would print before dying
-            traceback.print_exc()
-            code = None
-    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
-    return Ran(code, out.getvalue(), shown + err.getvalue())
-
-
-def pairgen(*argv: str | Path) -> Ran:
-    from pairgen.cli import main
-
-    return _run(main, [str(a) for a in argv])
-
-
-def pretrain(*argv: str | Path) -> Ran:
-    from pretrain.cli import main
-
-    return _run(main, [str(a) for a in argv])
-
-
-def assert_one_message(ran: Ran, *phrases: str, one_line: bool = True, code: int = 1) -> None:
-    """Exit status ``code``, no traceback, one error message holding every phrase; alone on stderr, on one line."""
-    assert "Traceback" not in ran.err, ran.err
-    assert ran.code == code, (ran.code, ran.err)
-    assert len(ran.errors) == 1, ran.err
-    message = ran.err[ran.err.index(ran.errors[0]):]
-    for phrase in phrases:
-        assert phrase in message, (phrase, ran.err)
-    if one_line:
-        assert [line for line in ran.err.splitlines() if line.strip()] == ran.errors, ran.err
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
-
-
-def assert_no_temporaries(folder: Path) -> None:
-    assert not [p for p in folder.rglob(".tmp-*")], f"temporary files left in {folder}"
-
-
-def _parquet_is_whole(path: Path) -> bool:
-    try:
-        pq.read_table(path)
-    except (OSError, pa.ArrowException):
-        return False
-    return True
 
 
 # -- 1. mesh files through a ScanNet data root -----------------------------------
@@ -223,7 +156,7 @@ def test_scannet_good_scene_finishes_beside_the_bad_ones(scannet_run):
     assert ran.code == 1  # some scenes failed
     m = json.loads((out / "views.manifest.json").read_text())
     assert m["scenes"]["scannet/scene0000_00"]["status"] == "ok", m["scenes"]["scannet/scene0000_00"]
-    assert _parquet_is_whole(out / "views" / "scannet" / "scene0000_00.parquet")
+    assert parquet_is_whole(out / "views" / "scannet" / "scene0000_00.parquet")
     assert m["totals"]["scenes_ok"] == 1 and m["totals"]["scenes_failed"] == len(PLY_CASES)
     assert f"1 scenes rendered, 0 already done, {len(PLY_CASES)} failed" in ran.err
     assert_no_temporaries(out)
@@ -318,7 +251,7 @@ def test_gibson_good_scene_finishes_beside_the_bad_ones(gibson_run):
     assert ran.code == 1
     m = json.loads((out / "views.manifest.json").read_text())
     assert m["scenes"]["gibson/Allensville"]["status"] == "ok", m["scenes"]["gibson/Allensville"]
-    assert _parquet_is_whole(out / "views" / "gibson" / "Allensville.parquet")
+    assert parquet_is_whole(out / "views" / "gibson" / "Allensville.parquet")
     assert m["totals"]["scenes_ok"] == 1 and m["totals"]["scenes_failed"] == len(GLB_CASES)
     assert_no_temporaries(out)
 
@@ -370,14 +303,9 @@ VIEWS_DAMAGE = {
 }  # fmt: skip
 
 
-def _copy_views(small_pairs: Path, dest: Path) -> Path:
-    copy_stage(small_pairs, dest, "views")
-    return dest
-
-
 @pytest.mark.parametrize("damage", list(VIEWS_DAMAGE))
 def test_filter_records_a_damaged_views_file(small_pairs, tmp_path, damage):
-    out = _copy_views(small_pairs, tmp_path / "pg")
+    out = copy_views(small_pairs, tmp_path / "pg")
     manifest = json.loads((out / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
     victim = out / "views" / entry["file"]
@@ -394,7 +322,7 @@ def test_filter_records_a_damaged_views_file(small_pairs, tmp_path, damage):
     assert pairs["totals"]["scenes"] == len(manifest["scenes"]) - 1  # the others finish
     ids = []
     for shard in pairs["shards"]:
-        assert _parquet_is_whole(out / "pairs" / shard["file"])
+        assert parquet_is_whole(out / "pairs" / shard["file"])
         ids += pq.read_table(out / "pairs" / shard["file"], columns=["pair_id"]).column("pair_id").to_pylist()
     assert ids and not any(i.startswith(key + "/") for i in ids)
     assert_no_temporaries(out)
@@ -554,7 +482,7 @@ def test_bad_command_line_is_one_message(small_pairs, tmp_path, case):
 
 @pytest.mark.parametrize("where", ["relative", "absolute"])
 def test_filter_never_reads_a_views_file_outside_the_folder(small_pairs, tmp_path, where):
-    out = _copy_views(small_pairs, tmp_path / "pg")
+    out = copy_views(small_pairs, tmp_path / "pg")
     path = out / "views.manifest.json"
     manifest = json.loads(path.read_text())
     key, entry = min(manifest["scenes"].items())
@@ -573,7 +501,7 @@ def test_filter_never_reads_a_views_file_outside_the_folder(small_pairs, tmp_pat
 
 def _views_manifest_pointing_outside(small_pairs: Path, tmp_path: Path) -> tuple[Path, str, Path]:
     """A copy of small_pairs' views whose first scene's file was moved outside, its entry pointing there."""
-    out = _copy_views(small_pairs, tmp_path / "pg")
+    out = copy_views(small_pairs, tmp_path / "pg")
     path = out / "views.manifest.json"
     manifest = json.loads(path.read_text())
     key, entry = min(manifest["scenes"].items())
@@ -590,7 +518,7 @@ def test_render_rerun_does_not_adopt_a_views_file_outside_the_folder(small_pairs
     assert "Traceback" not in ran.err, ran.err
     entry = json.loads((out / "views.manifest.json").read_text())["scenes"][key]
     assert ".." not in entry["file"], (entry, ran.err)  # rendered again into its own file
-    assert _parquet_is_whole(out / "views" / entry["file"])
+    assert parquet_is_whole(out / "views" / entry["file"])
 
 
 def test_render_overwrite_never_deletes_outside_the_folder(small_pairs, tmp_path):
@@ -601,7 +529,7 @@ def test_render_overwrite_never_deletes_outside_the_folder(small_pairs, tmp_path
     assert ran.code == 0, ran.err
     assert outside.read_bytes() == before
     entry = json.loads((out / "views.manifest.json").read_text())["scenes"][key]
-    assert ".." not in entry["file"] and _parquet_is_whole(out / "views" / entry["file"])
+    assert ".." not in entry["file"] and parquet_is_whole(out / "views" / entry["file"])
 
 
 class _Payload:

@@ -11,10 +11,10 @@ from covisibility import (
     get_measure,
     select_pairs,
 )
-from covisibility.batch import covisibility_pairs
-from covisibility.croco import croco_overlap, croco_overlap_pairs
-from covisibility.kernel import covisible_points, in_image, nearest_pixel
-from covisibility.reprojection import covisibility, covisible_mask
+from covisibility.reprojection import covisibility_pairs
+from covisibility.croco_overlap import croco_overlap, croco_overlap_pairs
+from covisibility.pixel_test import covisible_points, in_image, nearest_pixel
+from covisibility.reference import covisibility, covisible_mask
 from renderers.backends import get_backend
 from renderers.camera import intrinsics_from_hfov, project, unproject_depth
 from renderers.floor import floor_from_geometry

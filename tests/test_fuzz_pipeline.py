@@ -67,7 +67,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import FILTER_SMALL, copy_stage
-from tests.test_bad_inputs import PRETRAIN_TINY, Ran, pairgen, pretrain
+from tests.commands import PRETRAIN_TINY, Ran, pairgen, pretrain
 
 CASE_TIMEOUT_S = 30  # one command on these small inputs takes a second or two; past this it hangs
 RESUME_TINY = [a if a != "1" else "2" for a in PRETRAIN_TINY]  # --steps 2: resuming the step-1 checkpoint trains

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from covisibility.reprojection import covisible_mask
+from covisibility.reference import covisible_mask
 from manifests.codecs import decode_depth, decode_rgb
 from pairgen.cli import main
 from tests.conftest import FILTER_SMALL

@@ -23,12 +23,7 @@ import pytest
 from manifests.codecs import encode_depth, encode_rgb
 from manifests.views import ROTATION_TOLERANCE, ViewsFileMeta, read_views, write_views
 from tests.conftest import FILTER_SMALL
-from tests.test_bad_inputs import (
-    _copy_views,
-    _parquet_is_whole,
-    assert_no_temporaries,
-    pairgen,
-)
+from tests.commands import assert_no_temporaries, copy_views, pairgen, parquet_is_whole
 
 # -- rewriting one views file --------------------------------------------------------
 
@@ -164,7 +159,7 @@ def _record_checksum(views: Path, entry: dict) -> None:
 
 
 def _damaged(small_pairs: Path, tmp_path: Path, damage) -> tuple[Path, str, Path]:
-    out = _copy_views(small_pairs, tmp_path / "pg")
+    out = copy_views(small_pairs, tmp_path / "pg")
     views = out / "views"
     manifest = json.loads((views.parent / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
@@ -177,7 +172,7 @@ def _damaged(small_pairs: Path, tmp_path: Path, damage) -> tuple[Path, str, Path
 def _pair_ids(out: Path) -> list[str]:
     ids: list[str] = []
     for shard in json.loads((out / "pairs.manifest.json").read_text())["shards"]:
-        assert _parquet_is_whole(out / "pairs" / shard["file"])
+        assert parquet_is_whole(out / "pairs" / shard["file"])
         ids += pq.read_table(out / "pairs" / shard["file"], columns=["pair_id"]).column("pair_id").to_pylist()
     return ids
 
@@ -208,7 +203,7 @@ def test_filter_fails_the_scene_of_a_bad_views_file(small_pairs, tmp_path, defec
 
 def test_the_good_files_pass_the_checks_unchanged(small_pairs, tmp_path):
     """Unique view ids that are not 0..N-1 and poses within the tolerance are accepted, their ids kept."""
-    out = _copy_views(small_pairs, tmp_path / "pg")
+    out = copy_views(small_pairs, tmp_path / "pg")
     manifest = json.loads((out / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
     _edit(out / "views" / entry["file"], lambda t: _matrices("cam2world", _nearly_rigid)(
@@ -226,7 +221,7 @@ def test_the_good_files_pass_the_checks_unchanged(small_pairs, tmp_path):
 
 def test_a_views_file_changed_after_the_render_is_refused(small_pairs, tmp_path):
     """A sound views file that is not the one render recorded (another scene's, edited) fails its scene."""
-    out = _copy_views(small_pairs, tmp_path / "pg")
+    out = copy_views(small_pairs, tmp_path / "pg")
     manifest = json.loads((out / "views.manifest.json").read_text())
     key, entry = min(manifest["scenes"].items())
     _edit(out / "views" / entry["file"], lambda t: t, source="another/mesh.glb")  # the same rows, edited metadata

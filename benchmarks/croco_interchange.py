@@ -10,11 +10,12 @@ tilt within 10 degrees, the second view near the first), then in one process:
 * **export**: ``pairgen export --format croco`` of those pairs, pairs written
   per second, as shipped (a shard's files synced together, ``os.sync``,
   before the shard is recorded) and, as the baseline, with every file written
-  through ``manifests.io.atomic_path`` (an fsync a file and one of its folder),
-  alternating ``--reps`` times; medians.
+  through ``manifests.io.atomic_path`` with its fsyncs (an fsync a file and one
+  of its folder: ``export_croco(..., sync_each_file=True)``), alternating
+  ``--reps`` times; medians.
 
-    python benchmarks/croco.py                       # 4 rooms x 100 entries, 256x256
-    python benchmarks/croco.py --rooms 2 --entries 50 --resolution 128
+    python benchmarks/croco_interchange.py                       # 4 rooms x 100 entries, 256x256
+    python benchmarks/croco_interchange.py --rooms 2 --entries 50 --resolution 128
 
 The last line printed is one JSON object with the figures.
 """
@@ -37,8 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pairgen import croco  # noqa: E402
 from pairgen.cli import main  # noqa: E402
+from pairgen.interchange.croco import export_croco  # noqa: E402
 from tests.test_croco import write_json, write_room_ply  # noqa: E402
 
 
@@ -78,6 +79,12 @@ def quiet(argv: list[str]) -> tuple[int, float]:
     return status, time.perf_counter() - start
 
 
+def timed_export(out: Path, dest: Path, sync_each_file: bool) -> float:
+    start = time.perf_counter()
+    export_croco(out, dest, sync_each_file=sync_each_file)
+    return time.perf_counter() - start
+
+
 def main_(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", type=int, default=4)
@@ -96,17 +103,10 @@ def main_(argv: list[str] | None = None) -> None:
         print(f"import: {views} views and {pairs} pairs at {args.resolution}px in {imported:.1f} s "
               f"({views / imported:.1f} views/s, rendering, encoding and measuring included)")  # fmt: skip
         shipped, baseline = [], []
-        synced = croco._unsynced
         for rep in range(args.reps):
             for name, times in (("shipped", shipped), ("baseline", baseline)):
                 dest = root / f"export-{name}-{rep}"
-                croco._unsynced = synced if name == "shipped" else croco.atomic_path
-                try:
-                    status, seconds = quiet(["export", "--format", "croco", str(dest), "--out", str(out)])
-                finally:
-                    croco._unsynced = synced
-                assert status == 0, status
-                times.append(seconds)
+                times.append(timed_export(out, dest, sync_each_file=name == "baseline"))
                 shutil.rmtree(dest)
         s, b = statistics.median(shipped), statistics.median(baseline)
         print(f"export: {pairs / s:.0f} pairs/s shipped (a shard synced at once), "

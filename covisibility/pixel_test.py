@@ -1,8 +1,8 @@
 """The per-pixel covisibility test: one rounding rule, one depth tolerance.
 
 Every covisibility in this package (the single-pair reference of
-:mod:`covisibility.reprojection`, the batched passes of
-:mod:`covisibility.batch`) ends here: a point of view A, already projected
+:mod:`covisibility.reference`, the batched passes of
+:mod:`covisibility.reprojection`) ends here: a point of view A, already projected
 into a view B at pixel coordinates ``(u, v)`` and planar depth ``z``, is
 *seen* by B when
 

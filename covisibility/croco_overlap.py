@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covisibility.measures import Measure, PairCovisibility, all_pairs, check_views, register_measure
+from covisibility.measures import Measure, PairCovisibility, all_pairs, check_view_arrays, register_measure
 from renderers.camera import unproject_depth
 
 __all__ = ["CROCO_RADIUS", "CrocoMeasure", "croco_overlap", "croco_overlap_pairs"]
@@ -64,7 +64,7 @@ def croco_overlap_pairs(
     """
     from scipy.spatial import cKDTree
 
-    check_views(depths, Ks, poses)
+    check_view_arrays(depths, Ks, poses)
     pairs = all_pairs(len(depths)) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
     clouds = [_cloud(d, K, p) for d, K, p in zip(depths, Ks, poses)]
     trees = [cKDTree(c) if len(c) else None for c in clouds]
@@ -95,3 +95,7 @@ class CrocoMeasure(Measure):
         self, depths: np.ndarray, Ks: np.ndarray, poses: np.ndarray, *, min_covis: float, max_covis: float
     ) -> PairCovisibility:
         return croco_overlap_pairs(depths, Ks, poses)
+
+    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray) -> PairCovisibility:
+        dense = depths if isinstance(depths, np.ndarray) else np.stack([depths[i] for i in range(depths.shape[0])])
+        return croco_overlap_pairs(dense, Ks, poses, pairs)

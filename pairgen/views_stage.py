@@ -1,0 +1,198 @@
+"""What every stage that writes ``OUT/views`` shares: the image config, the views file, the stage base.
+
+Two stages write views files: ``pairgen render`` (:class:`pairgen.render.RenderStage`:
+viewpoints it samples) and ``pairgen import croco``
+(:class:`pairgen.interchange.croco.ImportStage`: cameras a CroCo metadata file
+lists). Both are a :class:`ViewsStage`, so both write the same views files
+(:func:`store_views`, at :func:`views_path`), the same manifest entries
+(:class:`SceneViews`), reuse a complete views file by the same rule
+(:meth:`ViewsStage.plan`: the manifest says ok, the file's own metadata has
+this config's hash and the current format, and the subclass's
+:meth:`ViewsStage.reusable` agrees), and write the dataset card at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from manifests import SceneRecord
+from manifests.card import write_card
+from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
+from manifests.io import OutputError
+from manifests.layout import is_safe_name, temporaries_dir
+from manifests.manifest import ViewsManifest, sha256_file
+from manifests.options import check, option
+from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, views_table, write_views
+from pairgen.stage import Stage, StageSummary, UnitResult
+from renderers.backends import ANTIALIAS, LIGHTING, available_backends, describe_backends
+
+__all__ = ["ImageConfig", "SceneViews", "ViewsStage", "complete_views_meta", "store_views", "views_path"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How views are rendered and encoded: the part of a config that ``render`` and ``import croco`` share."""
+
+    backend: str = option("raycast", choices=available_backends, help=lambda: "renderer: " + describe_backends())
+    antialias: str = option("full", choices=ANTIALIAS,
+                            help="colour anti-aliasing: off (one ray per pixel centre, textures at full resolution), "
+                                 "textures (mip-mapped, trilinear, level from each pixel's footprint), full (textures, "
+                                 "and extra samples in pixels on an edge); depth is always the pixel-centre sample "
+                                 "(habitat: the GPU filters textures at every level and does not supersample edges)")
+    lighting: str = option("baked", choices=LIGHTING,
+                           help="light of the synthetic apartments: baked (ceiling lights, door openings, ambient "
+                                "occlusion; baked per scene) or flat (unlit albedo); real scans keep their colours")
+    image_format: str = option("jpeg", choices=IMAGE_FORMATS, help="encoding of the RGB images")
+    jpeg_quality: int = option(95, min=1, max=100, help="JPEG quality, 1-100")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def image_ext(self) -> str:
+        return {"jpeg": "jpg", "png": "png"}[self.image_format]
+
+    def open(self, scene):
+        """A renderer of ``scene`` with this config's backend, anti-aliasing and light (a context manager)."""
+        from renderers.backends import get_backend
+
+        return get_backend(self.backend).open(scene, antialias=self.antialias, lighting=self.lighting)
+
+
+@dataclass
+class SceneViews(UnitResult):
+    """One scene's views file, as a views stage's unit returns it and its manifest entry holds it."""
+
+    file: str | None = None  # relative to views/
+    views: int = 0
+    sha256: str | None = None
+    candidates: int | None = None
+    walks: int | None = None
+    rejected: dict | None = None  # reason -> candidates rejected for it
+    floor: str | None = None  # navmesh or geometry
+    floor_m2: float | None = None
+
+
+def views_path(views_dir: Path, record: SceneRecord) -> Path:
+    """``views_dir/<dataset>/<scene_id>.parquet``; refuses names that would leave the folder."""
+    for part in (record.dataset, record.scene_id):
+        if not is_safe_name(part):
+            raise OutputError(f"scene name {part!r} is not a safe file name (letters, digits, '.', '_', '-')")
+    return views_dir / record.dataset / f"{record.scene_id}.parquet"
+
+
+def complete_views_meta(path: Path, config_hash: str) -> ViewsFileMeta | None:
+    """The metadata of ``path`` when it is a complete views file of this config (any format read), else None."""
+    if not path.is_file():
+        return None
+    try:
+        meta = read_views_meta(path)
+    except OutputError as e:
+        log.warning("%s: will render again (%s)", path, e)
+        return None
+    return meta if meta.config_hash == config_hash else None
+
+
+def store_views(
+    path: Path,
+    views_dir: Path,
+    record: SceneRecord,
+    renders: Iterable,
+    Ks: list[np.ndarray],
+    poses: list[np.ndarray],
+    config: ImageConfig,
+    config_hash: str,
+) -> str:
+    """Encode ``renders`` (RenderedView, one a camera, any iterable) and write them as ``path``, the scene's views file.
+
+    Each render is encoded as it comes, so a generator of renders holds one
+    view's pixels at a time. Returns the file's SHA-256 (for the manifest).
+    """
+    images, depths, valid, size = [], [], [], None
+    for r in renders:
+        size = size or (r.rgb.shape[1], r.rgb.shape[0])
+        images.append(encode_rgb(r.rgb, config.image_format, config.jpeg_quality))
+        depths.append(encode_depth(r.depth))
+        valid.append(r.valid_fraction)
+    if size is None:
+        raise OutputError(f"{path}: no views to write")
+    table = views_table(list(range(len(images))), images, depths, Ks, poses, *size, valid,
+                        image_ext=config.image_ext, dataset=record.dataset, scene_id=record.scene_id)  # fmt: skip
+    meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
+                         backend=config.backend, config_hash=config_hash, views=len(images))  # fmt: skip
+    write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
+    return sha256_file(path)
+
+
+class ViewsStage(Stage):
+    """A stage whose unit writes one scene's views file into ``OUT/views``; subclasses say where tasks come from.
+
+    Subclasses set ``name``, ``what``, ``progress_desc``, ``work`` (called as
+    ``work(task, views_dir=, config=, config_hash=)``) and :meth:`record`;
+    they may add to :meth:`describe` and narrow :meth:`reusable`.
+    """
+
+    folder_name = "views"
+    manifest_cls = ViewsManifest
+    result_cls = SceneViews
+
+    def __init__(self, tasks: list, out_dir, config: ImageConfig, **kw) -> None:
+        super().__init__(out_dir, config, **kw)
+        self.tasks = tasks
+
+    def record(self, task) -> SceneRecord:
+        """The scene a task renders."""
+        return task
+
+    def reusable(self, task, entry: dict) -> bool:
+        """Whether an earlier run's complete views file of this config still stands for ``task``, besides its hash."""
+        return True
+
+    def key(self, task) -> str:
+        return self.record(task).key
+
+    def describe(self, task) -> dict:
+        r = self.record(task)
+        return {"dataset": r.dataset, "split": r.split, "scene_id": r.scene_id, "source": r.mesh}
+
+    def common(self) -> dict:
+        return {"views_dir": self.folder, "config": self.config, "config_hash": self.manifest.config_hash}
+
+    def plan(self) -> tuple[list, list[tuple[Any, SceneViews]]]:
+        """A task whose record has problems fails; one whose views file is complete and current is skipped."""
+        todo, decided = [], []
+        for task in self.tasks:
+            record = self.record(task)
+            entry = self.manifest.scenes.get(record.key, {})
+            if not record.ok:
+                decided.append((task, SceneViews(reason="; ".join(record.problems))))
+            elif entry.get("status") == "ok" and self.reusable(task, entry) and (
+                meta := complete_views_meta(views_path(self.folder, record), self.manifest.config_hash)
+            ) and meta.format == VIEWS_FORMAT:
+                decided.append((task, SceneViews(status="skipped", views=meta.views, file=entry.get("file"),
+                                                 sha256=entry.get("sha256"), seconds=entry.get("seconds", 0.0))))
+            else:
+                todo.append(task)
+        return todo, decided
+
+    def on_result(self, task, result: SceneViews) -> None:
+        if result.status == "ok":
+            self.summary.counts["views"] += result.views
+
+    def publish(self) -> None:
+        write_card(self.out_dir)  # OUT/README.md, the dataset card (manifests/card.py)
+
+    @staticmethod
+    def views_per_s(summary: StageSummary) -> float:
+        return summary.counts["views"] / summary.seconds if summary.seconds > 0 else 0.0
