@@ -208,6 +208,30 @@ def test_malformed_metadata_names_file_and_key(croco_world, tmp_path, capsys, ed
     assert not out.exists()  # nothing is written before every metadata file has been read
 
 
+@pytest.mark.parametrize("scene", ["scannet/../../outside/room.ply", "scannet/linked/room.ply", "scannet//abs/room.ply"])
+def test_a_scene_path_out_of_its_dataset_folder_is_refused(croco_world, tmp_path, capsys, scene):
+    """One containment rule for every reader of scene paths: ``..``, a link out and an absolute path alike."""
+    root, meta = croco_world
+    outside = tmp_path / "outside"
+    write_room_ply(outside / "room.ply")
+    (root / "scannet" / "linked").symlink_to(outside, target_is_directory=True)
+    scene = scene.replace("/abs", str(outside))  # scannet//tmp/.../outside/room.ply: an absolute path after the label
+    path = write_json(meta / "scannet" / "scene0000_00" / "metadata.json", metadata(scene))
+    out = tmp_path / "out"
+    assert main(import_args(meta, root, out)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "key 'scene'" in err[0] and "leads out of" in err[0], err
+    assert not out.exists()
+
+
+def test_import_writes_the_dataset_card_as_render_does(croco_world, tmp_path):
+    root, meta = croco_world
+    out = tmp_path / "out"
+    assert main(import_args(meta, root, out)) == 1  # the missing hm3d scene fails
+    card = (out / "README.md").read_text()
+    assert "configs:" in card and "habitat-test-scenes" in card and "views/*/*.parquet" in card
+
+
 def test_two_metadata_files_of_one_scene_are_refused(croco_world, tmp_path, capsys):
     root, meta = croco_world
     copy = write_json(meta / "again" / "metadata.json", metadata("scannet/scans/scene0000_00/scene0000_00.ply"))
