@@ -6,11 +6,13 @@ record to one ``views/<dataset>/<scene_id>.parquet`` plus a
 floor, too few usable views are results with a reason). :class:`RenderStage`
 is the rest: the lifecycle of :mod:`pairgen.stage` (config hash,
 ``OUT/views.manifest.json``, resume, refusal of another config, progress) with
-render's plan: a scene whose views file is complete with this config's hash
-(in its own metadata, found where the record's views belong, never where a
-manifest says) is skipped; one of the older ``pairgen-views/1`` format is
-rewritten in the current one (:func:`manifests.views.upgrade_views`: the scene
-columns added, nothing rendered again).
+the plan every views stage shares (:class:`pairgen.views_stage.ViewsStage`): a
+scene whose views file is complete with this config's hash and the current
+format (in its own metadata, found where the record's views belong, never
+where a manifest says) is skipped; one of the older ``pairgen-views/1``
+format is rewritten in the current one by the unit
+(:func:`manifests.views.upgrade_views`: the scene columns added, nothing
+rendered again).
 """
 
 from __future__ import annotations
@@ -101,16 +103,16 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
 
 
 class RenderStage(ViewsStage):
-    """``pairgen render``: every record's views under ``OUT/views``, and its manifest."""
+    """``pairgen render``: every record's views under ``OUT/views``, and its manifest.
+
+    ``RenderStage(records, out_dir, config, ...)``: ``records`` the scenes (:class:`manifests.SceneRecord`),
+    ``config`` a :class:`RenderConfig`.
+    """
 
     name = "render"
     what = "views rendered"
     progress_desc = "rendering"
     work = staticmethod(render_scene)
-
-    def __init__(self, records: list[SceneRecord], out_dir, config: RenderConfig, **kw) -> None:
-        super().__init__(records, out_dir, config, **kw)
-        self.records = records
 
     def postfix(self) -> dict:
         return {"views_per_s": f"{self.views_per_s(self.summary):.1f}", "failed": self.summary.failed}

@@ -5,18 +5,8 @@
 * :mod:`~pairgen.interchange.croco.stages`: the import's two stages;
 * :mod:`~pairgen.interchange.croco.export`: the ``habitat_release`` folder written from ``OUT/pairs``.
 
-CroCo's habitat release (naver/croco, ``datasets/habitat_sim/``) describes
-its pairs with one ``metadata.json`` a scene, as ``generate_multiview_images.py``
-writes it, ``pack_metadata_files.py`` packs it (scene paths rewritten to start
-with a dataset label such as ``hm3d/`` or ``scannet/``) and
-``generate_from_metadata.py`` reads it back::
-
-    {"scene": "hm3d/val/00800-TEEsavR23oF/TEEsavR23oF.basis.glb",
-     "navmesh": "hm3d/val/...navmesh", "scene_dataset_config_file": "",
-     "resolution": [256, 256], "hfov": 60, "views_count": 2, "size": 1000,
-     "generate_depth": true,
-     "multiviews": {"00000000": {"positions": [[x, y, z], [x, y, z]],
-                                 "orientations": [[w, x, y, z], [w, x, y, z]], ...}, ...}}
+CroCo's habitat release (naver/croco, ``datasets/habitat_sim/``) describes its pairs
+with one ``metadata.json`` a scene (its format: :mod:`~pairgen.interchange.croco.metadata`).
 
 Import is two stages of :mod:`pairgen.stage`, so resume, refusal of another
 config and per-scene failures behave as ``render`` and ``filter``:

@@ -58,17 +58,17 @@ def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, c
     return run_unit(SceneViews(), body, expected=(SceneFormatError, OutputError))
 
 
-
 class ImportStage(ViewsStage):
-    """``pairgen import croco``, first part: each CroCo scene's cameras rendered into ``OUT/views``."""
+    """``pairgen import croco``, first part: each CroCo scene's cameras rendered into ``OUT/views``.
+
+    ``ImportStage(tasks, out_dir, config, ...)``: ``tasks`` are :func:`~pairgen.interchange.croco.import_tasks`'
+    :class:`CrocoTask`, ``config`` an :class:`ImportConfig`.
+    """
 
     name = "import"
     what = "views"
     progress_desc = "importing"
     work = staticmethod(import_scene)
-
-    def __init__(self, tasks: list[CrocoTask], out_dir, config: ImportConfig, **kw) -> None:
-        super().__init__(tasks, out_dir, config, **kw)
 
     def identity(self) -> dict:
         return {"import": "croco", **self.config.to_dict()}
