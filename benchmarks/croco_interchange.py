@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pairgen.cli import main  # noqa: E402
 from pairgen.interchange.croco import export_croco  # noqa: E402
-from tests.test_croco import write_json, write_room_ply  # noqa: E402
+from tests.rooms import write_room_ply  # noqa: E402
+from tests.writers.croco import write_metadata  # noqa: E402
 
 
 def quaternion(yaw: float, pitch: float) -> list[float]:
@@ -65,7 +66,7 @@ def build(root: Path, rooms: int, entries: int, size: int, rng: np.random.Genera
                 "orientations": [quaternion(yaw, math.radians(rng.uniform(-10, 10))),
                                  quaternion(yaw + rng.normal(0, 0.3), math.radians(rng.uniform(-10, 10)))],
             }  # fmt: skip
-        write_json(meta / "habitat-test-scenes" / f"room_{r}" / "metadata.json", {
+        write_metadata(meta / "habitat-test-scenes" / f"room_{r}" / "metadata.json", {
             "scene_dataset_config_file": "", "scene": f"habitat-test-scenes/room_{r}.ply", "navmesh": "",
             "resolution": [size, size], "hfov": 60, "views_count": 2, "size": entries, "generate_depth": True,
             "multiviews": multiviews})  # fmt: skip

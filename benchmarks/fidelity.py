@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.render import HFOV, _rotation, sample_poses  # noqa: E402
+from benchmarks.render import HFOV, axis_rotation, sample_poses  # noqa: E402
 from renderers.backends import ANTIALIAS, get_backend  # noqa: E402
 from renderers.camera import intrinsics_from_hfov  # noqa: E402
 from renderers.scene import Material, Scene, Texture, Wrap  # noqa: E402
@@ -141,7 +141,7 @@ def plate_poses() -> np.ndarray:
     """(8, 4, 4): a camera at the origin looking down -Z, rolled by each of ``EDGE_ANGLES``."""
     poses = np.tile(np.eye(4), (len(EDGE_ANGLES), 1, 1))
     for pose, deg in zip(poses, EDGE_ANGLES):
-        pose[:3, :3] = np.diag([1.0, -1.0, -1.0]) @ _rotation(2, deg)
+        pose[:3, :3] = np.diag([1.0, -1.0, -1.0]) @ axis_rotation(2, deg)
     return poses
 
 

@@ -56,8 +56,8 @@ NOISY = 0.10  # relative spread of the cast-only runs above which the figures ar
 CAST_BATCH = 20  # views whose rays are prepared at once for the cast-only runs (a view's rays: 1.5 MiB at 256 px)
 
 
-def _rotation(axis: int, deg: float) -> np.ndarray:
-    """(3, 3) rotation by ``deg`` degrees about coordinate axis ``axis``."""
+def axis_rotation(axis: int, deg: float) -> np.ndarray:
+    """(3, 3) rotation by ``deg`` degrees about coordinate axis ``axis`` (0: x, 1: y, 2: z)."""
     c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
     i, j = [(1, 2), (2, 0), (0, 1)][axis]
     R = np.eye(3)
@@ -92,7 +92,7 @@ def sample_poses(extras: dict, n: int, seed: int) -> np.ndarray:
             continue
         yaw, tilt, roll = rng.uniform(-180, 180), rng.uniform(-TILT, TILT), rng.uniform(-ROLL, ROLL)
         pose = np.eye(4)
-        pose[:3, :3] = _rotation(1, yaw) @ level @ _rotation(0, tilt) @ _rotation(2, roll)
+        pose[:3, :3] = axis_rotation(1, yaw) @ level @ axis_rotation(0, tilt) @ axis_rotation(2, roll)
         pose[:3, 3] = eye
         poses.append(pose)
     return np.stack(poses)

@@ -63,7 +63,7 @@ from tests.commands import (
     pretrain,
 )
 from tests.conftest import FILTER_SMALL, RENDER_SMALL, copy_stage
-from tests.rooms import box_faces, room
+from tests.rooms import box_faces, room, z_up
 from tests.writers.gltf import GlbImage, GlbMesh, textured_material, write_glb
 from tests.writers.navmesh import write_navmesh
 from tests.writers.ply import write_ply
@@ -74,21 +74,15 @@ RENDER_TINY = ["--no-ray", "--views-per-scene", "6", "--resolution", "32"]
 # -- 1. mesh files through a ScanNet data root -----------------------------------
 
 
-def _z_up(vertices: np.ndarray) -> np.ndarray:
-    """Y-up world -> Z-up file coordinates (the inverse of (x, z, -y)_file -> world)."""
-    v = np.asarray(vertices, np.float32)
-    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
-
-
 def _room_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The good room (5 x 2.6 x 4 m, table, cabinet): Z-up vertices, faces, colours."""
     scene = room(furniture=True)
-    return _z_up(scene.vertices), scene.faces, scene.vertex_colors
+    return z_up(scene.vertices), scene.faces, scene.vertex_colors
 
 
 def _box_ply(size=(5.0, 2.6, 4.0), skip: tuple[str, ...] = ()) -> bytes:
     v, f = box_faces((0, 0, 0), size, skip=skip)
-    return write_ply(_z_up(v), f, np.full((len(v), 3), 180, np.uint8), alpha=True)
+    return write_ply(z_up(v), f, np.full((len(v), 3), 180, np.uint8), alpha=True)
 
 
 def _good_ply() -> bytes:

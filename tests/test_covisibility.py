@@ -17,10 +17,8 @@ from covisibility.pixel_test import covisible_points, in_image, nearest_pixel
 from covisibility.reference import covisibility, covisible_mask
 from renderers.backends import get_backend
 from renderers.camera import intrinsics_from_hfov, project, unproject_depth
-from renderers.floor import floor_from_geometry
-from renderers.sources import load_scene
-from renderers.viewpoints import ViewConfig, camera_pose, sample_views
-from tests.rooms import box_faces, scene_of
+from renderers.viewpoints import camera_pose
+from tests.rooms import box_faces, scene_of, synthetic_views
 
 W = H = 256
 K = intrinsics_from_hfov(W, H, 60.0)
@@ -80,16 +78,6 @@ def test_invalid_pixels_are_never_covisible():
     a = camera_pose([0, 1.5, 0], 0.0)
     a_in_a, _ = covisibility(depth, K, a, wall_depth(3.0), K, a)
     assert a_in_a == pytest.approx(0.5, abs=1e-6)
-
-
-def synthetic_views(location: str, views: int, size: int, seed: int) -> list:
-    """Views of a synthetic apartment as ``pairgen render`` places them (floor search, walks)."""
-    scene = load_scene("synthetic", location, scene_id="apartment")
-    config = ViewConfig(views_per_scene=views, resolution=(size, size))
-    with get_backend("raycast").open(scene) as renderer:
-        caster = renderer.raycaster()
-        floor = floor_from_geometry(scene, caster)
-        return list(sample_views(renderer.render, floor, caster, config, np.random.default_rng(seed)))
 
 
 def test_sampled_views_hold_many_pairs_near_half_overlap():

@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from pairgen.cli import main
-from tests.rooms import room
-from tests.writers.ply import write_ply
+from tests.rooms import write_room_ply
+from tests.writers.croco import write_metadata
 
 W, H, HFOV = 64, 48, 60.0
 HABITAT_RIGHT, HABITAT_UP, HABITAT_FRONT = np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, -1.0])
@@ -70,25 +70,9 @@ MULTIVIEWS = {
 }
 
 
-def write_room_ply(path: Path, size=(5.0, 2.6, 4.0)) -> None:
-    scene = room(size)
-    v = scene.vertices.astype(np.float64)
-    file_xyz = np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)  # world (x, y, z) = (x, z, -y)_file
-    rng = np.random.default_rng(0)
-    colors = rng.integers(40, 250, (len(v), 3), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(write_ply(file_xyz, scene.faces, colors))
-
-
 def metadata(scene: str, multiviews=MULTIVIEWS, **extra) -> dict:
     return {"scene_dataset_config_file": "", "scene": scene, "navmesh": "", "views_count": 2, "size": len(multiviews),
             "generate_depth": True, "resolution": [H, W], "hfov": HFOV, "multiviews": multiviews, **extra}
-
-
-def write_json(path: Path, doc) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
-    return path
 
 
 @pytest.fixture
@@ -98,10 +82,10 @@ def croco_world(tmp_path):
     write_room_ply(root / "my_test_scenes" / "rooms" / "room_a.ply")
     write_room_ply(root / "scannet" / "scans" / "scene0000_00" / "scene0000_00.ply", size=(4.5, 2.6, 4.2))
     meta = tmp_path / "metadata"
-    write_json(meta / "habitat-test-scenes" / "room_a" / "metadata.json", metadata("habitat-test-scenes/rooms/room_a.ply"))
-    write_json(meta / "scannet" / "scene0000_00" / "metadata.json",
+    write_metadata(meta / "habitat-test-scenes" / "room_a" / "metadata.json", metadata("habitat-test-scenes/rooms/room_a.ply"))
+    write_metadata(meta / "scannet" / "scene0000_00" / "metadata.json",
                metadata("scannet/scans/scene0000_00/scene0000_00.ply"))  # fmt: skip
-    write_json(meta / "hm3d" / "val" / "00800-gone" / "metadata.json", metadata("hm3d/val/00800-gone/gone.basis.glb"))
+    write_metadata(meta / "hm3d" / "val" / "00800-gone" / "metadata.json", metadata("hm3d/val/00800-gone/gone.basis.glb"))
     return root, meta
 
 
@@ -179,7 +163,7 @@ def test_rerun_does_nothing_and_heals(croco_world, tmp_path, capsys):
     write_room_ply(root / "hm3d" / "val" / "00800-gone" / "gone.basis.ply")
     doc = json.loads((meta / "hm3d" / "val" / "00800-gone" / "metadata.json").read_text())
     doc["scene"] = "hm3d/val/00800-gone/gone.basis.ply"
-    write_json(meta / "hm3d" / "val" / "00800-gone" / "metadata.json", doc)
+    write_metadata(meta / "hm3d" / "val" / "00800-gone" / "metadata.json", doc)
     assert main(import_args(meta, root, out)) == 0
     assert {r["dataset"] for r in shard_rows(out)} == {"habitat-test-scenes", "scannet", "hm3d"}
 
@@ -200,7 +184,7 @@ def test_malformed_metadata_names_file_and_key(croco_world, tmp_path, capsys, ed
     path = meta / "scannet" / "scene0000_00" / "metadata.json"
     doc = json.loads(path.read_text())
     edit(doc)
-    write_json(path, doc)
+    write_metadata(path, doc)
     out = tmp_path / "out"
     assert main(import_args(meta, root, out)) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -216,7 +200,7 @@ def test_a_scene_path_out_of_its_dataset_folder_is_refused(croco_world, tmp_path
     write_room_ply(outside / "room.ply")
     (root / "scannet" / "linked").symlink_to(outside, target_is_directory=True)
     scene = scene.replace("/abs", str(outside))  # scannet//tmp/.../outside/room.ply: an absolute path after the label
-    path = write_json(meta / "scannet" / "scene0000_00" / "metadata.json", metadata(scene))
+    path = write_metadata(meta / "scannet" / "scene0000_00" / "metadata.json", metadata(scene))
     out = tmp_path / "out"
     assert main(import_args(meta, root, out)) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -234,7 +218,7 @@ def test_import_writes_the_dataset_card_as_render_does(croco_world, tmp_path):
 
 def test_two_metadata_files_of_one_scene_are_refused(croco_world, tmp_path, capsys):
     root, meta = croco_world
-    copy = write_json(meta / "again" / "metadata.json", metadata("scannet/scans/scene0000_00/scene0000_00.ply"))
+    copy = write_metadata(meta / "again" / "metadata.json", metadata("scannet/scans/scene0000_00/scene0000_00.ply"))
     assert main(import_args(meta, root, tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert str(copy) in err and "key 'scene'" in err and str(meta / "scannet") in err

@@ -21,7 +21,9 @@ import pytest
 
 from renderers.backends import get_backend
 from renderers.backends import raycast as raycast_backend
-from renderers.backends.raycast import TextureAtlas, _mip_chain, _wrapped_border
+from renderers.backends.atlas import MAX_TEXTURE_SIDE, TextureAtlas, mip_chain, wrapped_border
+from renderers.backends.edges import edge_pixels
+from renderers.backends.face_tables import plane_keys
 from renderers.camera import intrinsics_from_hfov
 from renderers.lighting import bake_irradiance, scene_irradiance
 from renderers.scene import Material, Scene, SceneFormatError, Texture, Wrap
@@ -143,13 +145,13 @@ def test_every_mip_level_has_its_own_wrap_mode_border(wrap_s, wrap_t):
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
     atlas = TextureAtlas.build([Texture(image, wrap_s, wrap_t)], pad=4, mips=True)
-    chain = _mip_chain(image)
+    chain = mip_chain(image)
     assert [im.shape[:2] for im in chain] == [(8, 16), (4, 8), (2, 4), (1, 2), (1, 1)]
     np.testing.assert_array_equal(chain[1][0, 0], ((image[:2, :2].astype(int).sum(axis=(0, 1)) + 2) // 4))
     assert atlas.levels[2] == len(chain)
     rgb = atlas.texels.view(np.uint8).reshape(-1, 4)[:, :3]
     for k, level in enumerate(chain):
-        want = _wrapped_border(_wrapped_border(level, 1, wrap_s, 4), 0, wrap_t, 4)
+        want = wrapped_border(wrapped_border(level, 1, wrap_s, 4), 0, wrap_t, 4)
         h, w = want.shape[:2]
         assert atlas.mip_stride[2, k] == w
         got = rgb[atlas.mip_offset[2, k] : atlas.mip_offset[2, k] + h * w].reshape(h, w, 3)
@@ -158,15 +160,15 @@ def test_every_mip_level_has_its_own_wrap_mode_border(wrap_s, wrap_t):
 
 
 def test_a_texture_too_large_is_downscaled_once_with_a_note(caplog):
-    tall = np.zeros((raycast_backend.MAX_TEXTURE_SIDE * 2, 8, 3), np.uint8)  # 16384 x 8: cheap, yet too tall
+    tall = np.zeros((MAX_TEXTURE_SIDE * 2, 8, 3), np.uint8)  # 16384 x 8: cheap, yet too tall
     tall[::2] = 255
-    with caplog.at_level(logging.WARNING, logger="renderers.backends.raycast"):
+    with caplog.at_level(logging.WARNING, logger="renderers.backends.atlas"):
         atlas = TextureAtlas.build([Texture(tall, name="tall.png")], mips=True, scene="big-scene")
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1 and "big-scene" in notes[0] and "tall.png" in notes[0] and "downscaled once" in notes[0]
-    assert tuple(atlas.size[2]) == (4, raycast_backend.MAX_TEXTURE_SIDE)
+    assert tuple(atlas.size[2]) == (4, MAX_TEXTURE_SIDE)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="renderers.backends.raycast"):  # over the texel budget: halved
+    with caplog.at_level(logging.WARNING, logger="renderers.backends.atlas"):  # over the texel budget: halved
         small = TextureAtlas.build([Texture(np.zeros((64, 64, 3), np.uint8), name="a")], pad=2, mips=True,
                                    budget=3000)  # fmt: skip
     assert tuple(small.size[2]) == (32, 32) and "texel" in caplog.records[0].getMessage()
@@ -201,8 +203,7 @@ def test_edges_are_found_at_silhouettes_not_inside_a_flat_wall():
         hits = r.cast(rays)
         prim = hits["primitive_ids"].numpy().view(np.int32).astype(np.intp)
         assert len(np.unique(prim)) > 20  # many triangles in view
-        edge = raycast_backend._edge_pixels(prim, hits, rays, K, np.zeros((48, 64, 3), np.uint8),
-                                            r._face_materials, None)  # fmt: skip
+        edge = edge_pixels(prim, hits, rays, K, np.zeros((48, 64, 3), np.uint8), r.tables.face_materials, None)
         assert not edge.any()
         # Tilted to the horizon: the sky (misses) against the floor is an edge, one pixel each side.
         pose[:3, :3] = np.diag([1.0, -1.0, -1.0])
@@ -211,14 +212,13 @@ def test_edges_are_found_at_silhouettes_not_inside_a_flat_wall():
         hits = r.cast(rays)
         prim = hits["primitive_ids"].numpy().view(np.int32).astype(np.intp)
         prim = np.where(prim < 0, scene.num_triangles, prim)
-        edge = raycast_backend._edge_pixels(prim, hits, rays, K, np.zeros((48, 64, 3), np.uint8),
-                                            r._face_materials, None)  # fmt: skip
+        edge = edge_pixels(prim, hits, rays, K, np.zeros((48, 64, 3), np.uint8), r.tables.face_materials, None)
         assert 0 < edge.sum() <= 3 * 64 and edge.any(axis=1).sum() <= 3
 
 
 def test_plane_keys_join_coplanar_faces_only(apartment):
     floor = checker_floor(size=2)
-    keys = raycast_backend._plane_keys(floor)
+    keys = plane_keys(floor)
     assert len(keys) == floor.num_triangles + 1 and len(np.unique(keys[:-1])) == 1 and keys[-1] < 0  # one plane
     bent = Scene(  # two triangles meeting at a 1-degree crease, and a degenerate one
         name="bent",
@@ -226,7 +226,7 @@ def test_plane_keys_join_coplanar_faces_only(apartment):
                            [3, 0, 0]], np.float32),  # fmt: skip
         faces=np.array([[0, 2, 1], [1, 2, 3], [1, 3, 4], [1, 1, 5]], np.uint32),
     ).validate()
-    keys = raycast_backend._plane_keys(bent)
+    keys = plane_keys(bent)
     assert keys[0] == keys[1] != keys[2] and keys[3] < 0 and len(set(keys[3:])) == 2
     # Far from the origin, a plane tilted by less than the normals' quantum through the same offset: the
     # coarse key matches, yet 100 m out the faces are 39 mm apart, a step the edge search must see.
@@ -239,7 +239,7 @@ def test_plane_keys_join_coplanar_faces_only(apartment):
                           np.float32),  # fmt: skip
         faces=np.array([[0, 2, 1], [0, 3, 2], [4, 6, 5], [4, 7, 6]], np.uint32),
     ).validate()
-    keys = raycast_backend._plane_keys(step)
+    keys = plane_keys(step)
     assert keys[0] == keys[1] and keys[0] not in keys[2:]  # the group's first plane is A's: B's faces are out
     K = intrinsics_from_hfov(64, 64, 60.0)
     down = np.eye(4)
@@ -249,23 +249,23 @@ def test_plane_keys_join_coplanar_faces_only(apartment):
         rays = r.rays(K, down, 64, 64)
         hits = r.cast(rays)
         prim = hits["primitive_ids"].numpy().view(np.int32).reshape(64, 64)
-        args = (prim, hits, rays, K, np.zeros((64, 64, 3), np.uint8), r._face_materials, None)
-        with_keys = raycast_backend._edge_pixels(*args, keys)
+        args = (prim, hits, rays, K, np.zeros((64, 64, 3), np.uint8), r.tables.face_materials, None)
+        with_keys = edge_pixels(*args, keys)
         assert with_keys.sum() >= 64
-        np.testing.assert_array_equal(with_keys, raycast_backend._edge_pixels(*args))
+        np.testing.assert_array_equal(with_keys, edge_pixels(*args))
     # The shortcut changes nothing: the apartment's edges with the keys are its edges without them.
     K = intrinsics_from_hfov(64, 48, 60.0)
     with get_backend("raycast").open(apartment, antialias="full") as r:
-        planes = raycast_backend._plane_keys(apartment)
+        planes = plane_keys(apartment)
         for pose in cameras(apartment.extras):
             rays = r.rays(K, pose, 64, 48)
             hits = r.cast(rays)
             prim = hits["primitive_ids"].numpy().view(np.int32).reshape(48, 64)
             rgb = r.render(K, pose, 64, 48).rgb
-            args = (prim, hits, rays, K, rgb, r._face_materials, r._untextured)
-            with_keys = raycast_backend._edge_pixels(*args, planes)
+            args = (prim, hits, rays, K, rgb, r.tables.face_materials, r.tables.untextured)
+            with_keys = edge_pixels(*args, planes)
             assert with_keys.any()
-            np.testing.assert_array_equal(with_keys, raycast_backend._edge_pixels(*args))
+            np.testing.assert_array_equal(with_keys, edge_pixels(*args))
 
 
 def garbage_hits_shade(scene: Scene) -> None:
@@ -285,10 +285,10 @@ def garbage_hits_shade(scene: Scene) -> None:
             rgb = r.shade(prim, bary)
             assert rgb.shape == (7, 3) and not rgb[:4].any()  # misses are black
             out, edge = np.empty((7, 3), np.uint8), np.zeros(7, bool)
-            r._shade_into(out, prim, bary, (t, normals, rays, np.float32(0.01)), 0, 7, edge, 7)
+            r.shade_into(out, prim, bary, (t, normals, rays, np.float32(0.01)), 0, 7, edge, 7)
             assert not out[:4].any()
             with pytest.raises(ValueError, match="must have 7 rows"):  # lengths are checked, not trusted
-                r._shade_into(out, prim, bary[:5], None, 0, 7)
+                r.shade_into(out, prim, bary[:5], None, 0, 7)
             if "rooms" in scene.extras:
                 pose = cameras(scene.extras)[0]
             else:  # 1.5 m above the floor, looking 20 degrees down to the horizon

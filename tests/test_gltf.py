@@ -457,8 +457,8 @@ def test_instanced_meshes_read_their_accessors_once_and_are_capped(tmp_path, mon
     nodes = [GlbNode(children=list(range(1, 51)))] + [GlbNode(mesh=0, translation=(i, 0, 0)) for i in range(50)]
     path = save(tmp_path, write_glb(meshes, nodes, roots=[0]))
     reads = []
-    real = gltf._GltfReader._read_accessor
-    monkeypatch.setattr(gltf._GltfReader, "_read_accessor", lambda self, i: reads.append(i) or real(self, i))
+    real = gltf.GltfReader.read_accessor
+    monkeypatch.setattr(gltf.GltfReader, "read_accessor", lambda self, i: reads.append(i) or real(self, i))
     scene = load_scene("gltf", path, up="z")
     assert scene.num_triangles == 100 and sorted(reads) == [0, 1, 2]  # POSITION, TEXCOORD_0, indices: once each
     monkeypatch.setattr(gltf, "MAX_TRIANGLES", 60)

@@ -25,19 +25,18 @@ import pytest
 
 from renderers.backends import BackendUnavailable, RenderedView, available_backends, get_backend
 from renderers.backends.habitat import (
-    _view_from_observations,
     cam2world_from_habitat,
     habitat_from_world,
     habitat_hfov,
     habitat_pose,
+    view_from_observations,
 )
 from renderers.camera import intrinsics_from_hfov, pixel_rays
 from renderers.scene import Y_UP_FROM_Z_UP, Scene
 from renderers.sources import load_scene
 from renderers.sources.gltf import stage_config_axes
+from tests.rooms import LEVEL, pose, rotation
 from tests.writers.gltf import GlbMesh, write_glb
-
-LEVEL = np.diag([1.0, -1.0, -1.0])  # OpenCV camera looking along world -Z, image up = world +Y
 
 
 def fake_rgba(depth: np.ndarray) -> np.ndarray:
@@ -47,21 +46,6 @@ def fake_rgba(depth: np.ndarray) -> np.ndarray:
     rgba[hit] = (200, 100, 0, 255)
     rgba[hit, 2] = np.clip(depth[hit] * 25.0, 0, 255).astype(np.uint8)  # blue encodes depth
     return rgba
-
-
-def rotation(axis, deg) -> np.ndarray:
-    """(3, 3) rotation by ``deg`` degrees about ``axis`` (Rodrigues)."""
-    a = np.asarray(axis, float) / np.linalg.norm(axis)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    th = np.radians(deg)
-    return np.eye(3) + np.sin(th) * k + (1 - np.cos(th)) * k @ k
-
-
-def pose(R=LEVEL, t=(0.0, 0.0, 0.0)) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = R
-    m[:3, 3] = t
-    return m
 
 
 def look_at(eye, target, roll_deg=0.0) -> np.ndarray:
@@ -186,7 +170,7 @@ def test_observations_become_clean_rgb_and_depth():
     rgba = np.zeros((2, 3, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 10, 255
     depth = np.array([[1.5, 0.0, np.nan], [np.inf, -1.0, 2.0]], np.float32)
-    view = _view_from_observations(rgba, depth)
+    view = view_from_observations(rgba, depth)
     assert isinstance(view, RenderedView)
     assert view.rgb.shape == (2, 3, 3) and view.rgb.dtype == np.uint8 and (view.rgb[..., 0] == 10).all()
     assert view.depth.dtype == np.float32

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pairgen.cli import main
-from tests.test_render_command import _scannet_room
+from tests.rooms import scannet_room
 
 RENDER = ["--views-per-scene", "16", "--resolution", "48", "--no-ray"]
 FILTER = ["filter", "--min-covis", "0.2", "--max-covis", "0.95", "--shard-size", "30", "--no-ray"]
@@ -35,7 +35,7 @@ def _pair_ids(out: Path) -> list[str]:
 def data(tmp_path) -> Path:
     root = tmp_path / "data"
     for scan in SCANS:
-        _scannet_room(root / "scannet" / "scans" / scan / f"{scan}_vh_clean_2.ply")
+        scannet_room(root / "scannet" / "scans" / scan / f"{scan}_vh_clean_2.ply")
     return root
 
 

@@ -261,13 +261,13 @@ def _count_tile_steps(monkeypatch) -> list[int]:
     from renderers.sources import navmesh as module
 
     calls = [0]
-    real = module._next_tile
+    real = module.next_tile
 
     def counting(data, offset):
         calls[0] += 1
         return real(data, offset)
 
-    monkeypatch.setattr(module, "_next_tile", counting)
+    monkeypatch.setattr(module, "next_tile", counting)
     return calls
 
 

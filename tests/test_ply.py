@@ -126,7 +126,7 @@ def test_raycast_renders_each_face_in_its_colour(tmp_path, fmt):
 def test_habitat_backend_warns_about_face_colours(tmp_path, monkeypatch, caplog):
     path, _ = _two_colour_wall(tmp_path)
     scene = load_scene("ply", path, up="z")
-    monkeypatch.setattr(habitat_backend, "_import_habitat_sim", lambda: SimpleNamespace())
+    monkeypatch.setattr(habitat_backend, "import_habitat_sim", lambda: SimpleNamespace())
     with caplog.at_level(logging.WARNING, logger=habitat_backend.__name__):
         habitat_backend.HabitatBackend().open(scene).close()
     assert any("per-face colours" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)

@@ -9,27 +9,12 @@ import pytest
 
 from renderers.backends import available_backends, get_backend
 from renderers.backends import raycast as raycast_backend
-from renderers.backends.raycast import TextureAtlas, _wrap, sample_texture
+from renderers.backends.atlas import TextureAtlas, sample_texture, wrap_indices
 from renderers.camera import intrinsics_from_hfov, pixel_rays, project, unproject_depth
 from renderers.scene import Material, Scene, Texture, Wrap
 from renderers.sources import load_scene
 from renderers.sources.synthetic import grid_mesh
-
-LEVEL = np.diag([1.0, -1.0, -1.0, 1.0])  # looks along -Z, image up = world +Y
-
-
-def pose(R=LEVEL[:3, :3], t=(0.0, 0.0, 0.0)) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = R
-    m[:3, 3] = t
-    return m
-
-
-def rotation(axis, deg) -> np.ndarray:
-    a = np.asarray(axis, float) / np.linalg.norm(axis)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    th = np.radians(deg)
-    return np.eye(3) + np.sin(th) * k + (1 - np.cos(th)) * k @ k
+from tests.rooms import LEVEL, pose, rotation
 
 
 def quad(corners, uvs=None, colors=None, texture=None) -> Scene:
@@ -70,7 +55,7 @@ def test_facing_a_plane_gives_its_planar_depth_everywhere():
 @pytest.mark.parametrize("axis,deg,t", [((1, 0, 0), 12, (0.3, 1.2, 0.5)), ((0, 1, 0), -25, (-1, 0.4, 0.2)), ((1, 1, 0), 18, (0, 0, 1))])
 def test_tilted_camera_depth_matches_the_plane(axis, deg, t):
     K = intrinsics_from_hfov(40, 30, 60.0)
-    c2w = pose(rotation(axis, deg) @ LEVEL[:3, :3], t)
+    c2w = pose(rotation(axis, deg) @ LEVEL, t)
     view = render(wall(z=-4.0), K, c2w, 40, 30)
     points, valid = unproject_depth(view.depth, K, c2w)
     assert valid.all()
@@ -79,7 +64,7 @@ def test_tilted_camera_depth_matches_the_plane(axis, deg, t):
 
 def test_known_world_point_lands_on_the_predicted_pixel():
     K = intrinsics_from_hfov(80, 60, 70.0)
-    c2w = pose(rotation((0, 1, 0), 20) @ LEVEL[:3, :3], (0.2, 1.5, 0.0))
+    c2w = pose(rotation((0, 1, 0), 20) @ LEVEL, (0.2, 1.5, 0.0))
     # The world point on pixel (23, 17)'s ray at planar depth 3: K and the pose predict it there.
     i, j, d = 23, 17, 3.0
     target = c2w[:3, :3] @ (np.linalg.inv(K) @ [i, j, 1.0] * d) + c2w[:3, 3]
@@ -138,7 +123,7 @@ def test_vertex_colours_interpolate():
 
 def test_misses_are_zero_depth_and_black():
     K = intrinsics_from_hfov(16, 16, 60.0)
-    view = render(wall(z=-2.0), K, pose(LEVEL[:3, :3] @ rotation((1, 0, 0), 180)), 16, 16)  # looking away
+    view = render(wall(z=-2.0), K, pose(LEVEL @ rotation((1, 0, 0), 180)), 16, 16)  # looking away
     assert view.valid_fraction == 0.0 and not view.rgb.any()
 
 
@@ -218,7 +203,8 @@ def test_atlas_shading_matches_per_material_sample_texture(vertex_colors, base_c
     scene = patchwork(vertex_colors, base_colors)
     K = intrinsics_from_hfov(96, 96, 90.0)
     with get_backend("raycast").open(scene) as r:
-        assert r._slow is not None and 0 < r._slow.sum() < scene.num_triangles  # both paths are exercised
+        slow = r.tables.slow
+        assert slow is not None and 0 < slow.sum() < scene.num_triangles  # both paths are exercised
         hits = r.cast(r.rays(K, pose(), 96, 96))
         view = r.shade_hits(hits, 96, 96)
     expect = reference_rgb(scene, hits).reshape(96, 96, 3)
@@ -226,7 +212,7 @@ def test_atlas_shading_matches_per_material_sample_texture(vertex_colors, base_c
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float32 rounding only
     missed = view.depth == 0
     assert 0 < missed.mean() < 0.5 and not view.rgb[missed].any()  # a black border of misses
-    slow_pixels = np.isin(hits["primitive_ids"].numpy(), np.flatnonzero(r._slow))
+    slow_pixels = np.isin(hits["primitive_ids"].numpy(), np.flatnonzero(slow))
     assert 0 < slow_pixels.mean() < 1
 
 
@@ -234,18 +220,18 @@ def test_atlas_shading_matches_per_material_sample_texture(vertex_colors, base_c
 def test_large_views_shade_the_same_on_two_threads(monkeypatch, chunk):
     scene = patchwork(vertex_colors=True, base_colors=True)
     K = intrinsics_from_hfov(256, 128, 90.0)  # 32768 pixels: shaded in chunks by two threads
-    c2w = pose(rotation((1, 1, 0), 8) @ LEVEL[:3, :3], (0.1, -0.2, 0.3))
+    c2w = pose(rotation((1, 1, 0), 8) @ LEVEL, (0.1, -0.2, 0.3))
     if chunk is not None:
         monkeypatch.setattr(raycast_backend, "SPLIT_MIN_PIXELS", chunk)
     with get_backend("raycast").open(scene) as r:
         assert 256 * 128 >= raycast_backend.PARALLEL_MIN_PIXELS
-        threads, shade_into = set(), r._shade_into
+        threads, shade_into = set(), r.shade_into
 
         def spy(*args, **kwargs):
             threads.add(threading.current_thread().name)
             return shade_into(*args, **kwargs)
 
-        monkeypatch.setattr(r, "_shade_into", spy)
+        monkeypatch.setattr(r, "shade_into", spy)
         parallel = r.render(K, c2w, 256, 128)
         assert parallel.valid_fraction > 0.5 and parallel.rgb.any()
         assert len(threads) == 2 and any(name.startswith("raycast-shade") for name in threads)  # both took chunks
@@ -261,7 +247,7 @@ def test_synthetic_apartment_matches_the_reference():
     K = intrinsics_from_hfov(64, 48, 60.0)
     with get_backend("raycast").open(scene, antialias="off", lighting="flat") as r:  # the reference: albedo, 1 sample
         for yaw in (0, 100, 200, 300):
-            c2w = pose(rotation((0, 1, 0), yaw) @ LEVEL[:3, :3], (lo + hi) / 2 * [1, 0, 1] + [0, 1.5, 0])
+            c2w = pose(rotation((0, 1, 0), yaw) @ LEVEL, (lo + hi) / 2 * [1, 0, 1] + [0, 1.5, 0])
             hits = r.cast(r.rays(K, c2w, 64, 48))
             view = r.shade_hits(hits, 64, 48)
             assert view.valid_fraction == 1.0
@@ -278,8 +264,8 @@ def test_atlas_border_holds_what_the_wrap_mode_fetches(wrap_s, wrap_t):
     width, height = atlas.extent[e] + 2 * pad
     entry = atlas.texels[atlas.offset[e] : atlas.offset[e] + width * height].reshape(height, width)
     rgb = entry.view(np.uint8).reshape(height, width, 4)[..., :3]
-    cols = _wrap(np.arange(width) - pad, 5, wrap_s)
-    rows = _wrap(np.arange(height) - pad, 3, wrap_t)
+    cols = wrap_indices(np.arange(width) - pad, 5, wrap_s)
+    rows = wrap_indices(np.arange(height) - pad, 3, wrap_t)
     np.testing.assert_array_equal(rgb, image[rows][:, cols])
 
 

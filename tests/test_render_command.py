@@ -15,8 +15,7 @@ from manifests.io import OutputError
 from manifests.views import VIEWS_SCHEMA, read_views, read_views_meta
 from pairgen.cli import main
 from renderers.camera import intrinsics_from_hfov
-from tests.rooms import room
-from tests.writers.ply import write_ply
+from tests.rooms import scannet_room
 
 SMALL = ["--synthetic-preset", "small", "--synthetic-count", "2", "--views-per-scene", "12", "--resolution", "64x48"]
 
@@ -89,20 +88,12 @@ def test_config_drift_refuses_then_overwrites(tmp_path, capsys):
         assert read_views_meta(tmp_path / "views" / entry["file"]).config_hash == m["config_hash"]
 
 
-def _scannet_room(path: Path) -> None:
-    scene = room(furniture=True)
-    v = scene.vertices
-    z_up = np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)  # inverse of (x, z, -y)_file -> world
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(write_ply(z_up, scene.faces, scene.vertex_colors, alpha=True))
-
-
 def test_a_corrupt_scene_is_recorded_and_the_others_finish(tmp_path, capsys):
     root = tmp_path / "data"
     for scan in ("scene0000_00", "scene0001_00"):
-        _scannet_room(root / "scannet" / "scans" / scan / f"{scan}_vh_clean_2.ply")
+        scannet_room(root / "scannet" / "scans" / scan / f"{scan}_vh_clean_2.ply")
     bad = root / "scannet" / "scans" / "scene0002_00" / "scene0002_00_vh_clean_2.ply"
-    _scannet_room(bad)
+    scannet_room(bad)
     bad.write_bytes(bad.read_bytes()[:300])  # truncated
     out = tmp_path / "out"
     code = main(["render", "--scenes", "scannet", "--data-root", str(root), "--out", str(out), "--no-ray",

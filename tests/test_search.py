@@ -30,7 +30,7 @@ from covisibility.pixel_test import covisible_count, covisible_points
 from covisibility.search import COARSE_STRIDE, IndexSearch, SurfaceIndex
 from manifests.codecs import decode_depth, encode_depth
 from renderers.camera import pixel_rays
-from tests.test_covisibility import synthetic_views
+from tests.rooms import synthetic_views
 
 LO, HI = 0.5, 0.8
 

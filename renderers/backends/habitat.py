@@ -60,6 +60,8 @@ __all__ = [
     "habitat_from_world",
     "habitat_hfov",
     "habitat_pose",
+    "import_habitat_sim",
+    "view_from_observations",
 ]
 
 log = logging.getLogger(__name__)
@@ -239,10 +241,12 @@ def habitat_from_world(file_to_world: np.ndarray, up, front) -> np.ndarray:
     return rotation_from_up_front(up, front) @ np.linalg.inv(np.asarray(file_to_world, dtype=np.float64))
 
 
-def _view_from_observations(rgba: np.ndarray, depth: np.ndarray) -> RenderedView:
+def view_from_observations(rgba: np.ndarray, depth: np.ndarray) -> RenderedView:
     """Own copies of habitat's RGBA (H, W, 4) and depth (H, W) as a RenderedView.
 
-    Depth that is non-finite or not positive becomes 0 (no surface).
+    Depth that is non-finite or not positive becomes 0 (no surface). Habitat's
+    observations are views of buffers that its next render overwrites: the
+    RenderedView's arrays are the caller's own.
     """
     rgb = np.array(np.asarray(rgba)[..., :3], dtype=np.uint8, copy=True)  # (H, W, 3)
     d = np.array(depth, dtype=np.float32, copy=True).reshape(rgb.shape[:2])  # (H, W)
@@ -253,7 +257,13 @@ def _view_from_observations(rgba: np.ndarray, depth: np.ndarray) -> RenderedView
 # -- the backend ----------------------------------------------------------------
 
 
-def _import_habitat_sim():
+def import_habitat_sim():
+    """The ``habitat_sim`` module, imported on first use; :class:`BackendUnavailable` (with the install route)
+    where it does not import.
+
+    The one place the backend imports habitat-sim: tests replace it (``monkeypatch.setattr(habitat,
+    "import_habitat_sim", ...)``) to run the backend against a stand-in.
+    """
     try:
         import habitat_sim
     except ImportError as e:
@@ -386,7 +396,7 @@ class _HabitatRenderer(SceneRenderer):
         state = self._hs.agent.AgentState(position=position, rotation=[x, y, z, w])
         sim.get_agent(0).set_state(state, reset_sensors=True)
         obs = sim.get_sensor_observations()
-        return _view_from_observations(obs[COLOR_UUID], obs[DEPTH_UUID])
+        return view_from_observations(obs[COLOR_UUID], obs[DEPTH_UUID])
 
     def _close_simulator(self) -> None:
         if self._sim is not None:
@@ -407,7 +417,7 @@ class HabitatBackend(RenderBackend):
                    "needs habitat-sim from conda")
 
     def check_available(self) -> None:
-        _import_habitat_sim()
+        import_habitat_sim()
 
     def open(self, scene: Scene, *, antialias: str = "full", lighting: str = "baked") -> SceneRenderer:
         """Prepare ``scene`` (its file, ``scene.source``) for habitat-sim.
@@ -425,7 +435,7 @@ class HabitatBackend(RenderBackend):
         ValueError
             The scene has no file on disk (synthetic scenes).
         """
-        habitat_sim = _import_habitat_sim()
+        habitat_sim = import_habitat_sim()
         path = _scene_file(scene)
         if antialias != "textures":
             log.info(

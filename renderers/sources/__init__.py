@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
+from manifests.io import resolve_inside as manifests_resolve_inside
 from manifests.registry import Registry
 from renderers.scene import Scene, SceneFormatError
 
@@ -175,17 +176,16 @@ def open_regular(path: str | Path, fail: FailFn | None = None) -> BinaryIO:
 
 
 def resolve_inside(folder: str | Path, relative: str | Path) -> Path | None:
-    """``folder / relative`` with ``..`` and symlinks resolved, or None when that leaves ``folder``.
+    """``folder / relative`` with ``..`` and symlinks resolved, or None when that leaves ``folder`` or cannot be resolved.
 
-    An absolute ``relative`` is resolved as itself, so it is inside only if it
-    leads into ``folder``.
+    :func:`manifests.io.resolve_inside`, the project's one containment rule;
+    a symlink loop or a NUL is outside too. An absolute ``relative`` is
+    resolved as itself, so it is inside only if it leads into ``folder``.
     """
-    base = Path(folder).resolve()
     try:
-        target = (base / relative).resolve()
+        return manifests_resolve_inside(folder, relative)
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
         return None
-    return target if target.is_relative_to(base) else None
 
 
 def read_bytes(path: str | Path, fail: FailFn | None = None, *, limit: int | None = None) -> bytes:

@@ -61,7 +61,7 @@ from renderers.scene import Material, Scene, SceneFormatError, Texture, Wrap
 from renderers.sources import SceneSource, read_bytes, register_source, resolve_inside
 from renderers.sources.textures import decode_image
 
-__all__ = ["GltfSource", "rotation_from_up_front", "stage_config_axes"]
+__all__ = ["GltfReader", "GltfSource", "rotation_from_up_front", "stage_config_axes"]
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class GltfSource(SceneSource):
                 file_to_world = rotation_from_up_front(*axes)
             except (TypeError, ValueError) as e:
                 raise SceneFormatError(path, f"stage config axes: {e}") from None
-            reader = _GltfReader(doc, bin_chunk, path)
+            reader = GltfReader(doc, bin_chunk, path)
             scene = reader.build(scene_id, file_to_world)
         except SceneFormatError:
             raise
@@ -268,8 +268,8 @@ class _Parts:
     materials: list[int] = field(default_factory=list)
 
 
-class _GltfReader:
-    """Reads one parsed glTF document; every error names the file."""
+class GltfReader:
+    """Reads one parsed glTF document (:meth:`GltfSource.load` makes one per file); every error names the file."""
 
     def __init__(self, doc: dict, bin_chunk: bytes | None, path: Path) -> None:
         self.doc = doc
@@ -378,12 +378,17 @@ class _GltfReader:
         key = index if isinstance(index, int) and not isinstance(index, bool) else None
         if key is not None and key in self._accessors:
             return self._accessors[key]
-        out = self._read_accessor(index)
+        out = self.read_accessor(index)
         if key is not None:
             self._accessors[key] = out
         return out
 
-    def _read_accessor(self, index: int) -> np.ndarray:
+    def read_accessor(self, index: int) -> np.ndarray:
+        """The accessor's elements read from its bytes, every call (:meth:`accessor` reads each one once).
+
+        ``tests/test_gltf.py`` counts its calls to check that instanced meshes
+        read their accessors once.
+        """
         acc = self.item("accessors", index)
         try:
             dtype = np.dtype(_COMPONENT_DTYPES[acc["componentType"]]).newbyteorder("<")

@@ -65,7 +65,7 @@ import numpy as np
 from renderers.scene import NavMesh, SceneFormatError, triangle_areas
 from renderers.sources import read_bytes
 
-__all__ = ["MIN_POLYGON_AREA", "parse_navmesh", "read_navmesh"]
+__all__ = ["AT_END_MARKER", "AT_EOF", "BROKEN", "MIN_POLYGON_AREA", "next_tile", "parse_navmesh", "read_navmesh"]
 
 log = logging.getLogger(__name__)
 
@@ -262,26 +262,31 @@ def _find_first_tile(data: bytes, num_tiles: int, fail: Fail) -> int:
 
 
 # How a chain of tiles from an offset stops (see _Chains).
-_AT_EOF, _AT_END_MARKER, _BROKEN = "eof", "end-marker", "broken"
+AT_EOF, AT_END_MARKER, BROKEN = "eof", "end-marker", "broken"
 
 
-def _next_tile(data: bytes, offset: int) -> int | str:
+def next_tile(data: bytes, offset: int) -> int | str:
     """One step along a tile chain: the offset after the tile at ``offset``, or how the chain stops there.
 
-    ``_AT_EOF``: ``offset`` is the end of the file; ``_AT_END_MARKER``: a
+    ``AT_EOF``: ``offset`` is the end of the file; ``AT_END_MARKER``: a
     ``tileRef 0`` / ``dataSize 0`` header that is the last 8 bytes of the file;
-    ``_BROKEN``: anything else that is not a whole tile starting with the magic.
+    ``BROKEN``: anything else that is not a whole tile starting with the magic.
+
+    The version-2 tile search steps along chains with this function only,
+    looked up in this module at each step, once per tile header (memoised):
+    ``tests/test_navmesh.py`` counts its calls (``monkeypatch.setattr`` on
+    this module) to check that the search stays linear in the file.
     """
     if offset == len(data):
-        return _AT_EOF
+        return AT_EOF
     if offset + TILE_HEADER.size > len(data):
-        return _BROKEN
+        return BROKEN
     tile_ref, size = TILE_HEADER.unpack_from(data, offset)
     if tile_ref == 0 or size == 0:
-        return _AT_END_MARKER if offset + TILE_HEADER.size == len(data) else _BROKEN
+        return AT_END_MARKER if offset + TILE_HEADER.size == len(data) else BROKEN
     start = offset + TILE_HEADER.size
     if size < 0 or start + size > len(data) or data[start : start + 4] != TILE_MAGIC:
-        return _BROKEN
+        return BROKEN
     return start + size
 
 
@@ -299,7 +304,7 @@ class _Chains:
     def walk(self, offset: int) -> tuple[int, str]:
         path = []
         while offset not in self._memo:
-            step = _next_tile(self.data, offset)
+            step = next_tile(self.data, offset)
             if isinstance(step, str):
                 self._memo[offset] = (0, step)
                 break
@@ -318,7 +323,7 @@ class _Chains:
         reach an end-of-list header that is the file's last 8 bytes.
         """
         tiles, stop = self.walk(offset)
-        return (stop == _AT_EOF and tiles == num_tiles) or (stop == _AT_END_MARKER and tiles < num_tiles)
+        return (stop == AT_EOF and tiles == num_tiles) or (stop == AT_END_MARKER and tiles < num_tiles)
 
 
 @dataclass

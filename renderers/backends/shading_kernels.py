@@ -6,27 +6,35 @@ arithmetic operations that numpy could only do as some forty whole-array
 passes, each reading and writing every pixel's temporaries (about 15 ms a
 256 x 256 view, three times the ray cast). Here each pixel is shaded in one
 go, in registers, and the kernels release the GIL, so that
-``_RaycastRenderer.shade_hits`` shares a view's pixels between two threads, in chunks.
+:meth:`~renderers.backends.raycast.RaycastRenderer.shade_hits` shares a view's
+pixels between two threads, in chunks.
+
+What the kernels read besides the hits is one :class:`ShadingTables`, built
+once per scene from the scene's
+:class:`~renderers.backends.face_tables.FaceTables`
+(:meth:`~renderers.backends.face_tables.FaceTables.kernel_tables`).
 
 The arithmetic is numpy's: float32 throughout (and float64 where the numpy
-reference, :func:`renderers.backends.raycast.sample_texture`, wraps texel
+reference, :func:`renderers.backends.atlas.sample_texture`, wraps texel
 indices per tap), the same operations in the same order, no fast-math
 contraction. So ``antialias="off"`` reproduces the renderer of before
 anti-aliasing byte for byte (``tests/test_fidelity.py`` checks its colours'
 digest, taken from it).
 
 Memory safety: numba does not check bounds. Texel coordinates are in range by
-construction of the atlas (``_face_texel_table``), and every flat texel index
-is clamped into the atlas once more before it is read, every face id and sRGB
-table index into its table, so that a NaN or a degenerate face can only ever
-fetch a wrong texel, never outside an array; the caller checks the arrays'
-lengths (``_RaycastRenderer._shade_into``). ``tests/test_fidelity.py`` shades
-garbage hits with ``NUMBA_BOUNDSCHECK=1`` in a fresh cache.
+construction of the atlas and the faces' texel maps
+(:meth:`FaceTables.build <renderers.backends.face_tables.FaceTables.build>`),
+and every flat texel index is clamped into the atlas once more before it is
+read, every face id and sRGB table index into its table, so that a NaN or a
+degenerate face can only ever fetch a wrong texel, never outside an array;
+the caller checks the arrays' lengths
+(:meth:`~renderers.backends.raycast.RaycastRenderer.shade_into`).
+``tests/test_fidelity.py`` shades garbage hits with ``NUMBA_BOUNDSCHECK=1``
+in a fresh cache.
 
 Compiled code is cached beside this file (``cache=True``): the first process
 on a machine compiles for a few seconds, later ones load it.
 """
-
 from __future__ import annotations
 
 import math
@@ -36,7 +44,19 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-__all__ = ["ShadingTables", "edge_pixels", "shade"]
+__all__ = [
+    "ANISO_PROBES",
+    "ISOTROPIC",
+    "LOD_BIAS",
+    "ShadingTables",
+    "average_samples",
+    "colour_edges",
+    "geometric_edges",
+    "grid_rays",
+    "hit_geometry",
+    "shade",
+    "subpixel_rays",
+]
 
 # LLVM's superword (SLP) vectorizer, off in numba by default: it packs the channels' isomorphic float32
 # operations into vector ones (shading 3.5 % faster). Without fast-math it keeps IEEE semantics: the same bytes.
@@ -61,7 +81,8 @@ _TINY_COS, _TINY_LEN = np.float32(1e-3), np.float32(1e-6)
 
 
 class ShadingTables(NamedTuple):
-    """Everything :func:`shade` reads besides the hits, built once per scene (``_RaycastRenderer``).
+    """Everything :func:`shade` reads besides the hits, built once per scene
+    (:meth:`~renderers.backends.face_tables.FaceTables.kernel_tables`).
 
     Absent features have ``has_*`` False and empty arrays of the right type.
     Face tables have a last row for misses (face ``F``).
@@ -89,7 +110,7 @@ class ShadingTables(NamedTuple):
     base: np.ndarray  # (3, M + 1) float32 per material, or (3, F + 1) per face
     base_per_face: bool
     face_materials: np.ndarray  # (F + 1,) int32, misses last
-    planes: np.ndarray  # (F + 1,) int64: faces with one key lie in one plane (edge search), see raycast._plane_keys
+    planes: np.ndarray  # (F + 1,) int64: faces with one key lie in one plane (edge search), see face_tables.plane_keys
     has_vertex_colors: bool
     corner_colors: np.ndarray  # (F + 1, 3) uint32 RGBX words of each face's corners
     has_light: bool
@@ -98,6 +119,33 @@ class ShadingTables(NamedTuple):
     decode_steps: int
     encode: np.ndarray  # float32 sqrt(linear) to sRGB levels
     encode_steps: int
+
+
+def hit_geometry(hits: dict, rays: np.ndarray, K: np.ndarray) -> tuple:
+    """What the kernels need of each hit's surface and ray (not compiled).
+
+    Parameters
+    ----------
+    hits : dict
+        Open3D's hits (``t_hit``, ``primitive_normals``) of ``rays``.
+    rays : (..., 6) float32
+        Origins, then directions with camera-frame z = 1.
+    K : (3, 3)
+
+    Returns
+    -------
+    tuple
+        Planar depths (N,) float32, normals (N, 3) float32, rays (N, 6)
+        float32, and ``1 / sqrt(fx fy)`` as float32: :func:`shade`'s ``t``,
+        ``normals``, ``rays`` and ``inv_focal``.
+    """
+    K = np.asarray(K, np.float64)
+    return (
+        hits["t_hit"].numpy().reshape(-1),
+        hits["primitive_normals"].numpy().reshape(-1, 3),
+        np.ascontiguousarray(rays, np.float32).reshape(-1, 6),
+        np.float32(1.0 / np.sqrt(abs(K[0, 0] * K[1, 1]))),
+    )
 
 
 # ----------------------------------------------------------------------------- texel fetches
@@ -462,7 +510,7 @@ def _apart(rays, t, normals, i, j, footprint_scale):
 
 
 @_jit
-def edge_pixels(prim, t, normals, rays, footprint_scale, face_materials, planes, edge, width, start, stop):
+def geometric_edges(prim, t, normals, rays, footprint_scale, face_materials, planes, edge, width, start, stop):
     """:func:`_mark_edges` of pixels ``start .. stop - 1`` into ``edge`` (N,) bool, False where no edge was
     marked yet (all arrays flat, as in :func:`shade`)."""
     width = max(width, 1)
