@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pretrain.model import build_model, flops_per_pair, masked_patch_loss  # noqa: E402
-from pretrain.train import param_groups  # noqa: E402
+from pretrain.engine import param_groups  # noqa: E402
 
 # dense bf16 peak, TFLOP/s, by device-name fragment
 PEAK_BF16 = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "V100": 125.0}

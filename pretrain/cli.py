@@ -135,8 +135,9 @@ def _resume_and_train(config, run_dir: Path, resume: Path | None, overwrite: boo
     """Check the run folder's checkpoint against ``config``, verify the shards, train; the last record."""
     from manifests.config import config_changes
     from manifests.progress import Progress
+    from pretrain.checkpoint import load_checkpoint
     from pretrain.shards import verify_shards
-    from pretrain.train import load_checkpoint, train
+    from pretrain.train import train
 
     last_ckpt = run_dir / "checkpoint-last.pt"
     source = resume if resume is not None else (last_ckpt if last_ckpt.is_file() else None)
@@ -184,12 +185,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from manifests.io import atomic_path
-    from pretrain.model import MODEL_PRESETS
-    from pretrain.train import load_checkpoint
+    from pretrain.checkpoint import checkpoint_model_args, croco_kwargs, load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
-    config = ckpt["config"]
-    kwargs = {**MODEL_PRESETS[config["model"]], "img_size": config["img_size"]}
+    kwargs = croco_kwargs(checkpoint_model_args(ckpt))  # the checkpoint's own, not today's preset
     state = ckpt["model"]
     encoder = {k: v for k, v in state.items() if k.split(".")[0] in ("patch_embed", "enc_blocks", "enc_norm", "enc_pos_embed")}
     for name, weights in (("croco.pth", state), ("croco_encoder.pth", encoder)):
@@ -206,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)  # fmt: skip
     from manifests.commands import run_command
     from pretrain.data import ShardError
+    from pretrain.engine import TrainingError
     from pretrain.probe import ProbeError
-    from pretrain.train import TrainingError
 
     return run_command("pretrain", args, args.func, usage=(ProbeError,),
                        failures=(ShardError, TrainingError, ValueError, OSError),

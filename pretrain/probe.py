@@ -65,7 +65,8 @@ from manifests.io import atomic_path, write_json_atomic
 from manifests.options import ConfigError, check, option
 from manifests.views import read_views, read_views_meta
 
-__all__ = ["PROBE_FORMAT", "ProbeConfig", "ProbeError", "depth_metrics", "find_views", "probe", "split_scenes"]
+__all__ = ["PROBE_FORMAT", "ProbeConfig", "ProbeError", "ProbeViews", "depth_metrics", "find_views",
+           "load_probe_views", "partner_rows", "probe", "split_scenes"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,8 @@ def _fit(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
 
 
 @dataclass
-class SceneViews:
-    """The views of one scene the probe uses, at the model's size."""
+class ProbeViews:
+    """The views of one scene the probe uses, decoded at the model's size (:func:`load_probe_views`)."""
 
     key: str  # dataset/scene_id
     path: Path
@@ -229,8 +230,24 @@ class SceneViews:
     has_partner: np.ndarray | None = None  # (V,) bool
 
 
-def _partner_rows(poses: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """For each row in ``rows``, the nearby-camera partner's row in ``poses`` (N, 4, 4), or -1 (module docstring)."""
+def partner_rows(poses: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each chosen view's partner for the held-out cross-view completion pairs.
+
+    Parameters
+    ----------
+    poses : (N, 4, 4) float
+        Every view's ``cam2world`` (camera looking along its +z axis).
+    rows : (V,) int
+        The chosen views, rows of ``poses``.
+
+    Returns
+    -------
+    (V,) int64
+        For each of ``rows``, the row of the nearest camera centre at least
+        ``PAIR_MIN_DISTANCE`` and at most ``PAIR_MAX_DISTANCE`` away whose
+        optical axis is within ``PAIR_MAX_ANGLE`` degrees of the view's, or
+        -1 when no camera qualifies.
+    """
     centres, axes = poses[:, :3, 3], poses[:, :3, 2]  # (N, 3) each: camera centres, optical axes (+z)
     out = np.full(len(rows), -1, np.int64)
     cos_max = math.cos(math.radians(PAIR_MAX_ANGLE))
@@ -250,8 +267,9 @@ def _image(table, row: int, path: Path) -> np.ndarray:
     return decode_rgb(item["bytes"])
 
 
-def load_scene(key: str, path: Path, config: ProbeConfig, size: int, partners: bool) -> SceneViews:
-    """Read and decode ``views_per_scene`` seeded views of a scene (and their partners when ``partners``).
+def load_probe_views(key: str, path: Path, config: ProbeConfig, size: int, partners: bool) -> ProbeViews:
+    """Read and decode ``views_per_scene`` seeded views of the scene ``key`` from its views file ``path``, at
+    ``size`` pixels (and each one's :func:`partner_rows` view when ``partners``).
 
     Raises
     ------
@@ -277,10 +295,10 @@ def load_scene(key: str, path: Path, config: ProbeConfig, size: int, partners: b
     depth = np.stack(depths)  # (V, S, S)
     if not (depth > 0).any():
         raise ProbeError(f"{path}: no valid depth in any of its {len(rows)} chosen views (all zero)")
-    scene = SceneViews(key, path, table.column("view_id").to_numpy()[rows].astype(np.int64), np.stack(images), depth)
+    scene = ProbeViews(key, path, table.column("view_id").to_numpy()[rows].astype(np.int64), np.stack(images), depth)
     if partners:
         poses = np.asarray(table.column("cam2world").combine_chunks().flatten(), np.float64).reshape(n, 4, 4)
-        mates = _partner_rows(poses, rows)
+        mates = partner_rows(poses, rows)
         scene.has_partner = mates >= 0
         scene.partners = np.zeros_like(scene.images)
         for k, m in enumerate(mates.tolist()):
@@ -341,7 +359,7 @@ def _valid(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
 
 def train_head(model, feats: torch.Tensor, depth: torch.Tensor, config: ProbeConfig, progress=None) -> DepthHead:
     """Fit a :class:`DepthHead` to ``feats`` (V, N, E) and ``depth`` (V, S, S) metres, seeded by ``config.seed``."""
-    from pretrain.train import lr_at
+    from pretrain.engine import lr_at
 
     valid = _valid(depth, config.max_depth)  # (V, S, S)
     log_target = torch.where(valid, depth.clamp_min(MIN_DEPTH).log(), torch.zeros(()))
@@ -407,8 +425,8 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = 10.0) -> 
 @torch.no_grad()
 def cvc_losses(model, view1: np.ndarray, view2: np.ndarray, shuffled: np.ndarray, seed: int, batch_size: int) -> dict:
     """Held-out masked cross-view completion loss with the true view 2 and with another scene's (seeded masks)."""
+    from pretrain.engine import step_mask
     from pretrain.model import masked_patch_loss
-    from pretrain.train import step_mask
 
     sums = {"true": 0.0, "shuffled": 0.0}
     for b, i in enumerate(range(0, len(view1), batch_size)):
@@ -420,7 +438,7 @@ def cvc_losses(model, view1: np.ndarray, view2: np.ndarray, shuffled: np.ndarray
     return {"pairs": len(view1), **{name: s / len(view1) for name, s in sums.items()}}
 
 
-def _held_pairs(held: list[SceneViews], others: list[SceneViews], config: ProbeConfig):
+def _held_pairs(held: list[ProbeViews], others: list[ProbeViews], config: ProbeConfig):
     """(view 1, true view 2, other-scene view 2) uint8 arrays of up to ``cvc_pairs`` held-out pairs, seeded."""
     rng = np.random.default_rng([config.seed, PAIR_SALT])
     cands = [(s, k) for s, scene in enumerate(held) for k in np.flatnonzero(scene.has_partner).tolist()]
@@ -465,7 +483,8 @@ def depth_png(path: Path, images: np.ndarray, gt: np.ndarray, preds: list[np.nda
 
 
 def _load_checkpoint(path: Path) -> dict:
-    from pretrain.train import TrainingError, load_checkpoint
+    from pretrain.checkpoint import load_checkpoint
+    from pretrain.engine import TrainingError
 
     try:
         return load_checkpoint(path)
@@ -480,7 +499,8 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     Returns the results and the JSON's path. Raises :class:`ProbeError` on an input it cannot use.
     """
     from manifests.progress import Progress
-    from pretrain.model import build_model
+    from pretrain.checkpoint import checkpoint_model_args, model_from_checkpoint
+    from pretrain.model import CroCoNet
 
     start = time.perf_counter()
     ckpt = _load_checkpoint(Path(checkpoint))
@@ -491,7 +511,7 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     with Progress(None, "probe: reading views", "scene", stream=progress_stream) as bar:
         scenes = {}
         for key in train_keys + held_keys:
-            scenes[key] = load_scene(key, files[key], config, size, partners=key in held_keys)
+            scenes[key] = load_probe_views(key, files[key], config, size, partners=key in held_keys)
             bar.update(1)
     train_s, held_s = [scenes[k] for k in train_keys], [scenes[k] for k in held_keys]
     train_img, held_img = np.concatenate([s.images for s in train_s]), np.concatenate([s.images for s in held_s])
@@ -500,9 +520,8 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     pairs = _held_pairs(held_s, train_s, config)
 
     torch.manual_seed(config.seed)  # as pretrain run: with the run's --seed, the baseline is the run's initial weights
-    baseline = build_model(name, img_size=size)
-    encoders = {"pretrained": build_model(name, img_size=size), "random_init": baseline}
-    encoders["pretrained"].load_state_dict(ckpt["model"], strict=True)
+    baseline = CroCoNet(**checkpoint_model_args(ckpt))  # the checkpoint's architecture, freshly initialised
+    encoders = {"pretrained": model_from_checkpoint(ckpt), "random_init": baseline}
     results, preds = {}, []
     for label, model in encoders.items():
         model.eval().requires_grad_(False)

@@ -469,7 +469,8 @@ def test_the_shard_schema_names_come_from_manifests():
 
 def test_pretrain_imports_neither_pairgen_nor_renderers():
     modules = ["pretrain.data", "pretrain.shards", "pretrain.plan", "pretrain.augment", "pretrain.memory",
-               "pretrain.model", "pretrain.train"]  # fmt: skip
+               "pretrain.model", "pretrain.engine", "pretrain.checkpoint", "pretrain.outputs", "pretrain.train",
+               "pretrain.probe", "pretrain.cli"]  # fmt: skip
     code = f"import sys\nfor m in {modules!r}: __import__(m)\n" + (
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pairgen', 'renderers')))"
     )

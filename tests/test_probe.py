@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pretrain.cli import main
-from pretrain.probe import ProbeConfig, ProbeError, _partner_rows, depth_metrics, split_scenes
+from pretrain.probe import ProbeConfig, ProbeError, depth_metrics, partner_rows, split_scenes
 
 FAST = ["--views-per-scene", "8", "--head-steps", "20", "--cvc-pairs", "8"]
 
@@ -86,8 +86,8 @@ def test_partners_are_nearby_cameras_looking_the_same_way():
     poses[2, 0, 3] = 0.5  # the partner
     poses[3, 0, 3] = 0.3
     poses[3, :3, :3] = np.diag([-1.0, 1.0, -1.0])  # nearer, but looking back
-    assert _partner_rows(poses, np.array([0])).tolist() == [2]
-    assert _partner_rows(poses[[0, 1, 3]], np.array([0])).tolist() == [-1]
+    assert partner_rows(poses, np.array([0])).tolist() == [2]
+    assert partner_rows(poses[[0, 1, 3]], np.array([0])).tolist() == [-1]
 
 
 # ---- the command

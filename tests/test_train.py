@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pretrain.cli import main
-from pretrain.train import TrainConfig, lr_at, param_groups, step_mask, train
+from pretrain.engine import lr_at, param_groups, step_mask
+from pretrain.train import TrainConfig, train
 
 TINY = ["--model", "tiny", "--img-size", "48", "--batch-size", "8", "--workers", "0", "--warmup-steps", "2",
         "--log-every", "1"]  # fmt: skip
@@ -101,11 +102,10 @@ def test_learning_check_view2_matters(small_pairs, tmp_path):
                          log_every=50, ckpt_every=0, image_every=0, jitter=False)  # fmt: skip
     config.shards = [str(s) for s in train_shards]
     train(config)
-    from pretrain.model import build_model
-    from pretrain.train import load_checkpoint
+    from pretrain.checkpoint import load_checkpoint, model_from_checkpoint
 
-    model = build_model("tiny", img_size=48)
-    model.load_state_dict(load_checkpoint(tmp_path / "learn" / "checkpoint-last.pt")["model"])
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "learn" / "checkpoint-last.pt"))
+    assert model.img_size == 48 and len(model.enc_blocks) == 4  # the tiny preset at 48 px
     model.eval()
     stream = PairStream(held_out, batch_size=8, crop=48, seed=1, jitter=False, shuffle=False)
     true_loss, swapped_loss = [], []
