@@ -286,7 +286,7 @@ def _project(
 
     The same operations as :func:`seen_fraction`'s projection (one GEMM for
     all views, then ``- K t``, ``u = x * (1 / z)``, elementwise), so the
-    values are the same bit for bit (``tests/test_search.py`` holds the two
+    values are the same bit for bit (``tests/covisibility/test_search.py`` holds the two
     to it); taken one view's columns at a time, which is about twice as fast.
     """
     m = len(Ks_b)

@@ -84,7 +84,7 @@ The ``index`` search
    pairs added to its uses) is not computed yet, and it and every later pair
    whose decision could hang on it wait, in order, for the next batch,
    where a full view drops it uncomputed. So batches, waits and early exits
-   never change which pairs are kept (``tests/test_search.py`` checks it
+   never change which pairs are kept (``tests/covisibility/test_search.py`` checks it
    against the walk one candidate at a time).
 5. **Stopping**: when ``target`` pairs are taken, or the candidates run out.
    An exact batch is the shortest head of the queue whose summed chance of

@@ -236,14 +236,18 @@ def _problem(ckpt) -> str | None:
             or _rng_problem(ckpt["rng"]))  # fmt: skip
 
 
+def _key_difference(have, want) -> str:
+    """``missing [...], unexpected [...]``: the first three keys of ``want`` not in ``have`` and of ``have`` not in ``want``."""
+    lost, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    return f"missing {lost[:3] or 'none'}, unexpected {extra[:3] or 'none'}"
+
+
 def _model_args_problem(args, img_size: int) -> str | None:
     """``args`` must be every one of MODEL_ARGS, of its default's kind, in range, at the config's ``img_size``."""
     if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
         return "'model_args' is not a dict of CroCoNet's arguments"
     if set(args) != set(MODEL_ARGS):
-        lost, extra = sorted(set(MODEL_ARGS) - set(args)), sorted(set(args) - set(MODEL_ARGS))
-        return (f"'model_args' are not CroCoNet's arguments (missing {lost[:3] or 'none'}, "
-                f"unexpected {extra[:3] or 'none'})")  # fmt: skip
+        return f"'model_args' are not CroCoNet's arguments ({_key_difference(args, MODEL_ARGS)})"
     for key, value in args.items():
         default = DEFAULTS[key]
         if isinstance(default, (bool, str)):
@@ -271,9 +275,7 @@ def _state_problem(state, reference: CroCoNet, name: str, img_size: int) -> str 
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         return "'model' is not a dict of tensors"
     if set(state) != set(wanted):
-        lost, extra = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
-        return (f"'model' is not a {name!r} model at {img_size} px (missing "
-                f"{lost[:3] or 'none'}, unexpected {extra[:3] or 'none'})")  # fmt: skip
+        return f"'model' is not a {name!r} model at {img_size} px ({_key_difference(state, wanted)})"
     for key, tensor in state.items():
         if tensor.shape != wanted[key].shape or tensor.dtype != wanted[key].dtype:
             return (f"'model' tensor {key!r} is {tensor.dtype} {tuple(tensor.shape)}, expected "

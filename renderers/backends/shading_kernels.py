@@ -18,7 +18,7 @@ The arithmetic is numpy's: float32 throughout (and float64 where the numpy
 reference, :func:`renderers.backends.atlas.sample_texture`, wraps texel
 indices per tap), the same operations in the same order, no fast-math
 contraction. So ``antialias="off"`` reproduces the renderer of before
-anti-aliasing byte for byte (``tests/test_fidelity.py`` checks its colours'
+anti-aliasing byte for byte (``tests/renderers/test_fidelity.py`` checks its colours'
 digest, taken from it).
 
 Memory safety: numba does not check bounds. Texel coordinates are in range by
@@ -29,7 +29,7 @@ read, every face id and sRGB table index into its table, so that a NaN or a
 degenerate face can only ever fetch a wrong texel, never outside an array;
 the caller checks the arrays' lengths
 (:meth:`~renderers.backends.raycast.RaycastRenderer.shade_into`).
-``tests/test_fidelity.py`` shades garbage hits with ``NUMBA_BOUNDSCHECK=1``
+``tests/renderers/test_fidelity.py`` shades garbage hits with ``NUMBA_BOUNDSCHECK=1``
 in a fresh cache.
 
 Compiled code is cached beside this file (``cache=True``): the first process

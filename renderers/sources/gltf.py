@@ -386,7 +386,7 @@ class GltfReader:
     def read_accessor(self, index: int) -> np.ndarray:
         """The accessor's elements read from its bytes, every call (:meth:`accessor` reads each one once).
 
-        ``tests/test_gltf.py`` counts its calls to check that instanced meshes
+        ``tests/renderers/test_gltf.py`` counts its calls to check that instanced meshes
         read their accessors once.
         """
         acc = self.item("accessors", index)

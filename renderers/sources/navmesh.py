@@ -274,7 +274,7 @@ def next_tile(data: bytes, offset: int) -> int | str:
 
     The version-2 tile search steps along chains with this function only,
     looked up in this module at each step, once per tile header (memoised):
-    ``tests/test_navmesh.py`` counts its calls (``monkeypatch.setattr`` on
+    ``tests/renderers/test_navmesh.py`` counts its calls (``monkeypatch.setattr`` on
     this module) to check that the search stays linear in the file.
     """
     if offset == len(data):

@@ -12,7 +12,7 @@ the bottom row first, which is how Habitat's assets are encoded for Magnum's
 bottom-up image convention. We reverse the rows of exactly those files, so
 every decoded texture is top row first (checked against the real
 ``kodim20.basis`` fixture, which is not flipped, and the same file with its
-flag set, in ``tests/test_gltf.py``). KTX 2 stores the top row first.
+flag set, in ``tests/renderers/test_gltf.py``). KTX 2 stores the top row first.
 
 Declared sizes. An image's header declares its size, and decoders allocate
 that much before reading the pixels: a 2 KB PNG may declare 50000 x 50000

@@ -141,16 +141,27 @@ def assert_view(view: RenderedView, reference: np.ndarray, agreement: float) -> 
     assert same.mean() >= agreement, f"{same.mean():.3f} of the pixels have the reference ray's planar depth"
 
 
-@pytest.mark.parametrize("name", available_backends())
-def test_a_backend_keeps_the_contract(tmp_path, name):
-    recipe = BACKEND_RECIPES.get(name)
-    if recipe is None:
-        pytest.fail(f"render backend {name!r} has no recipe in BACKEND_RECIPES ({__file__}): add one")
+def recipe_of(recipes: dict, kind: str, name: str):
+    """``recipes[name]``; a registered entry without one fails its test (every entry is held to its interface)."""
+    if name not in recipes:
+        pytest.fail(f"{kind} {name!r} has no recipe in {__file__}: add one")
+    return recipes[name]
+
+
+def runnable_backend(name: str):
+    """``(recipe, backend)`` of a registered backend; skipped, with its reason, where its engine does not run here."""
+    recipe = recipe_of(BACKEND_RECIPES, "render backend", name)
     backend = get_backend(name)
     try:
         backend.check_available()
     except BackendUnavailable as e:
         pytest.skip(f"render backend {name!r} cannot run here: {e}")
+    return recipe, backend
+
+
+@pytest.mark.parametrize("name", available_backends())
+def test_a_backend_keeps_the_contract(tmp_path, name):
+    recipe, backend = runnable_backend(name)
     scene = recipe.scene(tmp_path)
     K = intrinsics_from_hfov(WIDTH, HEIGHT, HFOV)
     references = {p: reference_depth(scene, K, c2w) for p, c2w in POSES.items()}
@@ -188,14 +199,8 @@ def test_a_backend_keeps_the_contract(tmp_path, name):
 @pytest.mark.parametrize("name", available_backends())
 def test_a_backend_takes_every_render_option_and_keeps_depth(tmp_path, name):
     """Every ``--antialias`` and ``--lighting`` value opens; depth is the pixel centre's at each."""
-    if name not in BACKEND_RECIPES:
-        pytest.fail(f"render backend {name!r} has no recipe in BACKEND_RECIPES ({__file__}): add one")
-    backend = get_backend(name)
-    try:
-        backend.check_available()
-    except BackendUnavailable as e:
-        pytest.skip(f"render backend {name!r} cannot run here: {e}")
-    scene = BACKEND_RECIPES[name].scene(tmp_path)
+    recipe, backend = runnable_backend(name)
+    scene = recipe.scene(tmp_path)
     K, c2w = intrinsics_from_hfov(WIDTH, HEIGHT, HFOV), POSES["towards the sky"]
     depths = set()
     for antialias in ANTIALIAS:
@@ -281,10 +286,7 @@ SYNTHETIC_BOUNDS_TOL = 0.01  # metres: walls and slabs stand a few millimetres b
 @pytest.mark.parametrize("up", ["z", "y"])
 @pytest.mark.parametrize("name", available_sources())
 def test_a_source_keeps_the_contract(tmp_path, name, up):
-    recipe = SOURCE_RECIPES.get(name)
-    if recipe is None:
-        pytest.fail(f"scene source {name!r} has no recipe in SOURCE_RECIPES ({__file__}): add one")
-    case = recipe(tmp_path)
+    case = recipe_of(SOURCE_RECIPES, "scene source", name)(tmp_path)
     source = get_source(name)
     if source.suffixes:
         assert Path(case.location).suffix in source.suffixes
@@ -306,10 +308,7 @@ def test_a_source_keeps_the_contract(tmp_path, name, up):
 
 @pytest.mark.parametrize("name", available_sources())
 def test_a_source_names_a_missing_or_broken_location(tmp_path, name):
-    recipe = SOURCE_RECIPES.get(name)
-    if recipe is None:
-        pytest.fail(f"scene source {name!r} has no recipe in SOURCE_RECIPES ({__file__}): add one")
-    case = recipe(tmp_path)
+    case = recipe_of(SOURCE_RECIPES, "scene source", name)(tmp_path)
     for location in (case.missing, case.broken):
         with pytest.raises(SceneFormatError) as err:
             load_scene(name, location, up="z")

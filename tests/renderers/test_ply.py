@@ -170,7 +170,7 @@ BAD = {
     "negative count": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"element face 12", b"element face -12"), "negative count"),
     "unknown format": (lambda tmp: write_ply(CUBE, CUBE_TRIS).replace(b"binary_little_endian", b"binary_middle_endian"), "unknown PLY format 'binary_middle_endian'"),
     "malformed ASCII row": (lambda tmp: write_ply(CUBE, CUBE_TRIS, fmt="ascii").replace(b"\n3 0 2 3\n", b"\n3 0 x 3\n"), "malformed ASCII PLY data in element 'face'"),
-    # Properties of the wrong kind (found by tests/test_fuzz_scenes.py): a list where a number belongs, and back.
+    # Properties of the wrong kind (found by tests/renderers/test_sources_fuzz.py): a list where a number belongs, and back.
     "x is a list": (lambda tmp: _ascii_ply(XYZ_RGB.replace("float x", "list uchar float x"), "1 0.5 0 0 5 6 7"), "vertex property 'x' must be a number"),
     "indices are a number": (lambda tmp: _ascii_ply(XYZ_RGB, "0 0 0 5 6 7", "int vertex_indices", "1"), "'vertex_indices' must be a list"),
     "indices are floats": (lambda tmp: _ascii_ply(XYZ_RGB, "0 0 0 5 6 7", "list uchar float vertex_indices", "3 0 1.5 2"), "must hold integers"),

@@ -134,7 +134,7 @@ def test_torchrun_ddp_two_processes(small_pairs, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pretrain.cli",
            "run", "--shards", str(small_pairs / "pairs"), *TINY, "--steps", "3", "--runs", str(tmp_path),
            "--name", "ddp"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(losses(tmp_path / "ddp")) == [1, 2, 3]
     assert (tmp_path / "ddp" / "checkpoint-last.pt").is_file()

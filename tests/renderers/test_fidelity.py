@@ -319,8 +319,8 @@ def test_the_kernels_never_read_outside_their_tables(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    code = ("from tests.test_fidelity import checker_floor, garbage_hits_shade; from renderers.sources import "
+    root = Path(__file__).resolve().parents[2]
+    code = ("from tests.renderers.test_fidelity import checker_floor, garbage_hits_shade; from renderers.sources import "
             "load_scene; garbage_hits_shade(checker_floor(size=2)); "
             "garbage_hits_shade(load_scene('synthetic', 'small/0', scene_id='small-0'))")  # fmt: skip
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"),

@@ -475,7 +475,7 @@ def test_pretrain_imports_neither_pairgen_nor_renderers():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pairgen', 'renderers')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+                         cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     assert out.stdout.strip() == "[]"
-    for path in (Path(__file__).resolve().parents[1] / "pretrain").glob("*.py"):
+    for path in (Path(__file__).resolve().parents[2] / "pretrain").glob("*.py"):
         assert "torch._C" not in path.read_text() and "._new_shared" not in path.read_text(), path

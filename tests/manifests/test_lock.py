@@ -16,7 +16,7 @@ from manifests.lock import FolderBusy, folder_lock
 from pairgen.cli import main
 from tests.conftest import RENDER_SMALL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOLD = "import sys, time; from manifests.lock import folder_lock; from manifests.layout import state_dir\n" \
        "with folder_lock(sys.argv[1], 'the holder', at=state_dir(sys.argv[1])):\n" \
        "    print('held', flush=True); time.sleep(60)"  # fmt: skip  (as a stage holds its data folder)

@@ -19,11 +19,12 @@ import pytest
 
 from renderers.scene import SceneFormatError
 from renderers.sources.navmesh import MIN_POLYGON_AREA, parse_navmesh, read_navmesh
+from tests.conftest import SHARED_FIXTURES
 from tests.writers.navmesh import write_navmesh, write_tile_chain
 
 log = logging.getLogger(__name__)
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = SHARED_FIXTURES
 
 # (file, polygon count, navigable area in m^2 as habitat-sim computes it)
 REAL_NAVMESHES = [("van-gogh-room.navmesh", 10, 9.18), ("apartment_1.navmesh", 78, 52.88)]

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import copy_stage
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RENDER = ["-m", "pairgen", "render", "--scenes", "synthetic", "--synthetic-preset", "small", "--synthetic-count", "3",
           "--views-per-scene", "24", "--resolution", "64", "--no-ray"]  # fmt: skip
 FILTER = ["-m", "pairgen", "filter", "--min-covis", "0.3", "--max-covis", "0.9", "--shard-size", "40", "--no-ray"]

@@ -2,7 +2,7 @@
 
 Seeded mutations of real inputs of each kind, each run through the command
 that reads it, in this process (``pairgen.cli.main``, ``pretrain.cli.main``,
-as tests/test_bad_inputs.py does):
+as tests/pipeline/test_bad_inputs.py does):
 
 * views Parquet files and ``views.manifest.json``: ``pairgen filter``;
 * pair shards and ``pairs.manifest.json``: ``pairgen inspect`` and
