@@ -97,3 +97,47 @@ def test_tests_import_no_other_test_module():
             if module.startswith("tests.") and module.split(".")[-1].startswith("test_"):
                 wrong.append(f"{path.relative_to(ROOT)}:{line}: imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """The project's modules and the ones each imports when it is imported (module-level imports only).
+
+    ``from pkg import sub`` counts as importing ``sub`` when ``sub`` is a module; a
+    package's ``__init__`` is the module ``pkg``.
+    """
+    modules = {}
+    for package in PACKAGES:
+        for path in sources(package):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                subs = [f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in modules]
+                targets = subs or [node.module]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def test_the_import_graph_has_no_cycle():
+    """Registries keep their interface in ``base.py``: the package imports its entries, the entries import ``base``."""
+    graph = module_graph()
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(name):] + [name]))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, path + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+

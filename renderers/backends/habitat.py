@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderers.backends import BackendUnavailable, RenderBackend, RenderedView, SceneRenderer, register_backend
+from renderers.backends.base import BackendUnavailable, RenderBackend, RenderedView, SceneRenderer, register_backend
 from renderers.scene import Scene
 from renderers.sources.gltf import rotation_from_up_front
 

@@ -69,7 +69,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from renderers.backends import ANTIALIAS, LIGHTING, RenderBackend, RenderedView, SceneRenderer, build_raycaster, register_backend
+from renderers.backends.base import ANTIALIAS, LIGHTING, RenderBackend, RenderedView, SceneRenderer, build_raycaster, register_backend
 from renderers.backends import shading_kernels
 from renderers.backends.edges import EDGE_COLOR, EDGE_GAP, SUBPIXEL
 from renderers.backends.face_tables import FaceTables

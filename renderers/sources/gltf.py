@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from renderers.scene import Material, Scene, SceneFormatError, Texture, Wrap
-from renderers.sources import SceneSource, read_bytes, register_source, resolve_inside
+from renderers.sources.base import SceneSource, read_bytes, register_source, resolve_inside
 from renderers.sources.textures import decode_image
 
 __all__ = ["GltfReader", "GltfSource", "rotation_from_up_front", "stage_config_axes"]

@@ -63,7 +63,7 @@ from typing import NoReturn
 import numpy as np
 
 from renderers.scene import NavMesh, SceneFormatError, triangle_areas
-from renderers.sources import read_bytes
+from renderers.sources.base import read_bytes
 
 __all__ = ["AT_END_MARKER", "AT_EOF", "BROKEN", "MIN_POLYGON_AREA", "next_tile", "parse_navmesh", "read_navmesh"]
 

@@ -49,7 +49,7 @@ import numpy as np
 from plyfile import PlyData, PlyElementParseError, PlyHeaderParseError, PlyListProperty, PlyParseError
 
 from renderers.scene import Y_UP_FROM_Z_UP, Material, Scene, SceneFormatError, z_up_to_y_up
-from renderers.sources import SceneSource, open_regular, register_source
+from renderers.sources.base import SceneSource, open_regular, register_source
 
 __all__ = ["PlySource", "read_ply"]
 

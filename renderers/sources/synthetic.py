@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from renderers.scene import Scene, SceneFormatError
-from renderers.sources import SceneSource, register_source
+from renderers.sources.base import SceneSource, register_source
 from renderers.sources.procedural_textures import Palette
 
 __all__ = ["PRESETS", "Preset", "SyntheticSource", "build_apartment", "grid_mesh"]
