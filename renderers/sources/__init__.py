@@ -21,16 +21,23 @@ the reference, and never quotes the content of a file outside.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+from renderers.scene import Scene
 from renderers.sources.base import (  # noqa: F401  (the interface, re-exported)
+    UP_AXES,
     SceneSource,
     available_sources,
     get_source,
-    load_scene,
     open_regular,
     read_bytes,
     register_source,
     resolve_inside,
 )
+from renderers.sources.navmesh import read_navmesh
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SceneSource",
@@ -42,6 +49,34 @@ __all__ = [
     "register_source",
     "resolve_inside",
 ]
+
+
+def load_scene(
+    source: str,
+    location: str | Path,
+    *,
+    scene_id: str | None = None,
+    up: str = "z",
+    navmesh: str | Path | None = None,
+) -> Scene:
+    """Load one scene with the named source, and attach its navmesh if given.
+
+    Raises
+    ------
+    SceneFormatError
+        The mesh or navmesh cannot be read; the message names the file.
+    """
+    if up not in UP_AXES:
+        raise ValueError(f"up must be one of {UP_AXES}, got {up!r}")
+    location = str(location)
+    if scene_id is None:
+        scene_id = Path(location).stem
+    scene = get_source(source).load(location, scene_id=scene_id, up=up)
+    if navmesh is not None:
+        scene.navmesh = read_navmesh(navmesh)
+    log.debug("loaded %s: %d triangles from %s", scene_id, scene.num_triangles, location)
+    return scene
+
 
 # Importing the loaders registers them.
 from renderers.sources import gltf, ply, synthetic  # noqa: E402,F401

@@ -8,7 +8,6 @@ every name here.
 from __future__ import annotations
 
 import abc
-import logging
 import os
 import stat
 from collections.abc import Callable
@@ -23,14 +22,12 @@ __all__ = [
     "SceneSource",
     "available_sources",
     "get_source",
-    "load_scene",
     "open_regular",
     "read_bytes",
     "register_source",
     "resolve_inside",
 ]
 
-log = logging.getLogger(__name__)
 
 UP_AXES = ("y", "z")
 
@@ -65,35 +62,6 @@ _REGISTRY: Registry[SceneSource] = Registry("scene source")
 register_source = _REGISTRY.register  # class decorator: add a source under cls.name
 available_sources = _REGISTRY.names
 get_source = _REGISTRY.get
-
-
-def load_scene(
-    source: str,
-    location: str | Path,
-    *,
-    scene_id: str | None = None,
-    up: str = "z",
-    navmesh: str | Path | None = None,
-) -> Scene:
-    """Load one scene with the named source, and attach its navmesh if given.
-
-    Raises
-    ------
-    SceneFormatError
-        The mesh or navmesh cannot be read; the message names the file.
-    """
-    if up not in UP_AXES:
-        raise ValueError(f"up must be one of {UP_AXES}, got {up!r}")
-    location = str(location)
-    if scene_id is None:
-        scene_id = Path(location).stem
-    scene = get_source(source).load(location, scene_id=scene_id, up=up)
-    if navmesh is not None:
-        from renderers.sources.navmesh import read_navmesh
-
-        scene.navmesh = read_navmesh(navmesh)
-    log.debug("loaded %s: %d triangles from %s", scene_id, scene.num_triangles, location)
-    return scene
 
 
 FailFn = Callable[[str], SceneFormatError]
