@@ -6,7 +6,7 @@ at ``(u, v) = (i, j)``) are the renderer's, in :mod:`renderers.camera`; they
 are re-exported here so later stages depend on earlier ones, never the
 reverse.
 
-* :mod:`covisibility.pixel_test`: the per-pixel test (rounding rule, depth tolerances);
+* :mod:`covisibility.pixel_rule`: the per-pixel test (rounding rule, depth tolerances);
 * :mod:`covisibility.reference`: the single-pair reference;
 * :mod:`covisibility.measures`: the :class:`Measure` interface, its registry,
   :class:`PairCovisibility` and :func:`select_pairs`;
@@ -17,7 +17,7 @@ reverse.
 """
 
 from renderers.camera import intrinsics_from_hfov, pixel_rays, project, unproject_depth
-from covisibility.pixel_test import DEPTH_ABS_TOL, DEPTH_REL_TOL
+from covisibility.pixel_rule import DEPTH_ABS_TOL, DEPTH_REL_TOL
 from covisibility.reference import covisibility, covisible_mask
 from covisibility.measures import (
     Measure,

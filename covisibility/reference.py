@@ -7,7 +7,7 @@ something B sees). The fraction counts over all of A's H·W pixels: invalid
 pixels are never covisible (CroCo divides by H·W too).
 
 The per-pixel test (nearest pixel, depth tolerance) is
-:func:`covisibility.pixel_test.covisible_points`, shared with the batch; this
+:func:`covisibility.pixel_rule.covisible_points`, shared with the batch; this
 module is the single-pair reference: float64 geometry through
 :mod:`renderers.camera`, one pair at a time. :mod:`covisibility.reprojection`
 computes the same numbers for many pairs at once, in float32, with pruning.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covisibility.pixel_test import DEPTH_ABS_TOL, DEPTH_REL_TOL, covisible_points
+from covisibility.pixel_rule import DEPTH_ABS_TOL, DEPTH_REL_TOL, covisible_points
 from renderers.camera import project, unproject_depth
 
 __all__ = ["DEPTH_ABS_TOL", "DEPTH_REL_TOL", "covisibility", "covisible_mask"]

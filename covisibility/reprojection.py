@@ -1,7 +1,7 @@
 """Covisibility of many view pairs of one scene: vectorised, with pruning.
 
 Exact answers come from :mod:`covisibility.reference`'s definition (the
-per-pixel test of :mod:`covisibility.pixel_test`, here in float32); this module
+per-pixel test of :mod:`covisibility.pixel_rule`, here in float32); this module
 only decides cheaply which pairs need them. Registered as the
 ``reprojection`` measure. Three passes, each on the pairs the previous one
 kept:
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from covisibility.pixel_test import covisible_count, covisible_points, in_image
+from covisibility.pixel_rule import covisible_count, covisible_points, in_image
 from covisibility.measures import (
     Measure,
     PairCovisibility,

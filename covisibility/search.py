@@ -35,7 +35,7 @@ The ``index`` search
      sample's ray at ``z + f * tol(z)``, ``f in SHELL = (-1, -0.5, 0, 0.5,
      1)``, ``tol(z) = DEPTH_ABS_TOL + DEPTH_REL_TOL * z``: where a surface
      point must lie to agree with the view's depth under the kernel's test
-     (:mod:`covisibility.pixel_test`). Without the shell, surfaces the test
+     (:mod:`covisibility.pixel_rule`). Without the shell, surfaces the test
      accepts (two faces of a 10 cm partition at 3 m, a slanted floor seen
      from afar) fall into other cells and those pairs are missed.
 
@@ -118,7 +118,7 @@ from typing import ClassVar
 import numpy as np
 
 from covisibility.reprojection import COARSE_MARGIN, directed_covisibility
-from covisibility.pixel_test import DEPTH_ABS_TOL, DEPTH_REL_TOL
+from covisibility.pixel_rule import DEPTH_ABS_TOL, DEPTH_REL_TOL
 from covisibility.measures import (
     PairCovisibility,
     all_pairs,

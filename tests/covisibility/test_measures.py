@@ -13,7 +13,7 @@ from covisibility import (
 )
 from covisibility.reprojection import covisibility_pairs
 from covisibility.croco_overlap import croco_overlap, croco_overlap_pairs
-from covisibility.pixel_test import covisible_points, in_image, nearest_pixel
+from covisibility.pixel_rule import covisible_points, in_image, nearest_pixel
 from covisibility.reference import covisibility, covisible_mask
 from renderers.backends import get_backend
 from renderers.camera import intrinsics_from_hfov, project, unproject_depth

@@ -26,7 +26,7 @@ from covisibility.reprojection import (  # private on purpose: the tests pin the
     directed_covisibility,
     seen_fraction,
 )
-from covisibility.pixel_test import covisible_count, covisible_points
+from covisibility.pixel_rule import covisible_count, covisible_points
 from covisibility.search import COARSE_STRIDE, IndexSearch, SurfaceIndex
 from manifests.codecs import decode_depth, encode_depth
 from renderers.camera import pixel_rays
