@@ -37,6 +37,7 @@ from covisibility.measures import (
     PairCovisibility,
     all_pairs,
     check_view_arrays,
+    in_band,
     pair_covisibility,
     register_measure,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "BOUND_MARGIN",
     "COARSE_MARGIN",
     "ReprojectionMeasure",
+    "coarse_keeps",
     "covisibility_pairs",
     "directed_covisibility",
     "seen_fraction",
@@ -106,6 +108,11 @@ def seen_fraction(
     if not occlusion:
         return np.count_nonzero(in_image(u, v, z, w, h), axis=1) / n_pixels
     return np.count_nonzero(covisible_points(u, v, z, depths_b), axis=1) / n_pixels
+
+
+def coarse_keeps(c: np.ndarray, min_covis: float, max_covis: float) -> np.ndarray:
+    """bool: which coarse estimates ``c`` may still be in ``[min_covis, max_covis]`` (within ``COARSE_MARGIN``)."""
+    return in_band(c, min_covis - COARSE_MARGIN, max_covis + COARSE_MARGIN)
 
 
 def covisibility_pairs(
@@ -174,7 +181,7 @@ def covisibility_pairs(
         pairs = pairs[keep]
     if stride > 1 and (min_covis > 0 or max_covis < 1) and len(pairs):
         c = pair_covisibility(*directed(pairs, stride, occlusion=True))
-        keep = (c >= min_covis - COARSE_MARGIN) & (c <= max_covis + COARSE_MARGIN)
+        keep = coarse_keeps(c, min_covis, max_covis)
         coarse_pruned = int((~keep).sum())
         pairs = pairs[keep]
     ab, ba = directed(pairs, 1, occlusion=True) if len(pairs) else (np.zeros(0), np.zeros(0))

@@ -117,7 +117,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from covisibility.reprojection import COARSE_MARGIN, directed_covisibility
+from covisibility.reprojection import COARSE_MARGIN, coarse_keeps, directed_covisibility
 from covisibility.pixel_rule import DEPTH_ABS_TOL, DEPTH_REL_TOL
 from covisibility.measures import (
     PairCovisibility,
@@ -604,12 +604,12 @@ class _Walk:
             other[alive] = self.directed(dst[alive], src[alive], COARSE_STRIDE)
             ab, ba = np.where(ab_first, one, other), np.where(ab_first, other, one)
             c = pair_covisibility(ab, ba)
-            keep = (c >= lo - COARSE_MARGIN) & (c <= hi + COARSE_MARGIN)  # covisibility_pairs' coarse test
+            keep = coarse_keeps(c, lo, hi)  # covisibility_pairs' coarse test
             self.counts["coarse"] += len(block)
             self.counts["coarse_pruned"] += int((~keep).sum())
             block, c, ab, ba = block[keep], c[keep], ab[keep], ba[keep]
             sd = np.full(len(c), self.coarse_se * SIZING_SES)
-            edge = np.flatnonzero((c < lo) | (c > hi))  # mostly out: a closer look first
+            edge = np.flatnonzero(~in_band(c, lo, hi))  # mostly out: a closer look first
             if len(edge):
                 f = self.directed(np.r_[block[edge, 0], block[edge, 1]], np.r_[block[edge, 1], block[edge, 0]],
                                   FINE_STRIDE)  # fmt: skip

@@ -120,8 +120,15 @@ def decode_depth(data: bytes) -> np.ndarray:
     return metres(decode_depth_mm(data))
 
 
-def metres(mm) -> np.ndarray:
-    """Integer millimetres (any shape) -> float32 metres: the one place this conversion is written."""
+def metres(mm):
+    """Integer millimetres (any shape) -> float32 metres: the one place this conversion is written.
+
+    A torch tensor stays one, on its device; anything else becomes a numpy array.
+    """
+    if type(mm).__module__.split(".")[0] == "torch":
+        import torch
+
+        return mm.to(torch.float32) / DEPTH_SCALE
     return np.asarray(mm).astype(np.float32) / np.float32(DEPTH_SCALE)
 
 
@@ -177,11 +184,9 @@ def depth_metres(depth):
     if isinstance(depth, Image.Image):
         depth = np.asarray(depth)
     if type(depth).__module__.split(".")[0] == "torch":
-        import torch
-
         if depth.is_floating_point() or depth.is_complex():
             raise TypeError(f"depth_metres takes integer millimetres, got a {depth.dtype} tensor (metres already?)")
-        return depth.to(torch.float32) / DEPTH_SCALE
+        return metres(depth)
     if isinstance(depth, np.ndarray):
         if not (np.issubdtype(depth.dtype, np.integer) or depth.dtype == bool):
             raise TypeError(f"depth_metres takes integer millimetres, got a {depth.dtype} array (metres already?)")

@@ -240,11 +240,11 @@ def _dataset_folder(spec: Dataset, path: Path) -> Path:
 
 def _file_problem(path: Path, folder: Path, *, empty_ok: bool) -> str | None:
     """Why ``path`` (which exists, maybe as a link) must not be read as a scene file, or None."""
-    try:
-        inside = resolve_inside(folder, path.absolute())
-    except (OSError, RuntimeError) as e:  # a symlink loop
-        return f"cannot resolve: {getattr(e, 'strerror', None) or e}"
-    if inside is None:
+    if resolve_inside(folder, path.absolute()) is None:
+        try:  # why: a link that cannot be followed, or one that leads out
+            path.resolve()
+        except (OSError, RuntimeError) as e:  # a symlink loop
+            return f"cannot resolve: {getattr(e, 'strerror', None) or e}"
         return f"leads outside the dataset folder {folder.resolve()} (through a symlink): refused, not followed"
     try:
         st = path.stat()

@@ -165,10 +165,7 @@ def path_inside(folder: str | Path, relative: str) -> Path:
         The path escapes ``folder`` (``..``, an absolute path, a link out).
     """
     folder = Path(folder)
-    try:
-        target = resolve_inside(folder, relative)
-    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
-        target = None
+    target = resolve_inside(folder, relative)
     if target is None or target == folder.resolve():
         raise OutputError(f"manifest entry {relative!r} points outside {folder}")
     return target
@@ -180,15 +177,14 @@ def resolve_inside(folder: str | Path, relative: str | Path) -> Path | None:
     The one containment rule of every path read from data (manifest entries,
     scene files and their references, CroCo metadata): lexical escapes and
     links out alike. An absolute ``relative`` is resolved as itself, so it is
-    inside only if it leads into ``folder``; ``folder`` itself is inside.
-
-    Raises
-    ------
-    OSError, RuntimeError, ValueError
-        The path cannot be resolved (a symlink loop, a NUL): callers say so in their own words.
+    inside only if it leads into ``folder``; ``folder`` itself is inside. A
+    path that cannot be resolved (a symlink loop, a NUL) is not inside either.
     """
-    base = Path(folder).resolve()
-    target = (base / relative).resolve()
+    try:
+        base = Path(folder).resolve()
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
+        return None
     return target if target.is_relative_to(base) else None
 
 

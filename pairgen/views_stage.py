@@ -141,6 +141,11 @@ class ViewsStage(Stage):
     Subclasses set ``name``, ``what``, ``progress_desc``, ``work`` (called as
     ``work(task, views_dir=, config=, config_hash=)``) and :meth:`record`;
     they may add to :meth:`describe` and narrow :meth:`reusable`.
+
+    The reuse decision is the plan's. A unit may also skip a file it finds
+    complete (``render``'s does, and rewrites an older format in place: its
+    file is decided by its config and scene alone); ``import``'s does not, as
+    its file also depends on the metadata file, which the plan checks.
     """
 
     folder_name = "views"

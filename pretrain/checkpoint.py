@@ -36,7 +36,7 @@ import torch
 
 from manifests.io import atomic_path
 from pretrain.engine import TrainingError, param_groups
-from pretrain.model import MODEL_PRESETS, CroCoNet
+from pretrain.model import MODEL_PRESETS, CroCoNet, preset
 
 __all__ = ["MODEL_ARGS", "checkpoint_model_args", "croco_kwargs", "load_checkpoint", "model_from_checkpoint",
            "preset_model_args", "rng_state", "save_checkpoint", "set_rng_state"]  # fmt: skip
@@ -56,9 +56,7 @@ NEEDED = ("config", "model", "optimizer", "scaler", "step", "epoch", "position",
 
 def preset_model_args(name: str, img_size: int) -> dict:
     """Every one of :data:`MODEL_ARGS` for today's preset ``name`` at ``img_size`` (a new run's model)."""
-    if name not in MODEL_PRESETS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODEL_PRESETS))}")
-    return {**DEFAULTS, **MODEL_PRESETS[name], "img_size": img_size}
+    return {**DEFAULTS, **preset(name), "img_size": img_size}
 
 
 def checkpoint_model_args(ckpt: dict) -> dict:

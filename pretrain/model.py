@@ -370,11 +370,16 @@ MODEL_PRESETS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def build_model(name: str, **overrides) -> CroCoNet:
-    """The preset ``name`` with constructor arguments ``overrides`` on top."""
+def preset(name: str) -> dict:
+    """The constructor arguments of preset ``name`` (a copy); :class:`ValueError` names the known ones."""
     if name not in MODEL_PRESETS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODEL_PRESETS))}")
-    return CroCoNet(**{**MODEL_PRESETS[name], **overrides})
+    return dict(MODEL_PRESETS[name])
+
+
+def build_model(name: str, **overrides) -> CroCoNet:
+    """The preset ``name`` with constructor arguments ``overrides`` on top."""
+    return CroCoNet(**{**preset(name), **overrides})
 
 
 def flops_per_pair(model: CroCoNet, img_size: int | None = None) -> int:

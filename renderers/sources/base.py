@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-from manifests.io import resolve_inside as manifests_resolve_inside
+from manifests.io import resolve_inside  # the one containment rule, re-exported for the loaders
 from manifests.registry import Registry
 from renderers.scene import Scene, SceneFormatError
 
@@ -127,19 +127,6 @@ def open_regular(path: str | Path, fail: FailFn | None = None) -> BinaryIO:
         stream.close()
         raise
     return stream
-
-
-def resolve_inside(folder: str | Path, relative: str | Path) -> Path | None:
-    """``folder / relative`` with ``..`` and symlinks resolved, or None when that leaves ``folder`` or cannot be resolved.
-
-    :func:`manifests.io.resolve_inside`, the project's one containment rule;
-    a symlink loop or a NUL is outside too. An absolute ``relative`` is
-    resolved as itself, so it is inside only if it leads into ``folder``.
-    """
-    try:
-        return manifests_resolve_inside(folder, relative)
-    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
-        return None
 
 
 def read_bytes(path: str | Path, fail: FailFn | None = None, *, limit: int | None = None) -> bytes:

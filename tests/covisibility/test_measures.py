@@ -162,6 +162,28 @@ def test_every_measure_keeps_the_contract(scene_views, name):
     assert get_measure(name).description and "\n" not in get_measure(name).description
 
 
+@pytest.mark.parametrize("name", ["reprojection", "croco"])
+def test_every_measure_measures_given_pairs_exactly(scene_views, name):
+    """``exact``: the given pairs only, in their order, the values ``pairs`` gives them; millimetres read alike."""
+    from covisibility import MillimetreDepths
+    from manifests.codecs import depth_to_mm, metres
+
+    depths, Ks, poses = scene_views
+    mm = np.stack([depth_to_mm(d) for d in depths])
+    depths = metres(mm)  # as stored: whole millimetres
+    measure = get_measure(name)
+    every = measure.pairs(depths, Ks, poses, min_covis=0.0, max_covis=1.0)  # every pair, every pixel
+    order = np.random.default_rng(0).permutation(len(every.pairs))[:25]
+    given = every.pairs[order]
+    for d in (depths, MillimetreDepths(mm)):
+        result = measure.exact(d, Ks, poses, given)
+        assert isinstance(result, PairCovisibility) and result.candidates == result.computed == len(given)
+        np.testing.assert_array_equal(result.pairs, given)
+        np.testing.assert_array_equal(result.covis_1in2, every.covis_1in2[order])
+        np.testing.assert_array_equal(result.covis_2in1, every.covis_2in1[order])
+    assert len(measure.exact(depths, Ks, poses, np.zeros((0, 2), np.int64)).pairs) == 0
+
+
 def test_the_result_type_refuses_broken_contracts():
     pairs = np.array([[0, 1], [1, 2]], np.int64)
     c = np.array([0.5, 0.6], np.float32)

@@ -210,12 +210,13 @@ def _split_label(value: str, labels: Iterable[str]) -> tuple[str, str] | None:
 
 
 def _inside(path: Path, key: str, value: str, folder: Path, rest: str) -> str:
-    """``rest`` when ``folder / rest`` stays inside ``folder`` (:func:`manifests.io.resolve_inside`: links too)."""
-    try:
-        inside = not Path(rest).is_absolute() and resolve_inside(folder, rest) is not None
-    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
-        inside = False
-    if not inside:
+    """``rest`` when ``folder / rest`` stays inside ``folder`` (:func:`manifests.io.resolve_inside`: links too).
+
+    ``..`` is refused even where it stays inside: the scene id is made of the
+    path's parts, and ``a/../room.ply`` would give a second id to one mesh.
+    """
+    parts = Path(rest).parts
+    if Path(rest).is_absolute() or ".." in parts or resolve_inside(folder, rest) is None:
         raise _bad(path, key, f"{value!r} leads out of its dataset folder")
     return rest
 

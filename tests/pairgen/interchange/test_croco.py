@@ -1,4 +1,4 @@
-"""``pairgen import croco`` and ``pairgen export --format croco`` (pairgen/croco.py).
+"""``pairgen import croco`` and ``pairgen export --format croco`` (pairgen/interchange/croco/).
 
 The scenes are rooms of ours written as Z-up PLY files under a fake data root
 in CroCo label folders; the metadata files are written here in CroCo's
