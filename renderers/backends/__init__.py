@@ -15,33 +15,10 @@ integer ``(u, v)`` (:mod:`renderers.camera`).
 
 from __future__ import annotations
 
-from renderers.backends.base import (  # noqa: F401  (the interface, re-exported)
-    ANTIALIAS,
-    LIGHTING,
-    BackendUnavailable,
-    RenderBackend,
-    RenderedView,
-    SceneRenderer,
-    available_backends,
-    build_raycaster,
-    describe_backends,
-    get_backend,
-    register_backend,
-)
+from renderers.backends import base
+from renderers.backends.base import *  # noqa: F403  (the interface, re-exported: base.__all__)
 
-__all__ = [
-    "ANTIALIAS",
-    "LIGHTING",
-    "BackendUnavailable",
-    "RenderBackend",
-    "RenderedView",
-    "SceneRenderer",
-    "available_backends",
-    "describe_backends",
-    "build_raycaster",
-    "get_backend",
-    "register_backend",
-]
+__all__ = [*base.__all__]
 
 from renderers.backends import raycast  # noqa: E402,F401  (registers "raycast")
 from renderers.backends import habitat  # noqa: E402,F401  (registers "habitat"; habitat-sim imported on open)

@@ -25,30 +25,14 @@ import logging
 from pathlib import Path
 
 from renderers.scene import Scene
-from renderers.sources.base import (  # noqa: F401  (the interface, re-exported)
-    UP_AXES,
-    SceneSource,
-    available_sources,
-    get_source,
-    open_regular,
-    read_bytes,
-    register_source,
-    resolve_inside,
-)
+from renderers.sources import base
+from renderers.sources.base import *  # noqa: F403  (the interface, re-exported: base.__all__)
+from renderers.sources.base import UP_AXES, get_source
 from renderers.sources.navmesh import read_navmesh
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "SceneSource",
-    "available_sources",
-    "get_source",
-    "load_scene",
-    "open_regular",
-    "read_bytes",
-    "register_source",
-    "resolve_inside",
-]
+__all__ = [*base.__all__, "load_scene"]
 
 
 def load_scene(
