@@ -30,7 +30,9 @@ __all__ = [
     "PairCovisibility",
     "all_pairs",
     "available_measures",
+    "PAIR_RULES",
     "check_view_arrays",
+    "combine_directions",
     "describe_measures",
     "get_measure",
     "in_band",
@@ -43,6 +45,23 @@ __all__ = [
 def pair_covisibility(covis_1in2: np.ndarray, covis_2in1: np.ndarray) -> np.ndarray:
     """A pair's covisibility from its two directions: their minimum (the one place this rule is written)."""
     return np.minimum(covis_1in2, covis_2in1)
+
+
+PAIR_RULES = ("min", "mean")
+
+
+def combine_directions(covis_1in2, covis_2in1, rule: str = "min"):
+    """A pair's covisibility from its two directions by ``rule``: ``min`` (:func:`pair_covisibility`, ours)
+    or ``mean`` (MV-DUSt3R+'s). float32 in, float32 out, arrays or scalars.
+
+    ``min`` asks that each view sees the other's share; ``mean`` lets a wide
+    view that sees all of a narrow one pass with half its own pixels unseen.
+    """
+    if rule == "min":
+        return pair_covisibility(covis_1in2, covis_2in1)
+    if rule == "mean":
+        return (np.float32(0.5) * (np.asarray(covis_1in2, np.float32) + np.asarray(covis_2in1, np.float32)))
+    raise ValueError(f"unknown pair rule {rule!r}; known: {', '.join(PAIR_RULES)}")
 
 
 def in_band(covisibility: np.ndarray, min_covis: float, max_covis: float) -> np.ndarray:

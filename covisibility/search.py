@@ -149,6 +149,7 @@ __all__ = [
     "Search",
     "SurfaceIndex",
     "available_searches",
+    "depth_source",
     "describe_searches",
     "get_search",
     "register_search",
@@ -197,7 +198,7 @@ class MillimetreDepths:
         return metres(self.mm[index, offset::step, offset::step])
 
 
-def _depth_source(depths) -> np.ndarray | MillimetreDepths:
+def depth_source(depths) -> np.ndarray | MillimetreDepths:
     """float32 metres as they are, uint16 millimetres decoded per view (:class:`MillimetreDepths`)."""
     if isinstance(depths, MillimetreDepths):
         return depths
@@ -372,7 +373,7 @@ class SurfaceIndex:
         """
         from scipy import sparse
 
-        source = _depth_source(depths)
+        source = depth_source(depths)
         n, h, w = source.shape
         step = max(1, min(h, w) // samples)
         offset = step // 2
@@ -491,7 +492,7 @@ class IndexSearch(Search):
         if not self.supports(measure):
             raise ValueError(f"search {self.name!r} supports the measure(s) {', '.join(self.measures)}, "
                              f"not {measure!r}: use the search 'exhaustive' with {measure!r}")  # fmt: skip
-        source = _depth_source(depths)
+        source = depth_source(depths)
         _check(source, Ks, poses, target, max_per_view)
         Ks, poses = np.asarray(Ks), np.asarray(poses)
         index = SurfaceIndex.build(source, Ks, poses)

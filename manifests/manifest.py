@@ -218,3 +218,12 @@ class PairsManifest(StageManifest):
         if recorded and sha256_file(path) != recorded:
             return f"{path.name}: its SHA-256 differs from the manifest's (altered or truncated after it was written)"
         return None
+
+
+@dataclass
+class SamplesManifest(PairsManifest):
+    """``OUT/<shape><N>.manifest.json``: as the pairs' (shards with their sample counts and SHA-256, totals,
+    histogram of the edges' covisibility, ``complete``), for a folder of samples (:mod:`manifests.samples`)."""
+
+    KIND: ClassVar[str] = "samples"
+

@@ -36,7 +36,8 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["ConfigError", "add_options", "check", "flag_of", "from_args", "option", "parse_pair", "parse_size"]
+__all__ = ["ConfigError", "add_options", "check", "flag_of", "from_args", "option", "parse_pair", "parse_size",
+           "with_flags"]
 
 _MISSING = dataclasses.MISSING
 
@@ -236,11 +237,17 @@ def from_args(cls, args: argparse.Namespace, **fixed):
     try:
         return cls(**values)
     except ConfigError as e:
-        for name in (e.field, *e.related):
+        raise with_flags(e, cls) from None
+
+
+def with_flags(error: ConfigError, *classes) -> ConfigError:
+    """``error`` with the flags of the fields it names, as the first of ``classes`` that has a flag for each declares."""
+    for name in (error.field, *error.related):
+        for cls in classes:
             flag = flag_of(cls, name)
-            if flag and name not in e.flags:
-                e.flags[name] = flag
-        raise
+            if flag and name not in error.flags:
+                error.flags[name] = flag
+    return error
 
 
 def parse_pair(text: str) -> tuple[float, float]:

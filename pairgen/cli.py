@@ -23,10 +23,11 @@ from manifests import DATASETS, DatasetError, SyntheticOptions, discover, parse_
 from manifests.io import OutputError
 from manifests.layout import CONTACT_SHEET
 from manifests.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_command
-from manifests.options import add_options, from_args
+from manifests.options import ConfigError, add_options, from_args, with_flags
 from pairgen import __version__
 from pairgen.distribute import ClusterOptions
 from pairgen.filter import FilterConfig
+from pairgen.samples import SampleOptions
 from pairgen.inspect import SheetOptions
 from manifests.progress import Progress
 from pairgen.render import RenderConfig
@@ -119,18 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subcommand(
         sub,
         "filter",
-        help="keep view pairs that overlap about half, as Parquet shards in OUT/pairs",
+        help="keep view pairs that overlap about half (OUT/pairs), or samples of N views (OUT/<shape><N>)",
         description="Compute the covisibility of view pairs by depth reprojection, keep pairs with "
         "MIN_COVIS <= covisibility <= MAX_COVIS (up to --pairs-per-scene a scene), and write them as Parquet "
-        "shards with a manifest in OUT/pairs. A rerun with the same config does nothing.",
+        "shards with a manifest in OUT/pairs. With --views N --shape star|chain|tree, keep samples of N views "
+        "whose edges lie in that band instead (up to --pairs-per-scene samples a scene, a view in at most "
+        "--max-pairs-per-view), each with its N x N covisibility matrix, in OUT/<shape><N> (star5, tree12): "
+        "rows that name their views, or carry them with --embed. A rerun with the same config does nothing.",
         examples=[
             "pairgen filter --min-covis 0.5",
             "pairgen filter --out /tmp/pg --min-covis 0.4 --max-covis 0.9 --pairs-per-scene 500",
             "pairgen filter --measure croco --search exhaustive    # CroCo's k-d-tree overlap (slow)",
+            "pairgen filter --views 5 --shape star --pairs-per-scene 200        # DUSt3R's stars: OUT/star5",
+            "pairgen filter --views 12 --shape tree --min-covis 0.3 --max-covis 0.7   # MV-DUSt3R+'s trees: OUT/tree12",
         ],
     )
-    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/views, writes OUT/pairs")
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path,
+                   help="working folder: reads OUT/views, writes OUT/pairs (samples: OUT/<shape><N>)")
     add_options(p, FilterConfig)
+    add_options(p.add_argument_group("samples of N views"), SampleOptions)
     p.add_argument("--overwrite", action="store_true", help="replace pairs of another config instead of refusing")
     add_options(p, ClusterOptions)
     p.set_defaults(func=cmd_filter)
@@ -293,9 +301,18 @@ def cmd_filter(args: argparse.Namespace) -> int:
     from pairgen.filter import FilterStage
 
     config = from_args(FilterConfig, args)
+    options = from_args(SampleOptions, args)
     cluster = from_args(ClusterOptions, args)
-    stage = FilterStage(args.out, config, distributor=cluster.distributor(), overwrite=args.overwrite,
-                        progress=Progress)  # fmt: skip
+    common = dict(distributor=cluster.distributor(), overwrite=args.overwrite, progress=Progress)
+    if options.is_pairs:
+        stage = FilterStage(args.out, config, **common)
+    else:
+        from pairgen.samples import SamplesConfig, SamplesStage
+
+        if config.search != "index":
+            raise with_flags(ConfigError("search", "applies to pairs: samples grow on the index's candidate edges"),
+                             FilterConfig)  # fmt: skip
+        stage = SamplesStage(args.out, SamplesConfig.of(config, options), **common)
     return report(stage, stage.run(), sys.stderr)
 
 

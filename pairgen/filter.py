@@ -33,9 +33,10 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -259,48 +260,67 @@ def _rows_digest(rows: list[tuple[str, ChosenPair]]) -> str:
     return h.hexdigest()[:16]
 
 
-def _shard_is_current(path: Path, config_hash: str, pairs: int, digest: str) -> bool:
+def _shard_is_current(path: Path, metadata: dict[str, str]) -> bool:
+    """Whether the shard at ``path`` holds what it would be written with: the same ``pairgen`` metadata (digest too)."""
     try:
         raw = (pq.read_schema(path).metadata or {}).get(b"pairgen")
-        meta = json.loads(raw) if raw else {}
+        return raw is not None and json.loads(raw) == json.loads(metadata["pairgen"])
     except (OSError, pa.ArrowException, ValueError):
         return False
-    return (isinstance(meta, dict) and meta.get("config_hash") == config_hash and meta.get("pairs") == pairs
-            and meta.get("rows_digest") == digest)  # fmt: skip
 
 
-def write_shards(selections: dict[str, ScenePairs], files: dict[str, Path], pairs_dir: Path, config: FilterConfig,
-                 config_hash: str, progress=None, pair_id=default_pair_id) -> list[dict]:  # fmt: skip
-    """Write the shards of every scene's chosen pairs; return ``[{file, pairs, bytes, sha256}]``.
+@dataclass(frozen=True)
+class ShardRows:
+    """How a stage turns its kept items into shard rows: the table of a shard, the digest of its rows, its metadata."""
 
-    ``files`` maps each scene key to its views file. A shard already on disk
-    with the same rows (its footer's digest) is kept as it is; only shards
-    whose rows changed, or that are missing or damaged, are written.
-    ``pair_id(key, pair)`` names each row (:func:`default_pair_id`).
+    table: Callable[[list[tuple[str, Any]], dict[str, dict]], pa.Table]  # (rows, views by scene) -> table
+    digest: Callable[[list[tuple[str, Any]]], str]
+    metadata: Callable[[str, int, str], dict[str, str]]  # (config hash, rows, digest) -> schema metadata
+    load: Callable[[Path], dict] | None  # a views file's columns the rows take; None: the rows need no views
+    name: str = "pairs"  # what a row is, as the manifest's shard entries count them
+
+
+def pair_rows(pair_id=default_pair_id) -> ShardRows:
+    """The pairs shards' rows (:data:`manifests.pairs.PAIRS_SCHEMA`), each pair's ``pair_id(key, pair)``."""
+    return ShardRows(table=lambda rows, views: _shard_table(rows, views, pair_id), digest=_rows_digest,
+                     metadata=pairs_metadata, load=_load_views)  # fmt: skip
+
+
+def write_shards(selections: dict[str, list], files: dict[str, Path], out_dir: Path, config: PairsConfig,
+                 config_hash: str, progress=None, rows: ShardRows | None = None) -> list[dict]:  # fmt: skip
+    """Write the shards of every scene's kept items; return ``[{file, pairs, bytes, sha256}]``.
+
+    ``selections`` maps each scene key to its kept items (pairs, samples),
+    ``files`` each scene key to its views file. Scenes sorted by key are taken
+    ``scenes_per_block`` at a time, each block's items shuffled together and
+    cut into shards of ``shard_size``. A shard already on disk with the same
+    rows (its footer's digest) is kept as it is; only shards whose rows
+    changed, or that are missing or damaged, are written. ``rows`` makes the
+    rows (default: :func:`pair_rows`).
     """
-    keys = sorted(k for k, s in selections.items() if s.ok and s.pairs)
+    rows_of = rows or pair_rows()
+    keys = sorted(k for k, items in selections.items() if items)
     shards: list[dict] = []
     for block_start in range(0, len(keys), config.scenes_per_block):
         block = keys[block_start : block_start + config.scenes_per_block]
-        rows = [(key, p) for key in block for p in selections[key].pairs]
+        rows = [(key, p) for key in block for p in selections[key]]
         order = np.random.default_rng([config.seed, block_start]).permutation(len(rows))
         rows = [rows[i] for i in order]
         views = None
         for start in range(0, len(rows), config.shard_size):
             part = rows[start : start + config.shard_size]
-            path = pairs_dir / shard_name(len(shards))
-            digest = _rows_digest(part)
-            if not _shard_is_current(path, config_hash, len(part), digest):
+            path = out_dir / shard_name(len(shards))
+            metadata = rows_of.metadata(config_hash, len(part), rows_of.digest(part))
+            if not _shard_is_current(path, metadata):
                 if views is None:  # each views file of the block is read once
-                    views = {key: _load_views(files[key]) for key in block}
-                write_parquet_atomic(path, _shard_table(part, views, pair_id),
-                                     metadata=pairs_metadata(config_hash, len(part), digest),
-                                     row_group_size=config.row_group_size, tmp_dir=temporaries_dir(pairs_dir))
-            shards.append({"file": path.name, "pairs": len(part), "bytes": path.stat().st_size,
+                    views = {key: rows_of.load(files[key]) for key in block} if rows_of.load else {}
+                write_parquet_atomic(path, rows_of.table(part, views), metadata=metadata,
+                                     row_group_size=config.row_group_size, tmp_dir=temporaries_dir(out_dir))
+            shards.append({"file": path.name, rows_of.name: len(part), "bytes": path.stat().st_size,
                            "sha256": sha256_file(path)})  # fmt: skip
             if progress is not None:
                 progress.update(len(part))
-    for stale in sorted(pairs_dir.glob(SHARD_GLOB))[len(shards):]:  # fewer shards than an earlier run wrote
+    for stale in sorted(out_dir.glob(SHARD_GLOB))[len(shards):]:  # fewer shards than an earlier run wrote
         stale.unlink(missing_ok=True)
     return shards
 
@@ -354,6 +374,33 @@ class FilterStage(Stage):
         """The ``pair_id`` of a kept pair (a stage that imports pairs names them its own way)."""
         return default_pair_id(key, pair)
 
+    # -- what a scene keeps: pairs here, samples in a subclass ---------------------------
+
+    #: the name of a scene's kept items: its selection file's key, its manifest entry's count, the totals'
+    items: ClassVar[str] = "pairs"
+    #: the unit result's statistics kept with a scene's selection
+    stats: ClassVar[tuple[str, ...]] = ("views", "candidates", "computed", "in_band")
+
+    def kept(self, result) -> list:
+        """A scene's kept items (a result's ``pairs``)."""
+        return getattr(result, self.items)
+
+    def encode(self, item) -> list:
+        """One kept item as JSON (the selection file)."""
+        return list(item)
+
+    def decode(self, value) -> ChosenPair:
+        """One kept item read back from the selection file."""
+        return ChosenPair(*value)
+
+    def shard_rows(self) -> ShardRows:
+        """How the kept items become shard rows."""
+        return pair_rows(self.pair_id)
+
+    def covisibilities(self) -> np.ndarray:
+        """The kept items' covisibility, for the manifest's histogram."""
+        return np.array([p.covisibility for s in self.selections.values() if s.ok for p in s.pairs], np.float64)
+
     def selection_path(self, key: str) -> Path:
         """``OUT/_pairgen/selections/<dataset>/<scene_id>.json``: one scene's chosen pairs, kept so a rerun need not
         redo it (outside ``pairs/``, which holds Parquet only)."""
@@ -390,7 +437,8 @@ class FilterStage(Stage):
                     return False
             except OSError:
                 return False
-        self.summary.counts.update(pairs=int(manifest.body.get("totals", {}).get("pairs", 0)), shards=len(manifest.shards))
+        self.summary.counts.update({self.items: int(manifest.body.get("totals", {}).get(self.items, 0)),
+                                    "shards": len(manifest.shards)})  # fmt: skip
         return True
 
     def _reusable(self, key: str, entry: dict) -> ScenePairs | None:
@@ -402,8 +450,8 @@ class FilterStage(Stage):
             kept = json.loads(path.read_text())
             if kept["config_hash"] != self.manifest.config_hash or kept["views_sha256"] != entry["sha256"]:
                 return None
-            return ScenePairs(status="skipped", pairs=[ChosenPair(*p) for p in kept["pairs"]],
-                              **{k: kept["stats"].get(k) for k in ("views", "candidates", "computed", "in_band")})
+            return self.result_cls(status="skipped", **{self.items: [self.decode(p) for p in kept[self.items]]},
+                                   **{k: kept["stats"].get(k) for k in self.stats})  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError):
             return None  # damaged: computed again
 
@@ -413,7 +461,7 @@ class FilterStage(Stage):
         for key, entry in sorted(self.views.scenes.items()):
             if entry.get("status") != "ok" or not entry.get("file"):
                 reason = entry.get("reason") or "no views file"
-                decided.append(((key, entry), ScenePairs(status="absent", reason=f"not rendered: {reason}")))
+                decided.append(((key, entry), self.result_cls(status="absent", reason=f"not rendered: {reason}")))
             elif (kept := self._reusable(key, entry)) is not None:
                 decided.append(((key, entry), kept))
             else:
@@ -432,33 +480,32 @@ class FilterStage(Stage):
         if result.status == "ok" and _safe_key(key):
             write_json_atomic(self.selection_path(key), {
                 "config_hash": self.manifest.config_hash, "views_sha256": entry.get("sha256"),
-                "pairs": [list(p) for p in result.pairs],
-                "stats": {k: getattr(result, k) for k in ("views", "candidates", "computed", "in_band")},
+                self.items: [self.encode(p) for p in self.kept(result)],
+                "stats": {k: getattr(result, k) for k in self.stats},
             })  # fmt: skip
         elif result.status == "skipped":
             self.summary.counts["reused"] += 1
 
     def finish(self, manifest: PairsManifest) -> None:
         summary = self.summary
-        total = sum(len(s.pairs) for s in self.selections.values() if s.ok)
-        files = {key: path_inside(self.views_dir, self.scenes[key]["file"])
-                 for key, s in self.selections.items() if s.ok}  # fmt: skip
-        bar = self.progress(total, "writing shards", "pair") if self.progress else None
+        kept = {key: self.kept(s) for key, s in self.selections.items() if s.ok}
+        total = sum(len(items) for items in kept.values())
+        files = {key: path_inside(self.views_dir, self.scenes[key]["file"]) for key in kept}
+        bar = self.progress(total, "writing shards", self.items[:-1]) if self.progress else None
         try:
-            shards = write_shards(self.selections, files, self.folder, self.config, manifest.config_hash, progress=bar,
-                                  pair_id=self.pair_id)
+            shards = write_shards(kept, files, self.folder, self.config, manifest.config_hash, progress=bar,
+                                  rows=self.shard_rows())  # fmt: skip
         finally:
             if bar is not None:
                 bar.close()
-        covis = np.array([p.covisibility for s in self.selections.values() if s.ok for p in s.pairs], np.float64)
-        hist, _ = np.histogram(covis, bins=HISTOGRAM_BINS)
-        summary.counts.update(pairs=total, shards=len(shards))
-        datasets = sorted({k.split("/", 1)[0] for k, s in self.selections.items() if s.ok and s.pairs})
+        hist, _ = np.histogram(self.covisibilities(), bins=HISTOGRAM_BINS)
+        summary.counts.update({self.items: total, "shards": len(shards)})
+        datasets = sorted({k.split("/", 1)[0] for k, items in kept.items() if items})
         manifest.body.update(
             complete=True,
             views_manifest=os.path.relpath(self.views.path, self.out_dir),
             inputs=self._inputs(),
-            totals={"pairs": total, "shards": len(shards), "scenes": summary.ok + summary.skipped,
+            totals={self.items: total, "shards": len(shards), "scenes": summary.ok + summary.skipped,
                     "scenes_failed": summary.failed, "scenes_not_rendered": summary.counts["not rendered"],
                     "datasets": datasets},  # fmt: skip
             histogram={"bins": HISTOGRAM_BINS.tolist(), "counts": hist.tolist()},
