@@ -44,3 +44,19 @@ def small_pairs(tmp_path_factory) -> Path:
     assert main([*RENDER_SMALL, "--out", str(out)]) == 0
     assert main([*FILTER_SMALL, "--out", str(out)]) == 0
     return out
+
+
+# Samples of the same small views, in a folder of their own: 5-view stars (OUT/star5), embedded and referenced.
+SAMPLES_SMALL = [*FILTER_SMALL, "--views", "5", "--shape", "star", "--pairs-per-scene", "20"]
+
+
+@pytest.fixture(scope="session")
+def small_samples(small_pairs, tmp_path_factory) -> Path:
+    """OUT folder holding views/ (of :func:`small_pairs`) and star5/: 20 stars of 5 views a scene, by reference."""
+    from pairgen.cli import main
+
+    out = tmp_path_factory.mktemp("pg-samples")
+    copy_stage(small_pairs, out, "views")
+    assert main([*SAMPLES_SMALL, "--out", str(out)]) == 0
+    return out
+
