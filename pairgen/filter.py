@@ -164,26 +164,36 @@ def select_scene_pairs(task: tuple[str, dict], views_dir: str | Path, config: Fi
     """
 
     def body(result: ScenePairs) -> None:
-        from covisibility import MillimetreDepths, get_search
-
         key, entry = task
         path, views = checked_views(views_dir, key, entry)
-        n = len(views.view_ids)
-        rng = np.random.default_rng([config.seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
-        choice = get_search(config.search).choose(
-            MillimetreDepths(views.depth_mm), views.K, views.cam2world, measure=config.measure, min_covis=config.min_covis,
-            max_covis=config.max_covis, target=config.pairs_per_scene, max_per_view=config.max_pairs_per_view, rng=rng,
-        )  # fmt: skip
-        found, chosen = choice.result, choice.chosen
-        ids = views.view_ids
-        c = found.covisibility
-        result.pairs = [ChosenPair(int(ids[found.pairs[k, 0]]), int(ids[found.pairs[k, 1]]), float(found.covis_1in2[k]),
-                                   float(found.covis_2in1[k]), float(c[k])) for k in chosen]  # fmt: skip
-        result.views, result.candidates, result.computed = n, found.candidates, found.computed
-        result.in_band = len(found.band(config.min_covis, config.max_covis))
+        choose_pairs(result, path, views, config, search=config.search, target=config.pairs_per_scene,
+                     max_per_view=config.max_pairs_per_view)  # fmt: skip
         result.status = "ok"
 
     return run_unit(ScenePairs(), body)
+
+
+def views_rng(seed: int, path: Path) -> np.random.Generator:
+    """The generator of one scene's choice: the run's seed and the views file's name."""
+    return np.random.default_rng([seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
+
+
+def choose_pairs(result, path: Path, views: CheckedViews, config: PairsConfig, *, search: str, target: int,
+                 max_per_view: int) -> None:  # fmt: skip
+    """Choose one scene's pairs by ``search`` into ``result`` (``pairs`` and the statistics of a :class:`ScenePairs`)."""
+    from covisibility import MillimetreDepths, get_search
+
+    choice = get_search(search).choose(
+        MillimetreDepths(views.depth_mm), views.K, views.cam2world, measure=config.measure, min_covis=config.min_covis,
+        max_covis=config.max_covis, target=target, max_per_view=max_per_view, rng=views_rng(config.seed, path),
+    )  # fmt: skip
+    found, chosen = choice.result, choice.chosen
+    ids = views.view_ids
+    c = found.covisibility
+    result.pairs = [ChosenPair(int(ids[found.pairs[k, 0]]), int(ids[found.pairs[k, 1]]), float(found.covis_1in2[k]),
+                               float(found.covis_2in1[k]), float(c[k])) for k in chosen]  # fmt: skip
+    result.views, result.candidates, result.computed = len(ids), found.candidates, found.computed
+    result.in_band = len(found.band(config.min_covis, config.max_covis))
 
 
 def checked_views(views_dir: str | Path, key: str, entry: dict, made_by: str = "pairgen render") -> tuple[Path, CheckedViews]:

@@ -33,7 +33,16 @@ from manifests.manifest import SamplesManifest, sha256_file
 from manifests.options import ConfigError, check, option, with_flags
 from manifests.samples import SHAPES, sample_id, samples_metadata, samples_schema
 from manifests.views import read_views
-from pairgen.filter import FilterConfig, FilterStage, PairsConfig, ShardRows, checked_views
+from pairgen.filter import (
+    FilterConfig,
+    FilterStage,
+    PairsConfig,
+    ScenePairs,
+    ShardRows,
+    checked_views,
+    choose_pairs,
+    views_rng,
+)
 from pairgen.stage import StageSummary, UnitResult, run_unit
 
 __all__ = ["ChosenSample", "SampleOptions", "SamplesConfig", "SamplesStage", "SceneSamples", "select_scene_samples"]
@@ -78,6 +87,9 @@ class SampleOptions:
                               related=("shape",))  # fmt: skip
         if self.embed and self.reference:
             raise ConfigError("reference", "and embed exclude each other", related=("embed",))
+        if self.shape == "pair" and self.rule != "min":
+            raise ConfigError("rule", f"{self.rule} applies to samples of more views: pairs are chosen by the min of "
+                              "both directions", related=("shape",))  # fmt: skip
 
     @property
     def is_pairs(self) -> bool:
@@ -176,7 +188,18 @@ def select_scene_samples(task: tuple[str, dict], views_dir: str | Path, config: 
         n = len(views.view_ids)
         if config.views > n:
             raise OutputError(f"{path}: {n} views, fewer than the {config.views} a sample takes (--views)")
-        rng = np.random.default_rng([config.seed, int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)])
+        if config.shape == "pair":  # the filter's pairs (the same choice as `filter`'s), named instead of copied
+            pairs = ScenePairs()
+            choose_pairs(pairs, path, views, config, search="index", target=config.samples_per_scene,
+                         max_per_view=config.max_samples_per_view)  # fmt: skip
+            valid = {int(v): float(np.count_nonzero(d) / d.size) for v, d in zip(views.view_ids, views.depth_mm)}
+            result.samples = [ChosenSample((p.view1, p.view2), (-1, 0),
+                                           (valid[p.view1], p.covis_1in2, p.covis_2in1, valid[p.view2]))
+                              for p in pairs.pairs]  # fmt: skip
+            result.views, result.candidates, result.computed = pairs.views, pairs.candidates, pairs.computed
+            result.status = "ok"
+            return
+        rng = views_rng(config.seed, path)
         grown = grow_samples(MillimetreDepths(views.depth_mm), views.K, views.cam2world, shape=config.shape,
                              views=config.views, measure=config.measure, min_covis=config.min_covis,
                              max_covis=config.max_covis, cap=config.cap, rule=config.rule,
