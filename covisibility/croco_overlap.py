@@ -96,6 +96,7 @@ class CrocoMeasure(Measure):
     ) -> PairCovisibility:
         return croco_overlap_pairs(depths, Ks, poses)
 
-    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray) -> PairCovisibility:
+    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray,
+              cache: dict | None = None) -> PairCovisibility:  # fmt: skip
         dense = depths if isinstance(depths, np.ndarray) else np.stack([depths[i] for i in range(depths.shape[0])])
         return croco_overlap_pairs(dense, Ks, poses, pairs)

@@ -165,7 +165,8 @@ class Measure(abc.ABC):
         """
 
     @abc.abstractmethod
-    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray) -> PairCovisibility:
+    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray,
+              cache: dict | None = None) -> PairCovisibility:  # fmt: skip
         """The exact covisibility of the given pairs, every one of them, in their order (no search, no pruning).
 
         Parameters
@@ -177,6 +178,9 @@ class Measure(abc.ABC):
         poses : (N, 4, 4) float
         pairs : (P, 2) int
             View indices ``(a, b)``, ``a < b``.
+        cache : dict, optional
+            A dict the caller keeps across calls on the same scene's arrays,
+            where the measure may keep per-view work (the same values either way).
         """
 
 

@@ -27,6 +27,7 @@ per view: what :mod:`covisibility.search`'s ``index`` search runs on.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
@@ -57,6 +58,7 @@ __all__ = [
 BOUND_GRID = 16  # samples a side for the frustum bound
 BOUND_MARGIN = 0.15  # sampling slack of the bound (16x16 samples)
 COARSE_MARGIN = 0.05  # > 6 standard errors of the coarse estimate at 256^2, stride 4
+POINTS_CACHE_BYTES = 128 << 20  # world points kept in a caller's cache (about 170 sources at 256^2)
 
 
 def _world_points(depth: np.ndarray, rays: np.ndarray, cam2world: np.ndarray, stride: int) -> np.ndarray:
@@ -207,17 +209,18 @@ class ReprojectionMeasure(Measure):
     ) -> PairCovisibility:
         return covisibility_pairs(depths, Ks, poses, min_covis=min_covis, max_covis=max_covis)
 
-    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray) -> PairCovisibility:
-        """Both directions of every given pair by :func:`directed_covisibility` (depth read per view)."""
+    def exact(self, depths, Ks: np.ndarray, poses: np.ndarray, pairs: np.ndarray,
+              cache: dict | None = None) -> PairCovisibility:  # fmt: skip
+        """Both directions of every given pair by :func:`directed_covisibility` (depth read per view; ``cache``: its)."""
         pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-        ab = directed_covisibility(pairs[:, 0], pairs[:, 1], depths, Ks, poses).astype(np.float32)
-        ba = directed_covisibility(pairs[:, 1], pairs[:, 0], depths, Ks, poses).astype(np.float32)
+        ab = directed_covisibility(pairs[:, 0], pairs[:, 1], depths, Ks, poses, cache=cache).astype(np.float32)
+        ba = directed_covisibility(pairs[:, 1], pairs[:, 0], depths, Ks, poses, cache=cache).astype(np.float32)
         return PairCovisibility(pairs=pairs, covis_1in2=ab, covis_2in1=ba, candidates=len(pairs), computed=len(pairs))
 
 
 def directed_covisibility(
     sources: np.ndarray, targets: np.ndarray, depths, Ks: np.ndarray, poses: np.ndarray,
-    *, step: int = 1, chunk: int = 32,
+    *, step: int = 1, chunk: int = 32, cache: dict | None = None,
 ) -> np.ndarray:  # fmt: skip
     """``covis(source in target)`` of ``D`` directed pairs: the numbers :func:`covisibility_pairs` computes.
 
@@ -243,6 +246,11 @@ def directed_covisibility(
         Pixel stride of the sources' samples (1: every pixel).
     chunk : int
         Targets handled at once (memory about ``chunk * H * W * 40`` bytes).
+    cache : dict, optional
+        Kept by the caller across calls on the same scene's arrays: the rays
+        of each ``K`` and the world points of the last sources (up to
+        ``POINTS_CACHE_BYTES``) are kept there and not computed again. The
+        same values either way.
 
     Returns
     -------
@@ -255,7 +263,8 @@ def directed_covisibility(
         return out
     _, h, w = depths.shape
     n_pix = len(range(0, h, step)) * len(range(0, w, step))
-    rays: dict[bytes, np.ndarray] = {}
+    rays: dict[bytes, np.ndarray] = cache.setdefault("rays", {}) if cache is not None else {}
+    points: OrderedDict | None = cache.setdefault(("points", step), OrderedDict()) if cache is not None else None
     order = np.argsort(sources, kind="stable")
     src = sources[order]
     bounds = np.flatnonzero(np.r_[True, src[1:] != src[:-1], True])
@@ -265,7 +274,15 @@ def directed_covisibility(
         key = K.tobytes() + str(K.dtype).encode()
         if key not in rays:
             rays[key] = pixel_rays(K, w, h).astype(np.float32)
-        pts = _world_points_take(np.asarray(depths[a]), rays[key], poses[a], step)
+        if points is not None and a in points:
+            pts = points[a]
+            points.move_to_end(a)
+        else:
+            pts = _world_points_take(np.asarray(depths[a]), rays[key], poses[a], step)
+            if points is not None:
+                points[a] = pts
+                while sum(p.nbytes for p in points.values()) > POINTS_CACHE_BYTES and len(points) > 1:
+                    points.popitem(last=False)
         for c in range(lo, hi, chunk):
             rows = order[c : min(hi, c + chunk)]
             b = targets[rows]

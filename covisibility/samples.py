@@ -94,7 +94,8 @@ class SampleSearch:
         self.estimates = {(int(a), int(b)): float(e) for (a, b), e in
                           zip(index.pairs.tolist(), combine_directions(index.estimate_ab, index.estimate_ba, rule))}
         self.uses = np.zeros(self.n_views, np.int64)
-        self.cache: dict[tuple[int, int], tuple[float, float]] = {}
+        self.cache: dict[tuple[int, int], tuple[float, float]] = {}  # exact values by pair
+        self.work: dict = {}  # the measure's per-view work, kept for the scene (Measure.exact's cache)
         self.grown = Grown(candidates=len(pairs))
 
     # -- exact values ------------------------------------------------------------------
@@ -109,7 +110,7 @@ class SampleSearch:
         todo = sorted({(min(a, b), max(a, b)) for a, b in pairs} - self.cache.keys())
         if not todo:
             return
-        result = self.measure.exact(self.depths, self.Ks, self.poses, np.array(todo, np.int64))
+        result = self.measure.exact(self.depths, self.Ks, self.poses, np.array(todo, np.int64), cache=self.work)
         self.grown.exact += 2 * len(todo)
         for (a, b), ab, ba in zip(todo, result.covis_1in2.tolist(), result.covis_2in1.tolist()):
             self.cache[(a, b)] = (ab, ba)
