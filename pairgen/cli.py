@@ -146,20 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subcommand(
         sub,
         "inspect",
-        help="statistics of OUT/pairs and a PNG contact sheet of random pairs",
+        help="statistics of OUT/pairs (or of samples, OUT/<shape><N>) and a PNG contact sheet of random rows",
         description="Print the statistics of a pairs folder (pairs, scenes, datasets, covisibility histogram, "
         "shard sizes), checked against the shards' footers, and write a PNG contact sheet of random pairs: "
-        "view 1, view 2, and view 1 with its pixels covisible in view 2 tinted green. Exits with status 1 "
-        "when a shard is missing, unreadable or disagrees with the manifest.",
+        "view 1, view 2, and view 1 with its pixels covisible in view 2 tinted green. With --samples FOLDER, "
+        "the same for a folder of samples of N views (OUT/star5, OUT/tree12, written by filter --views N "
+        "--shape S): samples a scene, the histogram of the edges' covisibility, every views file the samples "
+        "name checked against the SHA-256 they recorded; the sheet shows a row of N views a sample, each "
+        "captioned with its parent and the edge's covisibility, and the sample's N x N covisibility matrix. "
+        "Exits with status 1 when a shard is missing, unreadable or disagrees with the manifest (or a views "
+        "file that samples name is missing or changed).",
         examples=[
             "pairgen inspect",
             "pairgen inspect --out /tmp/pg --pairs 16 --seed 3 --sheet /tmp/pg/sheet.png",
             "pairgen inspect --json > pairs-stats.json",
+            "pairgen inspect --samples star5 --pairs 6     # OUT/star5; sheet OUT/contact_sheet_star5.png",
         ],
     )
     p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/pairs")
+    p.add_argument("--samples", default=None, metavar="FOLDER",
+                   help="inspect the samples folder OUT/FOLDER (star5, chain8, tree12, pair2: what filter --views N "
+                        "--shape S wrote) instead of OUT/pairs")  # fmt: skip
     p.add_argument("--sheet", default=None, type=Path, metavar="PATH",
-                   help="where the contact sheet PNG goes (None: OUT/contact_sheet.png)")
+                   help="where the contact sheet PNG goes (None: OUT/contact_sheet.png; with --samples FOLDER, "
+                        "OUT/contact_sheet_FOLDER.png)")  # fmt: skip
     add_options(p, SheetOptions)
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
@@ -168,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_interchange(sub) -> None:
-    """``import croco`` and ``export --format croco`` (:mod:`pairgen.interchange.croco`)."""
+    """``import croco`` and ``export --format croco|dust3r`` (:mod:`pairgen.interchange.croco`, ``.dust3r``)."""
     from pairgen.interchange.croco import CrocoPairsConfig, ImportConfig
+    from pairgen.interchange.dust3r import Dust3rOptions
 
     p = _subcommand(
         sub,
@@ -206,20 +217,31 @@ def _add_interchange(sub) -> None:
     p = _subcommand(
         sub,
         "export",
-        help="write OUT/pairs in another tool's layout (CroCo's habitat_release) into DEST",
-        description="Write the pairs of OUT/pairs as CroCo's habitat_release folder DEST: per scene "
-        "<label>_1.jpeg, <label>_2.jpeg, <label>_{1,2}_depth.exr (half float), <label>_{1,2}_camera_params.json "
-        "and a metadata.json in CroCo's format (which `pairgen import croco` reads back), and DEST/pairs.txt, "
-        "the cache naver/croco's datasets/pairs_dataset.py reads for --dataset habitat_release "
-        "(DEST is its data/habitat_release). Resumable; the same command again does nothing.",
+        help="write OUT/pairs (CroCo's habitat_release) or 5-view stars (DUSt3R's Habitat) in another tool's "
+        "layout into DEST",
+        description="--format croco: write the pairs of OUT/pairs as CroCo's habitat_release folder DEST: per "
+        "scene <label>_1.jpeg, <label>_2.jpeg, <label>_{1,2}_depth.exr (half float), "
+        "<label>_{1,2}_camera_params.json and a metadata.json in CroCo's format (which `pairgen import croco` "
+        "reads back), and DEST/pairs.txt, the cache naver/croco's datasets/pairs_dataset.py reads for --dataset "
+        "habitat_release (DEST is its data/habitat_release). --format dust3r: write the stars of 5 views of "
+        "OUT/star5 (`pairgen filter --views 5 --shape star`) as the processed Habitat folder naver/dust3r's "
+        "dust3r/datasets/habitat.py reads: per scene <key>_{1..5}.jpeg, <key>_{1..5}_depth.exr (half float), "
+        "<key>_{1..5}_camera_params.json, view 1 the reference, and the scene lists "
+        "DEST/Habitat_<n>_scenes_{train,val}.txt (load with Habitat(<n>, split='train', ROOT=DEST, ...)). "
+        "Resumable; the same command again does nothing.",
         examples=[
             "pairgen export --format croco data/habitat_release",
             "pairgen export --format croco /tmp/habitat_release --out /tmp/pg",
+            "pairgen export --format dust3r data/habitat_processed                  # OUT/star5, all in train",
+            "pairgen export --format dust3r /tmp/habitat_processed --val-share 0.1 --out /tmp/pg",
         ],
     )
-    p.add_argument("dest", type=Path, metavar="DEST", help="the folder written (CroCo's data/habitat_release)")
-    p.add_argument("--format", default="croco", choices=["croco"], help="the layout written")
-    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/pairs (and OUT/views)")
+    p.add_argument("dest", type=Path, metavar="DEST",
+                   help="the folder written (CroCo's data/habitat_release, DUSt3R's data/habitat_processed)")
+    p.add_argument("--format", default="croco", choices=["croco", "dust3r"], help="the layout written")
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path,
+                   help="working folder: reads OUT/pairs (croco) or OUT/star5 (dust3r), and OUT/views")
+    add_options(p, Dust3rOptions)
     p.set_defaults(func=cmd_export)
 
 
@@ -252,9 +274,20 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from manifests.options import flag_of
     from pairgen.interchange.croco import export_croco
+    from pairgen.interchange.dust3r import Dust3rOptions, export_dust3r
 
-    summary = export_croco(args.out, args.dest, progress=Progress)
+    options = from_args(Dust3rOptions, args)
+    if args.format == "dust3r":
+        summary = export_dust3r(args.out, args.dest, options, progress=Progress)
+    else:
+        given = [name for name, value in vars(options).items() if value != getattr(Dust3rOptions(), name)]
+        if given:  # dust3r's options mean nothing to croco's export
+            print(f"pairgen export: error: argument {flag_of(Dust3rOptions, given[0])}: only with --format dust3r",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        summary = export_croco(args.out, args.dest, progress=Progress)
     print(summary.line(), file=sys.stderr)
     return EXIT_OK
 
@@ -317,11 +350,46 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from pairgen.inspect import contact_sheet, pairs_statistics
+    from manifests.card import samples_folders
+    from manifests.layout import MANIFEST_SUFFIX, is_safe_name
+    from pairgen.inspect import (contact_sheet, pairs_statistics, samples_contact_sheet, samples_sheet_path,
+                                 samples_statistics)  # fmt: skip
 
     options = from_args(SheetOptions, args)
+    others = samples_folders(args.out)
+    if args.samples is not None:  # a samples folder: OUT/<shape><N>
+        samples_dir = args.out / args.samples
+        if args.samples not in others:
+            known = f" (samples folders here: {', '.join(others)})" if others else ""
+            if not is_safe_name(args.samples):
+                raise OutputError(f"--samples {args.samples!r}: not a folder name; it names a samples folder of "
+                                  f"{args.out}{known}")  # fmt: skip
+            raise OutputError(f"{args.out / (args.samples + MANIFEST_SUFFIX)}: not found, no samples folder "
+                              f"{args.samples!r}{known}; run `pairgen filter --views N --shape S --out {args.out}` "
+                              "first")  # fmt: skip
+        stats = samples_statistics(samples_dir)
+        sheet_path = args.sheet if args.sheet is not None else samples_sheet_path(args.out, args.samples)
+        sheet = (samples_contact_sheet(samples_dir, sheet_path, n=options.pairs, seed=options.seed)
+                 if stats["totals"]["samples"] else None)  # fmt: skip
+        stats["contact_sheet"] = None if sheet is None else {"path": sheet["path"], "samples": len(sheet["samples"]),
+                                                             "seed": options.seed, "skipped": sheet["skipped"]}  # fmt: skip
+        if args.json:
+            print(json.dumps(stats))
+        else:
+            _print_statistics(stats)
+        for problem in stats["problems"]:
+            print(f"  PROBLEM {problem}", file=sys.stderr)
+        if stats["problems"]:
+            print(f"{len(stats['problems'])} problem(s) in {samples_dir}", file=sys.stderr)
+        return EXIT_FAILED if stats["problems"] else EXIT_OK
     pairs_dir = args.out / "pairs"
-    stats = pairs_statistics(pairs_dir)
+    try:
+        stats = pairs_statistics(pairs_dir)
+    except OutputError as e:
+        if others and not pairs_dir.exists():  # samples only: say how to inspect them
+            raise OutputError(f"{e} (samples folders here: {', '.join(others)}; inspect one with "
+                              f"`pairgen inspect --samples {others[0]}`)") from None  # fmt: skip
+        raise
     sheet_path = args.sheet if args.sheet is not None else args.out / CONTACT_SHEET  # beside pairs/: Parquet only there
     sheet = (contact_sheet(pairs_dir, sheet_path, n=options.pairs, seed=options.seed)
              if stats["totals"]["pairs"] else None)  # fmt: skip
@@ -335,34 +403,65 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  PROBLEM {problem}", file=sys.stderr)
     if stats["problems"]:
         print(f"{len(stats['problems'])} problem(s) in {pairs_dir}", file=sys.stderr)
+    if others:
+        print(f"samples here too: {', '.join(others)} (pairgen inspect --samples {others[0]})", file=sys.stderr)
     return EXIT_FAILED if stats["problems"] else EXIT_OK
 
 
 def _print_statistics(stats: dict, bar_width: int = 40) -> None:
+    """The statistics of a pairs folder (:func:`pairgen.inspect.pairs_statistics`) or of a samples folder
+    (:func:`pairgen.inspect.samples_statistics`, which has ``samples_dir``) as a few lines and a histogram."""
     t = stats["totals"]
-    print(f"{stats['pairs_dir']}  (config {stats['config_hash']})")
-    print(f"  {t['pairs']:,} pairs, {t['scenes']:,} scenes, {t['datasets']} dataset(s), "
-          f"{t['shards']} shard(s), {t['mib']:.1f} MiB")  # fmt: skip
+    what = "samples" if "samples_dir" in stats else "pairs"
+    if what == "samples":
+        kind = "embedded" if stats["embedded"] else "referenced"
+        print(f"{stats['samples_dir']}  (config {stats['config_hash']}; {stats['shape']} of "
+              f"{stats['views_per_sample']} views a sample, {kind})")  # fmt: skip
+        print(f"  {t['samples']:,} samples, {t['scenes']:,} scenes, {t['datasets']} dataset(s), "
+              f"{t['shards']} shard(s), {t['mib']:.1f} MiB; {t['edges']:,} edges")  # fmt: skip
+    else:
+        print(f"{stats['pairs_dir']}  (config {stats['config_hash']})")
+        print(f"  {t['pairs']:,} pairs, {t['scenes']:,} scenes, {t['datasets']} dataset(s), "
+              f"{t['shards']} shard(s), {t['mib']:.1f} MiB")  # fmt: skip
     per_scene = list(stats["scenes"].values())
     for name, d in stats["datasets"].items():
-        print(f"  {name}: {d['pairs']:,} pairs from {d['scenes']:,} scenes")
+        print(f"  {name}: {d[what]:,} {what} from {d['scenes']:,} scenes")
     if per_scene:
-        print(f"  pairs a scene: min {min(per_scene):,}, median {statistics.median(per_scene):,g}, "
+        print(f"  {what} a scene: min {min(per_scene):,}, median {statistics.median(per_scene):,g}, "
               f"max {max(per_scene):,}")  # fmt: skip
+    if what == "samples":
+        views = stats["views"]
+        if not views["referenced"]:
+            print("  views: embedded in the rows (images, depths, K, cam2world)")
+        elif views["missing"] or views["changed"]:
+            print(f"  views files named: {views['files']:,}, {len(views['missing'])} missing, "
+                  f"{len(views['changed'])} changed")  # fmt: skip
+        else:
+            print(f"  views files named: {views['files']:,}, all present and unchanged")
+        e, (lo, hi) = stats["edges"], stats["band"]
+        print(f"covisibility of the edges (each view with its parent; rule {stats['rule']}, band {lo:g}-{hi:g}): "
+              f"min {e['min']:.3f}, median {e['median']:.3f}, max {e['max']:.3f}")  # fmt: skip
+    else:
+        print("covisibility")
     bins, counts = stats["histogram"]["bins"], stats["histogram"]["counts"]
     used = [i for i, c in enumerate(counts) if c]
-    print("covisibility")
     if used:
         top = max(counts)
         for i in range(used[0], used[-1] + 1):
             bar = "#" * round(bar_width * counts[i] / top)
             print(f"  {bins[i]:.2f}-{bins[i + 1]:.2f}  {bar:<{bar_width}}  {counts[i]:,}")
+    if what == "samples" and stats["others"]["count"]:
+        o = stats["others"]
+        print(f"  the other pairs of a sample ({o['count']:,}): min {o['min']:.3f}, median {o['median']:.3f}, "
+              f"max {o['max']:.3f}")  # fmt: skip
     s = stats["shard_sizes"]
-    print(f"shards  pairs: min {s['pairs']['min']:,}, median {s['pairs']['median']:,g}, max {s['pairs']['max']:,};  "
+    print(f"shards  {what}: min {s[what]['min']:,}, median {s[what]['median']:,g}, max {s[what]['max']:,};  "
           f"MiB: min {s['mib']['min']:.2f}, median {s['mib']['median']:.2f}, max {s['mib']['max']:.2f}")  # fmt: skip
     sheet = stats.get("contact_sheet")
-    print(f"contact sheet: {sheet['path']} ({sheet['pairs']} pairs, seed {sheet['seed']})" if sheet
-          else "contact sheet: none (no pairs)")  # fmt: skip
+    skipped = len(sheet.get("skipped", [])) if sheet else 0
+    print(f"contact sheet: {sheet['path']} ({sheet[what]} {what}, seed {sheet['seed']}"
+          f"{f'; {skipped} left out, their views unusable' if skipped else ''})" if sheet
+          else f"contact sheet: none (no {what})")  # fmt: skip
 
 
 def _print_table(rows: list[dict], data_root: Path, triangles: bool) -> None:

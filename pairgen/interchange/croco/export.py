@@ -3,13 +3,13 @@
 The folder CroCo's ``datasets/pairs_dataset.py`` reads (docs/design.md, CroCo
 interchange): per scene the pairs' JPEGs, half-float depth EXRs, camera
 parameters and a ``metadata.json`` in CroCo's format, and ``pairs.txt``.
+The view files and the export's state (resume, refusal) are those every
+export shares (:mod:`pairgen.interchange.files`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from manifests.codecs import decode_depth, decode_rgb, encode_rgb
-from manifests.io import OutputError, atomic_path, read_json, remove_stale_temporaries, write_json_atomic
+from manifests.codecs import decode_depth
+from manifests.io import OutputError, atomic_path, remove_stale_temporaries, write_json_atomic
 from manifests.layout import is_safe_name
 from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest
 from pairgen.interchange.croco.cameras import cam2world_to_habitat, croco_intrinsics
 from pairgen.interchange.croco.metadata import METADATA_NAME
+from pairgen.interchange.files import (EXPORT_STATE, ExportState, camera_params, read_depth_exr, verified_shards,
+                                      write_view)  # fmt: skip
 
 __all__ = ["EXPORT_STATE", "ExportSummary", "export_croco"]
 
 _PAIR_SUFFIX = re.compile(r"^(?P<label>.+)_(?P<o1>[0-9]+)-(?P<o2>[0-9]+)$")
-EXPORT_STATE = ".pairgen-export.json"  # in DEST: which pairs folder the export is of, and the shards done
 # the metadata keys CroCo's generate_from_metadata.py passes on to MultiviewHabitatSimGenerator (an
 # export writes only these, besides multiviews and generate_depth, so their code runs on it unchanged)
 GENERATOR_KEYS = ("scene_dataset_config_file", "scene", "navmesh", "resolution", "views_count", "hfov", "size")
@@ -65,28 +66,6 @@ def _croco_paths(entry: dict, dataset: str) -> dict:
     parts = source.parts
     rest = Path(*parts[len(parts) - parts[::-1].index(dataset):]) if dataset in parts else Path(source.name)
     return {"scene": f"{dataset}/{rest.as_posix()}", "navmesh": "", "scene_dataset_config_file": ""}
-
-
-def _write_bytes(path: Path, data: bytes, sync: bool) -> None:
-    with atomic_path(path, sync=sync) as tmp:
-        tmp.write_bytes(data)
-
-
-def _write_exr(path: Path, depth: np.ndarray, sync: bool) -> None:
-    """Depth as a one-channel (``Y``) half-float EXR, what ``cv2.imwrite(..., IMWRITE_EXR_TYPE_HALF)`` writes."""
-    import OpenEXR
-
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    with atomic_path(path, sync=sync) as tmp:
-        with OpenEXR.File(header, {"Y": np.ascontiguousarray(depth, np.float16)}) as f:
-            f.write(str(tmp))
-
-
-def _jpeg(data: bytes, quality: int = 95) -> bytes:
-    """The image as JPEG bytes: a JPEG as it is, anything else re-encoded."""
-    if data[:3] == b"\xff\xd8\xff":
-        return data
-    return encode_rgb(decode_rgb(data), "jpeg", quality)
 
 
 LIGHT_COLUMNS = ["pair_id", "dataset", "scene_id", "K1", "K2", "cam2world1", "cam2world2", "covis_1in2",
@@ -128,25 +107,19 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
     source = {"pairs_config_hash": pairs.config_hash, "shards": [s.get("sha256") for s in pairs.shards]}
     summary = ExportSummary(dest=str(dest))
     with folder_lock(dest):
-        state_path = dest / EXPORT_STATE
-        state = read_json(state_path) if state_path.is_file() else {"source": source, "done": [], "complete": False}
-        if state.get("source") != source:
-            raise OutputError(f"{dest}: holds an export of other pairs ({state_path}); export into another folder")
-        if state.get("complete"):  # done: nothing read again
-            summary.pairs, summary.scenes, summary.up_to_date = state["pairs"], state["scenes"], True
+        state = ExportState.open(dest, source, "pairs")
+        if state.complete:  # done: nothing read again
+            summary.pairs, summary.scenes, summary.up_to_date = state.get("pairs"), state.get("scenes"), True
             return summary
         remove_stale_temporaries(dest)  # an interrupted export's
         # (dataset, scene_id) -> label -> (19,) position, quaternion of both views, covisibilities, valid fractions
         scenes: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
         sizes: dict[tuple[str, str], tuple[float, int, int]] = {}  # fx, width, height
-        shard_paths = list(pairs.shard_paths())
-        for entry, path in shard_paths:
-            if (why := pairs.verify_shard(entry, path)) is not None:
-                raise OutputError(f"{pairs.folder}/{why}")
+        shard_paths = verified_shards(pairs)
         bar = progress(sum(int(e.get("pairs", 0)) for e, _ in shard_paths), "exporting", "pair") if progress else None
         try:
             for entry, path in shard_paths:
-                done = entry["file"] in state["done"]
+                done = state.done(entry["file"])
                 light = pq.read_table(path, columns=LIGHT_COLUMNS).to_pylist()
                 full = None if done else pq.read_table(path, columns=["image1", "image2", "depth1", "depth2"]).to_pylist()
                 for i, row in enumerate(light):
@@ -166,13 +139,8 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
                         if full is not None:
                             depth = decode_depth(full[i]["depth" + o]["bytes"])
                             valid.append(float(np.count_nonzero(depth) / depth.size))
-                            _write_bytes(folder / f"{label}_{o}.jpeg", _jpeg(full[i]["image" + o]["bytes"]),
-                                         sync_each_file)  # fmt: skip
-                            _write_exr(folder / f"{label}_{o}_depth.exr", depth, sync_each_file)
-                            _write_bytes(folder / f"{label}_{o}_camera_params.json", json.dumps({
-                                "camera_intrinsics": croco_intrinsics(K).tolist(),
-                                "R_cam2world": pose[:3, :3].tolist(), "t_cam2world": pose[:3, 3].tolist()}).encode(),
-                                sync_each_file)  # fmt: skip
+                            write_view(folder, f"{label}_{o}", full[i]["image" + o]["bytes"], depth,
+                                       camera_params(croco_intrinsics(K), pose), sync_each_file)  # fmt: skip
                     (p1, q1), (p2, q2) = (cam2world_to_habitat(p) for _, p in cams)
                     v1, v2 = valid if valid else (math.nan, math.nan)  # nan: read back from the EXRs at the end
                     key = (row["dataset"], row["scene_id"])
@@ -180,9 +148,7 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
                                                    row["covisibility"], v1, v2])  # fmt: skip
                     sizes.setdefault(key, (float(cams[0][0][0, 0]), int(row["width"]), int(row["height"])))
                 if not done:
-                    os.sync()  # the shard's files on disk before it is recorded as done
-                    state["done"].append(entry["file"])
-                    write_json_atomic(state_path, state)
+                    state.record(entry["file"])  # after os.sync: the shard's files on disk first
                     summary.shards_written += 1
                 else:
                     summary.shards_skipped += 1
@@ -210,8 +176,7 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
             write_json_atomic(folder / METADATA_NAME, metadata)
         with atomic_path(dest / "pairs.txt") as tmp:  # as CroCo's write_cache_file: no newline after the last line
             tmp.write_text("\n".join(lines))
-        state.update(complete=True, pairs=summary.pairs, scenes=summary.scenes)
-        write_json_atomic(state_path, state)
+        state.finish(pairs=summary.pairs, scenes=summary.scenes)
     return summary
 
 
@@ -226,11 +191,5 @@ def _multiview_entry(values: np.ndarray, folder: Path, label: str) -> dict:
 
 
 def _exr_valid_fraction(path: Path) -> float:
-    import OpenEXR
-
-    try:
-        with OpenEXR.File(str(path)) as f:
-            depth = f.channels()["Y"].pixels
-    except Exception as e:  # noqa: BLE001  (any damage: one message naming the file)
-        raise OutputError(f"{path}: not a readable depth EXR ({e}); remove {EXPORT_STATE} and export again") from None
+    depth = read_depth_exr(path)
     return float(np.count_nonzero(depth) / depth.size)
