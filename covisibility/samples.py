@@ -29,8 +29,9 @@ edge in the band and every other pair of the sample under its bound.
 Candidates whose estimate against a member is far above that bound are
 passed over before any exact computation. Exact values are cached by pair, so
 a kept sample's full directed N x N matrix is what its checks computed. A
-start that cannot be completed is dropped (no backtracking); views join at
-most ``max_per_view`` samples; the search stops at ``target`` samples or
+start that cannot be completed is dropped (no backtracking), and so is a
+sample of views another sample already holds; views join at most
+``max_per_view`` samples; the search stops at ``target`` samples or
 when a pass over the starts adds none. Its cost follows the samples tried,
 not the number of pairs.
 """
@@ -94,6 +95,7 @@ class SampleSearch:
         self.estimates = {(int(a), int(b)): float(e) for (a, b), e in
                           zip(index.pairs.tolist(), combine_directions(index.estimate_ab, index.estimate_ba, rule))}
         self.uses = np.zeros(self.n_views, np.int64)
+        self.seen: set[frozenset[int]] = set()  # the view sets kept: never twice
         self.cache: dict[tuple[int, int], tuple[float, float]] = {}  # exact values by pair
         self.work: dict = {}  # the measure's per-view work, kept for the scene (Measure.exact's cache)
         self.grown = Grown(candidates=len(pairs))
@@ -198,6 +200,9 @@ class SampleSearch:
                 if found is None:
                     continue
                 members, parents = found
+                if frozenset(members) in self.seen:  # the same views from another start (a pair's both ends)
+                    continue
+                self.seen.add(frozenset(members))
                 self.uses[members] += 1
                 grown.samples.append((np.array(members, np.int64), np.array(parents, np.int32)))
                 grown.matrices.append(self.matrix(members))

@@ -37,6 +37,7 @@ def test_every_sample_keeps_its_shapes_rules_exactly(scene, shape, n, rule):
     grown = grow(scene, shape, n, rule=rule)
     assert len(grown.samples) >= 3, f"only {len(grown.samples)} {shape}s"
     uses = np.zeros(len(mm), int)
+    assert len({frozenset(m.tolist()) for m, _ in grown.samples}) == len(grown.samples)  # no view set twice
     for (members, parents), matrix in zip(grown.samples, grown.matrices):
         assert len(members) == n == len(set(members.tolist())) and matrix.shape == (n, n)
         uses[members] += 1
