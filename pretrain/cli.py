@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     from pretrain.probe import ProbeConfig
     from pretrain.train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="pretrain", description="Pre-train CroCo on pairgen's Parquet pair shards.",
-                                     formatter_class=_Formatter)  # fmt: skip
+    parser = argparse.ArgumentParser(prog="pretrain", description="Pre-train CroCo on pairgen's Parquet pair (or "
+                                     "samples) shards.", formatter_class=_Formatter)  # fmt: skip
     parser.add_argument("--version", action="version", version=f"pretrain {VERSION}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -51,16 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="train CroCo on pair shards",
         description="Train CroCo (cross-view completion) on pair shards: view 1 of each pair is 90 %% masked "
-        "and reconstructed from its visible patches and view 2. Writes checkpoints, log.jsonl, TensorBoard "
-        "events and reconstruction PNGs to runs/NAME. Under torchrun it trains with DDP.",
+        "and reconstructed from its visible patches and view 2. Samples shards (pairgen filter --views N --shape S, "
+        "--reference) give one pair a sample each epoch: a view and its parent as view 1 (a star: its reference and "
+        "one other view), the views read from the views files the samples name. Writes checkpoints, log.jsonl, "
+        "TensorBoard events and reconstruction PNGs to runs/NAME. Under torchrun it trains with DDP.",
         epilog="examples:\n"
         "  pretrain run --shards data/pairgen/pairs\n"
         "  pretrain run --shards data/pairgen/pairs --model tiny --steps 200 --batch-size 16 --name smoke\n"
         "  pretrain run --shards data/pairgen/pairs --resume runs/croco/checkpoint-last.pt\n"
+        "  pretrain run --shards data/pairgen/star5 --name stars   # samples: reference + one other view\n"
         "  torchrun --standalone --nproc_per_node 8 -m pretrain.cli run --shards data/pairgen/pairs",
         formatter_class=_Formatter,
     )
-    p.add_argument("--shards", required=True, type=Path, help="a pairs folder (OUT/pairs) or one shard file")
+    p.add_argument("--shards", required=True, type=Path,
+                   help="a pairs folder (OUT/pairs), a samples folder (OUT/star5, OUT/pair2: one pair a sample, "
+                   "view 1 its reference or a view's parent) or one shard file")
     p.add_argument("--name", default=None,
                    help="run name: outputs go to RUNS/NAME (None: the model's name). Running the same command "
                    "again resumes from RUNS/NAME/checkpoint-last.pt")
@@ -167,7 +172,7 @@ def _resume_and_train(config, run_dir: Path, resume: Path | None, overwrite: boo
 
 # what may change between a run and its resumption (the rest decides the result)
 RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_every", "image_every", "keep_checkpoints",
-             "verify")
+             "verify", "views")  # views: where they are; their SHA-256 pins what they are
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

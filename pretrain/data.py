@@ -1,12 +1,16 @@
-"""Pairs for CroCo pre-training, streamed from the Parquet pair shards that pairgen writes.
+"""Pairs for CroCo pre-training, streamed from the Parquet pair (or samples) shards that pairgen writes.
 
 :class:`PairStream` is a ``torch.utils.data.IterableDataset`` that yields
 whole batches; use it with ``DataLoader(stream, batch_size=None,
 num_workers=W)``. A batch is ``{"img1": (B, 3, S, S) float32, "img2": (B, 3,
 S, S) float32, "pair_id": list[str]}`` (uint8 images with ``output="uint8"``);
 view 1 is CroCo's masked target, view 2 the context. It reads only the shard
-format (docs/design.md; its schema is declared in ``manifests.pairs``) and
-imports nothing of pairgen's rendering.
+formats (docs/design.md; their schemas are declared in ``manifests.pairs``
+and ``manifests.samples``) and imports nothing of pairgen's rendering.
+A samples folder (``OUT/star5``, ``OUT/pair2``) gives one pair a sample
+each epoch, drawn by :func:`pretrain.shards.pick_views` (the parent view
+masked, as view 1); referenced samples' views are read through the views
+files (:mod:`pretrain.shards`, "Samples").
 
 The concerns live apart: :mod:`pretrain.shards` (finding shards, checking
 footers, reading row groups), :mod:`pretrain.plan` (which pairs in which
@@ -55,7 +59,15 @@ from manifests.pairs import IMAGE_COLUMNS
 from pretrain.augment import JITTER_RANGE, Augment, decode_bgr, sample_uniforms
 from pretrain.memory import BatchMemory
 from pretrain.plan import EpochPlan
-from pretrain.shards import RowGroup, ShardError, ShardIndex, find_shards, read_group
+from pretrain.shards import (
+    VIEWS_KEEP,
+    RowGroup,
+    SampleViews,
+    ShardError,
+    ShardIndex,
+    find_shards,
+    read_group,
+)
 
 __all__ = ["PairStream", "ShardError", "worker_context"]
 
@@ -80,12 +92,12 @@ log = logging.getLogger(__name__)
 
 
 class PairStream(IterableDataset):
-    """Batches of CroCo pairs from pairs shards, for ``DataLoader(stream, batch_size=None, num_workers=W)``.
+    """Batches of CroCo pairs from pairs or samples shards, for ``DataLoader(stream, batch_size=None, num_workers=W)``.
 
     Parameters
     ----------
     shards
-        A shards folder, a shard file, or a list of shard files (:func:`find_shards`).
+        A shards folder (pairs or samples), a shard file, or a list of shard files (:func:`find_shards`).
     batch_size
         Pairs a batch (per rank).
     crop
@@ -107,15 +119,21 @@ class PairStream(IterableDataset):
         views as uint8, a quarter of the bytes to hand over and copy to the
         GPU; :func:`to_float` there gives the float32 images (normalised if
         ``normalize``).
+    views
+        The views folder that referenced samples name (None: the samples
+        folder's sibling ``views/``, the ``OUT`` layout).
+    views_keep
+        Scenes whose views' image bytes each process keeps (referenced samples).
 
     Raises
     ------
     ValueError
         No shards, bad arguments, or fewer pairs than one batch on every rank.
     ShardError
-        A shard that is not readable Parquet or does not follow the pairs
-        schema (checked on the footers here), or whose images are smaller
-        than the crop (when the footers carry width/height statistics).
+        A shard that is not readable Parquet or does not follow the pairs or
+        samples schema (checked on the footers here), whose images are smaller
+        than the crop (when the footers carry width/height statistics), or
+        referenced samples without their views folder.
     """
 
     def __init__(
@@ -134,6 +152,8 @@ class PairStream(IterableDataset):
         shuffle_buffer: int = 1024,
         lanes: int | None = None,
         output: str = "float32",
+        views: str | Path | None = None,
+        views_keep: int = VIEWS_KEEP,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -146,8 +166,12 @@ class PairStream(IterableDataset):
             raise ValueError(f"output must be 'float32' or 'uint8', got {output!r}")
         if shuffle_buffer < 1:
             raise ValueError(f"shuffle buffer must be at least 1 row, got {shuffle_buffer}")
+        if views_keep < 1:
+            raise ValueError(f"views_keep must be at least 1 scene, got {views_keep}")
         self.augment = Augment(crop=crop, jitter=jitter, normalize=normalize, jitter_range=jitter_range)
-        self.index = ShardIndex.build(find_shards(shards))
+        self.index = ShardIndex.build(find_shards(shards), views=views)
+        self.views_keep = views_keep
+        self._views: SampleViews | None = None  # made in the process that iterates (its own views files)
         for path, size in zip(self.index.files, self.index.min_sizes):
             if crop is not None and size is not None and min(size) < crop:
                 raise ShardError(f"{path}: images as small as {size[0]}x{size[1]} (width x height, footer "
@@ -167,6 +191,11 @@ class PairStream(IterableDataset):
         log.debug("%d pairs in %d shards, %d row groups: %d batches of %d a rank, %d pairs dropped an epoch",
                   self.index.pairs, len(self.index.files), len(self.index.group_rows), n, batch_size,
                   self.dropped_per_epoch())  # fmt: skip
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_views"] = None  # a worker opens the views files it needs itself
+        return state
 
     # ---- epoch bookkeeping
 
@@ -215,10 +244,13 @@ class PairStream(IterableDataset):
                 last_use[g] = i
         cache: dict[int, RowGroup] = {}
         memory = BatchMemory(shared=info is not None)
+        if self._views is None:
+            self._views = SampleViews(self.views_keep)
         for i, (canonical, (groups, rows)) in enumerate(zip(mine, located)):
             for g in np.unique(groups).tolist():
                 if g not in cache:
-                    cache[g] = read_group(self.index, g)
+                    cache[g] = read_group(self.index, g, views_cache=self._views, seed=self.seed,
+                                          epoch=self.epoch)
             yield self._make_batch(canonical, groups, rows, cache, memory)
             for g in [g for g in cache if last_use[g] == i]:
                 del cache[g]
@@ -236,7 +268,7 @@ class PairStream(IterableDataset):
             for view in (0, 1):
                 bgr = decode_bgr(group.image(view, r))
                 if bgr is None:
-                    raise ShardError(f"{self.index.where(g, r)}: {IMAGE_COLUMNS[view]} of pair {group.ids[r]!r} "
+                    raise ShardError(f"{self.index.where(g, r)}: {self._image(g, view)} of pair {group.ids[r]!r} "
                                      "is not a decodable image")  # fmt: skip
                 if not outs:
                     S = self.augment.out_size(*bgr.shape[:2])
@@ -250,9 +282,15 @@ class PairStream(IterableDataset):
         H, W = bgr.shape[:2]
         crop = self.augment.crop
         if crop is not None and (H < crop or W < crop):
-            raise ShardError(f"{self.index.where(g, r)}: {IMAGE_COLUMNS[view]} of pair {pair!r} is {W}x{H}, "
+            raise ShardError(f"{self.index.where(g, r)}: {self._image(g, view)} of pair {pair!r} is {W}x{H}, "
                              f"smaller than the {crop}x{crop} crop")  # fmt: skip
         if crop is None and (H, W) != S:
-            raise ShardError(f"{self.index.where(g, r)}: {IMAGE_COLUMNS[view]} of pair {pair!r} is {W}x{H}, "
+            raise ShardError(f"{self.index.where(g, r)}: {self._image(g, view)} of pair {pair!r} is {W}x{H}, "
                              f"the batch's first image {S[1]}x{S[0]}; without a crop all images must have one "
                              "size")  # fmt: skip
+
+    def _image(self, g: int, view: int) -> str:
+        """What a message calls view ``view`` (0, 1) of row group ``g``: its column, or the sample's view."""
+        if self.index.kind(int(self.index.group_file[g])) == "pairs":
+            return IMAGE_COLUMNS[view]
+        return f"the image of view {view + 1}"

@@ -63,7 +63,7 @@ def _models() -> list[str]:
 class TrainConfig:
     """A training run; stored in every checkpoint. Each option field is a ``pretrain run`` flag."""
 
-    shards: str | list[str]  # a pairs folder, a shard, or shard files (--shards)
+    shards: str | list[str]  # a pairs or samples folder, a shard, or shard files (--shards)
     run_dir: str  # RUNS/NAME (--runs, --name)
     model: str = option("croco-base", choices=_models, help="model preset")
     img_size: int = option(224, min=16, max=4096,
@@ -88,6 +88,9 @@ class TrainConfig:
     keep_checkpoints: bool = option(False, help="keep every periodic checkpoint as checkpoint-NNNNNNN.pt besides "
                                     "checkpoint-last.pt")
     image_every: int = option(1000, min=0, max=10**9, help="steps between reconstruction PNGs (0: never)")
+    views: str | None = option(None, metavar="FOLDER",
+                               help="the views folder that referenced samples name (None: the samples folder's "
+                               "sibling views/, as pairgen writes OUT)")  # fmt: skip
     verify: bool = option(True, flag="--no-verify", help="skip the check of the shards' SHA-256 against their "
                           "manifest (done once a run; about 0.6 s a GiB)")
 
@@ -151,7 +154,8 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
     lanes = max(1, (ckpt["config"] if ckpt else config.to_dict())["num_workers"])
     shards = find_shards(config.shards)
     data = PairStream(shards, batch_size=config.batch_size, crop=config.img_size, seed=config.seed, rank=rank,
-                      world_size=world, jitter=config.jitter, lanes=lanes, output="uint8")  # fmt: skip
+                      world_size=world, jitter=config.jitter, lanes=lanes, output="uint8",
+                      views=config.views)  # fmt: skip
     per_epoch = data.batches_per_epoch() // config.accum  # optimizer steps an epoch
     if per_epoch < 1:
         raise TrainingError(
