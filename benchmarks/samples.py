@@ -20,6 +20,7 @@
 
     python benchmarks/samples.py                     # 500 and 1000 views, 200 samples
     python benchmarks/samples.py --views 250,500 --samples 50 --repeat 1
+    python benchmarks/samples.py --no-bytes          # the rates only
 
 The last line printed is one JSON object.
 """
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--views", default="500,1000", help="views rendered, comma list (doubling)")
     parser.add_argument("--samples", type=int, default=200, help="samples (and pairs) a scene")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--no-bytes", action="store_true", help="the rates only (part 1)")
     args = parser.parse_args()
     counts = [int(v) for v in args.views.split(",")]
     result = {"views": counts, "samples": args.samples, "rate": {}, "render_seconds": {}}
@@ -149,7 +151,7 @@ def main() -> None:
             growth[name] = [round(b / a, 2) for a, b in zip(t, t[1:])]
             print(f"{name}: time a sample grows {growth[name]} per doubling of views (target <= 2.2)")
         result["growth_per_doubling"] = growth
-        result["bytes"] = sizes(Path(tmp) / f"v{counts[-1]}", args.samples)
+        result["bytes"] = {} if args.no_bytes else sizes(Path(tmp) / f"v{counts[-1]}", args.samples)
         for name, f in result["bytes"].items():
             extra = f", {f['of_embedded']:.2%} of embedded" if "of_embedded" in f else ""
             print(f"bytes: {name}: {f['bytes_per_sample']:.0f} a sample ({f['samples']}){extra}")
