@@ -373,15 +373,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                  if stats["totals"]["samples"] else None)  # fmt: skip
         stats["contact_sheet"] = None if sheet is None else {"path": sheet["path"], "samples": len(sheet["samples"]),
                                                              "seed": options.seed, "skipped": sheet["skipped"]}  # fmt: skip
-        if args.json:
-            print(json.dumps(stats))
-        else:
-            _print_statistics(stats)
-        for problem in stats["problems"]:
-            print(f"  PROBLEM {problem}", file=sys.stderr)
-        if stats["problems"]:
-            print(f"{len(stats['problems'])} problem(s) in {samples_dir}", file=sys.stderr)
-        return EXIT_FAILED if stats["problems"] else EXIT_OK
+        return _report(stats, samples_dir, args.json)
     pairs_dir = args.out / "pairs"
     try:
         stats = pairs_statistics(pairs_dir)
@@ -395,16 +387,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
              if stats["totals"]["pairs"] else None)  # fmt: skip
     stats["contact_sheet"] = None if sheet is None else {"path": sheet["path"], "pairs": len(sheet["pairs"]),
                                                          "seed": options.seed}  # fmt: skip
-    if args.json:
+    status = _report(stats, pairs_dir, args.json)
+    if others:
+        print(f"samples here too: {', '.join(others)} (pairgen inspect --samples {others[0]})", file=sys.stderr)
+    return status
+
+
+def _report(stats: dict, folder: Path, as_json: bool) -> int:
+    """Print a folder's statistics (as JSON, or as lines) and its problems; the exit status."""
+    if as_json:
         print(json.dumps(stats))
     else:
         _print_statistics(stats)
     for problem in stats["problems"]:
         print(f"  PROBLEM {problem}", file=sys.stderr)
     if stats["problems"]:
-        print(f"{len(stats['problems'])} problem(s) in {pairs_dir}", file=sys.stderr)
-    if others:
-        print(f"samples here too: {', '.join(others)} (pairgen inspect --samples {others[0]})", file=sys.stderr)
+        print(f"{len(stats['problems'])} problem(s) in {folder}", file=sys.stderr)
     return EXIT_FAILED if stats["problems"] else EXIT_OK
 
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from manifests.manifest import sha256_file
-from manifests.samples import SAMPLES_SCHEMA, samples_metadata, samples_schema
+from manifests.samples import samples_schema
 from pretrain.cli import main
 from pretrain.data import PairStream, worker_context
 from pretrain.shards import ShardError, find_shards, pick_views, read_group, verify_shards
+from tests.referenced import write_by_reference
 from tests.conftest import FILTER_SMALL, copy_stage
 
 TINY = ["--model", "tiny", "--img-size", "48", "--batch-size", "8", "--workers", "0", "--warmup-steps", "2",
@@ -36,28 +36,8 @@ def out(small_pairs, small_samples, tmp_path_factory) -> Path:
     for source, folder in ((small_pairs, "views"), (small_pairs, "pairs"), (small_samples, "star5")):
         copy_stage(source, out, folder)
     assert pairgen([*FILTER_SMALL, "--reference", "--out", str(out)]) == 0
-    by_reference(out / "pairs", out / "pairs-by-reference", out / "views")
+    write_by_reference(out / "pairs", out / "pairs-by-reference", out / "views")
     return out
-
-
-def by_reference(pairs: Path, dest: Path, views: Path) -> None:
-    """The pairs shards' rows as referenced samples of shape pair: same pairs, order and row groups."""
-    dest.mkdir()
-    for path in find_shards(pairs):
-        with pq.ParquetFile(path) as pf, pq.ParquetWriter(dest / path.name, SAMPLES_SCHEMA.with_metadata(
-                samples_metadata("test", pf.metadata.num_rows, "pair", 2, False))) as writer:  # fmt: skip
-            for g in range(pf.metadata.num_row_groups):
-                t = pf.read_row_group(g).to_pydict()
-                n = len(t["pair_id"])
-                writer.write_table(pa.table({
-                    "sample_id": t["pair_id"], "dataset": t["dataset"], "scene_id": t["scene_id"],
-                    "shape": ["pair"] * n, "view_ids": [list(v) for v in zip(t["view1_id"], t["view2_id"])],
-                    "parents": [[-1, 0]] * n,
-                    "covis": [[1.0, a, b, 1.0] for a, b in zip(t["covis_1in2"], t["covis_2in1"])],
-                    "width": t["width"], "height": t["height"],
-                    "views_sha256": [sha256_file(views / d / f"{s}.parquet")
-                                     for d, s in zip(t["dataset"], t["scene_id"])],
-                }, schema=SAMPLES_SCHEMA), row_group_size=n)  # fmt: skip
 
 
 def run(stream: PairStream, workers: int = 0) -> list[dict]:
