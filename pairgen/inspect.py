@@ -221,21 +221,10 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
         d["pairs"] += n
         d["scenes"] += 1
 
-    totals = manifest.body.get("totals", {})
     unread = any(shard["rows"] is None for shard in shards) or any("cannot be read" in p for p in problems)
-    if not unread and totals.get("pairs") is not None and totals["pairs"] != len(values):
-        problems.append(f"{manifest.path.name}: totals say {totals['pairs']} pairs, the shards hold {len(values)}")
-    listed = manifest.body.get("histogram", {}).get("counts")
-    if listed is not None and list(listed) != counts.tolist() and len(values) == totals.get("pairs"):
-        problems.append(f"{manifest.path.name}: its covisibility histogram differs from the shards'")
-    expected = {k: s.get("pairs", 0) for k, s in manifest.scenes.items() if s.get("pairs")}
-    if not problems and expected != dict(scenes):
-        differ = sorted(set(expected) ^ set(scenes) | {k for k in expected if expected[k] != scenes.get(k)})
-        problems.append(f"{manifest.path.name}: per-scene pair counts differ from the shards' ({', '.join(differ[:5])})")
-
-    sizes = [{"file": s["file"], "pairs": s["rows"] or 0, "row_groups": len(s["row_groups"]),
-              "mib": round(s["bytes"] / MIB, 3)} for s in shards]  # fmt: skip
-    present = [s for s, f in zip(sizes, shards) if f["rows"] is not None]
+    _against_manifest(manifest, problems, unread, "pairs", "pair", len(values), counts, scenes,
+                      "its covisibility histogram")  # fmt: skip
+    sizes, present = _shard_sizes(shards, "pairs")
     return {
         "pairs_dir": str(pairs_dir),
         "config_hash": manifest.config_hash,
@@ -586,21 +575,10 @@ def samples_statistics(samples_dir: str | Path) -> dict:
         views, missing = _views_problems(samples_dir, named, again)
         problems += missing
 
-    totals = manifest.body.get("totals", {})
     total = sum(scenes.values())
-    if not unread and totals.get("samples") is not None and totals["samples"] != rows_read:
-        problems.append(f"{manifest.path.name}: totals say {totals['samples']} samples, the shards hold {rows_read}")
-    listed = manifest.body.get("histogram", {}).get("counts")
-    if listed is not None and list(listed) != counts.tolist() and total == totals.get("samples"):
-        problems.append(f"{manifest.path.name}: its histogram of the edges' covisibility differs from the shards'")
-    expected = {k: s.get("samples", 0) for k, s in manifest.scenes.items() if s.get("samples")}
-    if not problems and expected != dict(scenes):
-        differ = sorted(set(expected) ^ set(scenes) | {k for k in expected if expected[k] != scenes.get(k)})
-        problems.append(f"{manifest.path.name}: per-scene sample counts differ from the shards' ({', '.join(differ[:5])})")
-
-    sizes = [{"file": s["file"], "samples": s["rows"] or 0, "row_groups": len(s["row_groups"]),
-              "mib": round(s["bytes"] / MIB, 3)} for s in shards]  # fmt: skip
-    present = [s for s, f in zip(sizes, shards) if f["rows"] is not None]
+    _against_manifest(manifest, problems, unread, "samples", "sample", rows_read, counts, scenes,
+                      "its histogram of the edges' covisibility", total=total)  # fmt: skip
+    sizes, present = _shard_sizes(shards, "samples")
     return {
         "samples_dir": str(samples_dir),
         "folder": samples_dir.name,
@@ -837,3 +815,27 @@ def samples_contact_sheet(samples_dir: str | Path, out_png: str | Path, n: int =
         sheet.save(tmp, format="PNG")
     return {"path": str(out_png), "size": size, "panel": (pw, ph), "cell": cell, "heat_x": heat_x,
             "row_height": row_h, "samples": described, "skipped": skipped}  # fmt: skip
+
+
+def _against_manifest(manifest, problems: list[str], unread: bool, items: str, item: str, rows: int,
+                      counts: np.ndarray, scenes, histogram: str, total: int | None = None) -> None:  # fmt: skip
+    """The manifest's totals, histogram and per-scene counts against what the shards hold (``items`` a row)."""
+    totals = manifest.body.get("totals", {})
+    total = rows if total is None else total
+    if not unread and totals.get(items) is not None and totals[items] != rows:
+        problems.append(f"{manifest.path.name}: totals say {totals[items]} {items}, the shards hold {rows}")
+    listed = manifest.body.get("histogram", {}).get("counts")
+    if listed is not None and list(listed) != counts.tolist() and total == totals.get(items):
+        problems.append(f"{manifest.path.name}: {histogram} differs from the shards'")
+    expected = {k: s.get(items, 0) for k, s in manifest.scenes.items() if s.get(items)}
+    if not problems and expected != dict(scenes):
+        differ = sorted(set(expected) ^ set(scenes) | {k for k in expected if expected[k] != scenes.get(k)})
+        problems.append(f"{manifest.path.name}: per-scene {item} counts differ from the shards' ({', '.join(differ[:5])})")
+
+
+def _shard_sizes(shards: list[dict], items: str) -> tuple[list[dict], list[dict]]:
+    """Each shard's rows, row groups and MiB; and those of the shards that could be read."""
+    sizes = [{"file": s["file"], items: s["rows"] or 0, "row_groups": len(s["row_groups"]),
+              "mib": round(s["bytes"] / MIB, 3)} for s in shards]  # fmt: skip
+    return sizes, [s for s, f in zip(sizes, shards) if f["rows"] is not None]
+

@@ -26,14 +26,6 @@ def out(small_pairs) -> Path:
     return small_pairs
 
 
-@pytest.fixture
-def damaged(out, tmp_path) -> Path:
-    """A copy of the set to break."""
-    copy = tmp_path / "pg"
-    shutil.copytree(out, copy)
-    return copy
-
-
 def manifest(out: Path) -> dict:
     return json.loads((out / "pairs.manifest.json").read_text())
 
