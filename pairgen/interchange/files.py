@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from manifests.codecs import decode_rgb, encode_rgb
-from manifests.io import OutputError, atomic_path, read_json, write_json_atomic
+from manifests.io import TMP_PREFIX, OutputError, atomic_path, read_json, write_json_atomic
+from manifests.lock import HOLDER_NAME, LOCK_NAME
 
 __all__ = [
     "EXPORT_STATE",
@@ -154,10 +155,19 @@ class ExportState:
         ------
         OutputError
             ``dest`` holds an export of another ``source`` (``what``: "pairs",
-            "samples"), or a damaged state file.
+            "samples"), other files and no export (a user's own files are
+            never overwritten), or a damaged state file.
         """
         path = dest / EXPORT_STATE
-        doc = read_json(path) if path.is_file() else {"source": source, "done": [], "complete": False}
+        if not path.is_file():  # a new export: into an empty folder only, and its state first
+            others = sorted(p.name for p in dest.iterdir() if p.name not in (LOCK_NAME, HOLDER_NAME)
+                            and not p.name.startswith(TMP_PREFIX)) if dest.is_dir() else []  # fmt: skip
+            if others:
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                raise OutputError(f"{dest}: holds other files ({shown}), not an export of pairgen's; export into "
+                                  "an empty or new folder")  # fmt: skip
+            write_json_atomic(path, {"source": source, "done": [], "complete": False})
+        doc = read_json(path)
         if doc.get("source") != source:
             raise OutputError(f"{dest}: holds an export of other {what} ({path}); export into another folder")
         return cls(path, doc)

@@ -24,8 +24,8 @@ from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest
 from pairgen.interchange.croco.cameras import cam2world_to_habitat, croco_intrinsics
 from pairgen.interchange.croco.metadata import METADATA_NAME
-from pairgen.interchange.files import (EXPORT_STATE, ExportState, camera_params, read_depth_exr, verified_shards,
-                                      write_view)  # fmt: skip
+from pairgen.interchange.files import (EXPORT_STATE, ExportState, camera_params, read_depth_exr, refuse_dest_inside,
+                                      verified_shards, write_view)  # fmt: skip
 
 __all__ = ["EXPORT_STATE", "ExportSummary", "export_croco"]
 
@@ -106,6 +106,7 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
     views = ViewsManifest.read(out_dir / "views") if ViewsManifest.exists(out_dir / "views") else None
     source = {"pairs_config_hash": pairs.config_hash, "shards": [s.get("sha256") for s in pairs.shards]}
     summary = ExportSummary(dest=str(dest))
+    refuse_dest_inside(dest, out_dir)  # pairs/ holds Parquet only; OUT holds the pipeline's files
     with folder_lock(dest):
         state = ExportState.open(dest, source, "pairs")
         if state.complete:  # done: nothing read again

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pytest
 from PIL import Image
 
 from pairgen.cli import main
+from tests.commands import assert_one_message, pairgen
 from tests.rooms import write_room_ply
 from tests.writers.croco import write_metadata
 
@@ -288,6 +290,37 @@ def test_export_of_filtered_pairs(small_pairs, tmp_path):
     (dest / "pairs.txt").unlink()
     assert main(["export", "--format", "croco", str(dest), "--out", str(small_pairs)]) == 0
     assert jpeg.is_file() and (dest / "pairs.txt").read_text() == text
+
+
+@pytest.mark.parametrize("inside", [".", "pairs/croco", "views/x", "_pairgen/export"])
+def test_export_into_the_working_folder_is_refused(small_pairs, tmp_path, inside):
+    out = tmp_path / "pg"
+    shutil.copytree(small_pairs, out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    ran = pairgen("export", "--format", "croco", out / inside, "--out", out)
+    assert_one_message(ran, f"{out / inside}: inside the working folder {out}", code=1)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written, pairs/ Parquet only
+
+
+def test_export_never_mixes_into_a_folder_of_other_files(small_pairs, tmp_path):
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "pairs.txt").write_text("my own list")
+    ran = pairgen("export", "--format", "croco", dest, "--out", small_pairs)
+    assert_one_message(ran, f"{dest}: holds other files (pairs.txt), not an export of pairgen's", code=1)
+    assert [p.name for p in dest.iterdir()] == ["pairs.txt"] and (dest / "pairs.txt").read_text() == "my own list"
+
+
+def test_an_export_killed_before_any_shard_resumes(small_pairs, tmp_path):
+    """The state is written before any file: a rerun after a kill continues, even before the first shard."""
+    dest = tmp_path / "release"
+    assert main(["export", "--format", "croco", str(dest), "--out", str(small_pairs)]) == 0
+    files = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    state = json.loads((dest / ".pairgen-export.json").read_text())
+    (dest / ".pairgen-export.json").write_text(json.dumps({"source": state["source"], "done": [], "complete": False}))
+    (dest / "pairs.txt").unlink()
+    assert main(["export", "--format", "croco", str(dest), "--out", str(small_pairs)]) == 0
+    assert {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == files
 
 
 def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
