@@ -369,10 +369,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                               "first")  # fmt: skip
         stats = samples_statistics(samples_dir)
         sheet_path = args.sheet if args.sheet is not None else samples_sheet_path(args.out, args.samples)
-        sheet = (samples_contact_sheet(samples_dir, sheet_path, n=options.pairs, seed=options.seed)
-                 if stats["totals"]["samples"] else None)  # fmt: skip
-        stats["contact_sheet"] = None if sheet is None else {"path": sheet["path"], "samples": len(sheet["samples"]),
-                                                             "seed": options.seed, "skipped": sheet["skipped"]}  # fmt: skip
+        _with_sheet(stats, lambda: samples_contact_sheet(samples_dir, sheet_path, n=options.pairs, seed=options.seed)
+                    if stats["totals"]["samples"] else None,
+                    lambda sheet: {"path": sheet["path"], "samples": len(sheet["samples"]), "seed": options.seed,
+                                   "skipped": sheet["skipped"]})  # fmt: skip
         return _report(stats, samples_dir, args.json)
     pairs_dir = args.out / "pairs"
     try:
@@ -383,14 +383,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                               f"`pairgen inspect --samples {others[0]}`)") from None  # fmt: skip
         raise
     sheet_path = args.sheet if args.sheet is not None else args.out / CONTACT_SHEET  # beside pairs/: Parquet only there
-    sheet = (contact_sheet(pairs_dir, sheet_path, n=options.pairs, seed=options.seed)
-             if stats["totals"]["pairs"] else None)  # fmt: skip
-    stats["contact_sheet"] = None if sheet is None else {"path": sheet["path"], "pairs": len(sheet["pairs"]),
-                                                         "seed": options.seed}  # fmt: skip
+    _with_sheet(stats, lambda: contact_sheet(pairs_dir, sheet_path, n=options.pairs, seed=options.seed)
+                if stats["totals"]["pairs"] else None,
+                lambda sheet: {"path": sheet["path"], "pairs": len(sheet["pairs"]), "seed": options.seed})  # fmt: skip
     status = _report(stats, pairs_dir, args.json)
     if others:
         print(f"samples here too: {', '.join(others)} (pairgen inspect --samples {others[0]})", file=sys.stderr)
     return status
+
+
+def _with_sheet(stats: dict, draw, describe) -> None:
+    """The contact sheet, the last and optional step: when it cannot be drawn (no clean shard left), that is the last
+    problem, after every other was found and listed; ``stats["contact_sheet"]`` says what was drawn."""
+    try:
+        sheet = draw()
+    except OutputError as e:
+        stats["contact_sheet"] = None
+        stats["problems"].append(f"contact sheet not drawn: {e}")
+        return
+    stats["contact_sheet"] = None if sheet is None else describe(sheet)
 
 
 def _report(stats: dict, folder: Path, as_json: bool) -> int:

@@ -14,6 +14,7 @@ from PIL import Image
 from covisibility.reference import covisible_mask
 from manifests.codecs import decode_depth, decode_rgb
 from pairgen.cli import main
+from tests.commands import pairgen
 from tests.conftest import FILTER_SMALL
 from pairgen.inspect import LABEL_HEIGHT, MIN_PANEL, PAD, contact_sheet, highlight, pairs_statistics
 
@@ -143,3 +144,19 @@ def test_shard_not_in_the_manifest_is_a_problem(damaged):
     shutil.copy(damaged / "pairs" / "shard-00000.parquet", damaged / "pairs" / "shard-00099.parquet")
     assert any(p.startswith("shard-00099.parquet: on disk but not in the manifest")
                for p in pairs_statistics(damaged / "pairs")["problems"])  # fmt: skip
+
+
+def test_every_problem_is_listed_when_no_clean_shard_is_left(damaged):
+    """Statistics and every damaged shard first; the sheet, which has nothing clean to draw, is the last problem."""
+    for shard in sorted((damaged / "pairs").glob("shard-*.parquet")):
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # inside the image bytes: readable, but not what the manifest recorded
+        shard.write_bytes(bytes(data))
+    ran = pairgen("inspect", "--out", damaged)
+    assert ran.code == 1 and "Traceback" not in ran.err, ran.err
+    problems = [line for line in ran.err.splitlines() if line.startswith("  PROBLEM")]
+    shards = sorted(p.name for p in (damaged / "pairs").glob("shard-*.parquet"))
+    assert all(any(name in p and "SHA-256" in p for p in problems) for name in shards), ran.err
+    assert problems[-1].startswith("  PROBLEM contact sheet not drawn:") and "no readable pair to draw" in problems[-1]
+    assert " pairs, " in ran.out  # the statistics were printed
+
