@@ -31,16 +31,17 @@ from manifests.io import OutputError, read_parquet_checked, write_parquet_atomic
 
 __all__ = [
     "CHECKED_COLUMNS",
+    "CheckedViews",
     "IMAGE_STRUCT",
-    "SCENE_COLUMNS",
     "ROTATION_TOLERANCE",
+    "SCENE_COLUMNS",
     "VIEWS_FORMAT",
     "VIEWS_FORMATS_READ",
     "VIEWS_SCHEMA",
     "VIEWS_SCHEMA_V1",
-    "CheckedViews",
     "ViewsFileMeta",
     "check_views",
+    "first_null_row",
     "huggingface_metadata",
     "read_views",
     "read_views_meta",
@@ -246,7 +247,7 @@ CHECKED_COLUMNS = ["view_id", "depth", "K", "cam2world", "width", "height"]  # w
 # (it checks dataset and scene_id too when they are read: every row names the file's own scene)
 
 
-def _null_row(column: pa.ChunkedArray | pa.Array) -> int | None:
+def first_null_row(column: pa.ChunkedArray | pa.Array) -> int | None:
     """The first row where ``column`` (or a struct's ``bytes``, or a list's element) is null, else None."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     masks = [arr.is_null()]
@@ -306,7 +307,7 @@ def check_views(table: pa.Table, meta: ViewsFileMeta, path: str | Path, dataset:
     if n < 2:
         raise OutputError(f"{path}: {n} view(s), a pair needs two")
     for name in [*CHECKED_COLUMNS, *(["image"] if "image" in table.column_names else [])]:
-        row = _null_row(table.column(name))
+        row = first_null_row(table.column(name))
         if row is not None:
             raise OutputError(f"{path}: row {row}: {name} is missing (null)")
 

@@ -68,6 +68,7 @@ from manifests.io import OutputError, read_json, write_json_atomic
 from manifests.manifest import ManifestError, PairsManifest, SamplesManifest
 from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, SHARD_GLOB, SIZE_COLUMNS
 from manifests.samples import ResolvedViews, SampleError, ViewsLookup, is_samples_schema
+from manifests.views import first_null_row
 from pretrain.augment import sample_uniforms
 
 __all__ = ["VIEWS_KEEP", "RowGroup", "SampleViews", "ShardError", "ShardIndex", "find_shards", "folder_manifest",
@@ -424,8 +425,7 @@ def read_group(index: ShardIndex, g: int, *, views_cache: SampleViews | None = N
     for name in IMAGE_COLUMNS:
         arr = pc.struct_field(table.column(name).combine_chunks(), "bytes")
         if arr.null_count:
-            row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-            raise ShardError(f"{path}: row group {rg}, row {row}: {name} has no image bytes")
+            raise ShardError(f"{path}: row group {rg}, row {first_null_row(arr)}: {name} has no image bytes")
         o, d = _binary_buffers(arr)
         offsets.append(o)
         data.append(d)
@@ -484,7 +484,7 @@ def _read_samples(index: ShardIndex, g: int, views: SampleViews, seed: int, epoc
     n = np.diff(v_off)
     for name, arr in (("view_ids", v_arr), ("parents", p_arr)):
         if arr.null_count:
-            raise fail(int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0]), f"no {name}")
+            raise fail(first_null_row(arr), f"no {name}")
     for r in np.flatnonzero((n < 2) | (np.diff(p_off) != n)).tolist():
         raise fail(r, f"{n[r]} view ids and {p_off[r + 1] - p_off[r]} parents; a sample has 2 views or more, "
                    "a parent each")  # fmt: skip
@@ -508,7 +508,7 @@ def _read_samples(index: ShardIndex, g: int, views: SampleViews, seed: int, epoc
     data, offsets = [], []
     for view, arr in enumerate(arrays):
         if arr.null_count:
-            r = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+            r = first_null_row(arr)
             raise fail(r, f"view {pair[view][r]} has no image bytes")
         o, d = _binary_buffers(arr)
         offsets.append(o)
