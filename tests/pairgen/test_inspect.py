@@ -16,6 +16,7 @@ from manifests.codecs import decode_depth, decode_rgb
 from pairgen.cli import main
 from tests.commands import pairgen
 from tests.conftest import FILTER_SMALL
+from tests.pairgen.conftest import damage_shard
 from pairgen.inspect import LABEL_HEIGHT, MIN_PANEL, PAD, contact_sheet, highlight, pairs_statistics
 
 FILTER = FILTER_SMALL
@@ -128,12 +129,7 @@ def test_missing_pairs_is_one_message(tmp_path, capsys):
 def test_damaged_shard_is_a_problem_naming_it(damaged, capsys, damage, phrase):
     name = manifest(damaged)["shards"][1]["file"]
     path = damaged / "pairs" / name
-    if damage == "delete":
-        path.unlink()
-    elif damage == "truncate":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    else:  # a readable shard that lost rows
-        pq.write_table(pq.read_table(path).slice(0, 5), path)
+    damage_shard(path, damage)
     problems = pairs_statistics(damaged / "pairs")["problems"]
     assert any(p.startswith(f"{name}: ") and phrase in p for p in problems)
     assert main(["inspect", "--out", str(damaged)]) == 1

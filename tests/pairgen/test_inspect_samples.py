@@ -18,6 +18,7 @@ from pairgen.cli import main
 from pairgen.inspect import (CAPTION_HEIGHT, EDGE_COLOUR, HEAT_MARGIN, LABEL_HEIGHT, MIN_PANEL, PAD, heat_colours,
                              samples_contact_sheet, samples_sheet_path, samples_statistics)  # fmt: skip
 from tests.conftest import FILTER_SMALL, copy_stage
+from tests.pairgen.conftest import damage_shard
 
 SIZE = 64  # --resolution of the small views
 VIEWS = 5  # star5
@@ -190,12 +191,7 @@ def test_embedded_samples(embedded, tmp_path, capsys):
 def test_damaged_shard_is_a_problem_naming_it(damaged, tmp_path, capsys, damage, phrase):
     name = manifest(damaged)["shards"][1]["file"]
     path = damaged / "star5" / name
-    if damage == "delete":
-        path.unlink()
-    elif damage == "truncate":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    else:  # a readable shard that lost rows
-        pq.write_table(pq.read_table(path).slice(0, 5), path)
+    damage_shard(path, damage)
     problems = samples_statistics(damaged / "star5")["problems"]
     assert any(p.startswith(f"{name}: ") and phrase in p for p in problems), problems
     assert main(["inspect", "--out", str(damaged), "--samples", "star5", "--sheet", str(tmp_path / "s.png")]) == 1
