@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from manifests.io import OutputError
+from manifests.io import OutputError, path_inside
 from manifests.manifest import SamplesManifest, sha256_file
 from manifests.options import ConfigError, check, option, with_flags
 from manifests.samples import SHAPES, sample_id, samples_metadata, samples_schema
@@ -227,11 +227,12 @@ def _samples_digest(rows: list[tuple[str, ChosenSample]]) -> str:
     return h.hexdigest()[:16]
 
 
-def _views_of(path: Path, embed: bool) -> dict:
-    """What a shard's rows take of one views file: its SHA-256 and size, and with ``embed`` every view's bytes."""
+def _views_of(path: Path, embed: bool, sha256: str) -> dict:
+    """What a shard's rows take of one views file: ``sha256`` (the views manifest's, which the unit checked the file
+    against: the samples were drawn from that file), its size, and with ``embed`` every view's bytes."""
     columns = ["view_id", "width", "height"] + (["image", "depth", "K", "cam2world"] if embed else [])
     table, _ = read_views(path, columns=columns)
-    views = {"sha256": sha256_file(path), "width": int(table.column("width")[0].as_py()),
+    views = {"sha256": sha256, "width": int(table.column("width")[0].as_py()),
              "height": int(table.column("height")[0].as_py()),
              "index": {v: i for i, v in enumerate(table.column("view_id").to_pylist())}}  # fmt: skip
     if embed:
@@ -292,10 +293,16 @@ class SamplesStage(FilterStage):
 
     def shard_rows(self) -> ShardRows:
         config = self.config
+        recorded = {path_inside(self.views_dir, e["file"]): e["sha256"] for key, e in self.scenes.items()
+                    if key in self.selections and e.get("sha256")}  # fmt: skip
+
+        def load(path: Path) -> dict:  # the manifest's checksum: the file is not hashed a second time
+            return _views_of(path, config.embed, recorded.get(path) or sha256_file(path))
+
         return ShardRows(table=lambda rows, views: _samples_table(rows, views, config), digest=_samples_digest,
                          metadata=lambda h, n, digest: samples_metadata(h, n, config.shape, config.views, config.embed,
                                                                         digest),
-                         load=lambda path: _views_of(path, config.embed), name="samples")  # fmt: skip
+                         load=load, name="samples")  # fmt: skip
 
     def covisibilities(self) -> np.ndarray:
         """The edges' covisibility (each view with its parent, by the pair rule): the manifest's histogram."""
