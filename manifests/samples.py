@@ -147,7 +147,7 @@ class ResolvedViews:
 
     ``rows[view_id]`` is the view's row; ``image`` and ``depth`` are the
     Arrow arrays of encoded bytes (``image.value(row)`` without a copy: see
-    :meth:`image_bytes`); ``K`` (V, 3, 3) and ``cam2world`` (V, 4, 4) float32.
+    :meth:`image_bytes`); ``K`` (V, 3, 3) and ``cam2world`` (V, 4, 4) float32 (no rows when not read).
     """
 
     path: Path
@@ -175,12 +175,17 @@ class ResolvedViews:
 class ViewsLookup:
     """Scenes' views files under ``views_dir``, each read once and checked, the last ``keep`` kept in memory.
 
+    ``columns`` are what is read besides ids and sizes: the encoded ``image``
+    and ``depth``, the cameras ``K`` and ``cam2world`` (a loader that wants
+    image bytes only reads ``("image",)``).
+
     :meth:`get` checks the file's SHA-256 against the one a sample recorded
     (hashed once per file while it is kept) and its views' size, so a sample
     never resolves to views other than those it was drawn from.
     """
 
-    def __init__(self, views_dir: str | Path, keep: int = 16, columns: Sequence[str] = ("image", "depth")) -> None:
+    def __init__(self, views_dir: str | Path, keep: int = 16,
+                 columns: Sequence[str] = ("image", "depth", "K", "cam2world")) -> None:  # fmt: skip
         self.views_dir = Path(views_dir)
         self.keep = max(1, int(keep))
         self.columns = tuple(columns)
@@ -192,6 +197,12 @@ class ViewsLookup:
             if not is_safe_name(name):
                 raise SampleError(f"{self.views_dir}: a sample names scene {dataset}/{scene_id}, not a safe file name")
         return self.views_dir / dataset / f"{scene_id}.parquet"
+
+    def _matrices(self, table: pa.Table, name: str, n: int) -> np.ndarray:
+        """(V, n, n) float32 of a fixed-size list column; (0, n, n) when this lookup does not read it."""
+        if name not in self.columns:
+            return np.zeros((0, n, n), np.float32)
+        return table.column(name).combine_chunks().flatten().to_numpy().astype(np.float32).reshape(-1, n, n)
 
     def get(self, dataset: str, scene_id: str, sha256: str | None) -> ResolvedViews:
         """The scene's views; :class:`SampleError` names the file and scene when missing, changed or unreadable."""
@@ -210,7 +221,7 @@ class ViewsLookup:
             raise SampleError(f"{path}: changed since its samples were drawn (SHA-256 {digest[:12]}..., the samples "
                               f"name {sha256[:12]}...): scene {scene}; run the command that made them again")  # fmt: skip
         try:
-            table, _ = read_views(path, columns=["view_id", *self.columns, "K", "cam2world", "width", "height"])
+            table, _ = read_views(path, columns=["view_id", *self.columns, "width", "height"])
         except OutputError as e:
             raise SampleError(f"{e} (scene {scene})") from None
         ids = table.column("view_id").to_numpy()
@@ -221,8 +232,8 @@ class ViewsLookup:
             rows={int(v): i for i, v in enumerate(ids)},
             image=table.column("image").combine_chunks().field("bytes") if "image" in self.columns else empty,
             depth=table.column("depth").combine_chunks().field("bytes") if "depth" in self.columns else empty,
-            K=np.asarray(table.column("K").to_pylist(), np.float32).reshape(-1, 3, 3),
-            cam2world=np.asarray(table.column("cam2world").to_pylist(), np.float32).reshape(-1, 4, 4),
+            K=self._matrices(table, "K", 3),
+            cam2world=self._matrices(table, "cam2world", 4),
             width=int(width[0]) if len(width) else 0,
             height=int(height[0]) if len(height) else 0,
         )
