@@ -44,10 +44,10 @@ import numpy as np
 
 from covisibility.measures import combine_directions, get_measure
 from covisibility.search import HIGH_MARGIN, SurfaceIndex, depth_source
+from manifests.samples import SHAPES  # the shapes the format names
 
 __all__ = ["SHAPES", "Grown", "SampleSearch", "grow_samples"]
 
-SHAPES = ("pair", "star", "chain", "tree")
 TRIES_PER_STEP = 24  # candidates tried for one new view before the start is given up
 
 
