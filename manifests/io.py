@@ -15,6 +15,7 @@ host: older than a day), never another live run's.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -28,9 +29,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "DiskFull",
     "OutputError",
     "atomic_path",
     "copy_atomic",
+    "output_error",
     "path_inside",
     "read_json",
     "read_parquet_checked",
@@ -74,6 +77,82 @@ class OutputError(OSError):
     """An output folder or file that cannot be written or read back."""
 
 
+class DiskFull(OutputError):
+    """A write that ran out of space or quota; the message names the file and the space left.
+
+    Every writer goes through :func:`atomic_path`, so a full disk leaves
+    nothing under a final name, and a rerun with space finishes the work.
+    """
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+NEARLY_FULL_BYTES = 1 << 20  # a writer's error without an errno (torch.save's) on a file system this close to full
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _is_full(error: BaseException, folder: Path) -> bool:
+    """Whether ``error`` (or what caused it) is a full disk or quota, writing into ``folder``."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, RuntimeError) or (isinstance(error, OSError) and error.errno is None):
+        # some writers (torch.save) lose the errno on the way
+        free = _free_bytes(folder)
+        return free is not None and free < NEARLY_FULL_BYTES
+    return False
+
+
+def _mount_point(folder: Path) -> Path:
+    """The folder where ``folder``'s file system is mounted (what ``df`` names)."""
+    folder = folder.resolve()
+    try:
+        device = folder.stat().st_dev
+        while folder.parent != folder and folder.parent.stat().st_dev == device:
+            folder = folder.parent
+    except OSError:
+        pass
+    return folder
+
+
+def output_error(
+    path: str | Path, error: BaseException, folder: str | Path | None = None, *, full: bool | None = None
+) -> OutputError:
+    """The one message for a write of ``path`` that failed with ``error``.
+
+    A full disk or quota becomes :class:`DiskFull`, naming the file and the
+    space left on its file system; any other ``OSError`` an :class:`OutputError` naming the folder
+    that cannot be written. ``folder`` is where the bytes went (a
+    temporary's folder), default ``path``'s. ``full``: whether the caller
+    already knows it was a full disk (decided before the file was removed).
+    """
+    path = Path(path)
+    folder = Path(folder) if folder is not None else path.parent
+    if full if full is not None else _is_full(error, folder):
+        free = _free_bytes(folder)
+        left = f"{_size(free)} free" if free is not None else "free space unknown"
+        return DiskFull(f"{path}: no space left on the device ({left} on {_mount_point(folder)} now); "
+                        "free space, then run the command again: what was finished is kept")
+    if isinstance(error, OutputError):
+        return error
+    return OutputError(f"{folder}: cannot write here ({getattr(error, 'strerror', None) or error})")
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every file system lets a folder be opened
         fd = os.open(folder, os.O_RDONLY)
@@ -113,7 +192,7 @@ def atomic_path(path: str | Path, tmp_dir: str | Path | None = None, sync: bool 
                 where = Path(tmp_dir)
         fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), dir=where)
     except OSError as e:
-        raise OutputError(f"{path.parent}: cannot write here ({e.strerror or e})") from e
+        raise output_error(path, e) from e
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -125,8 +204,11 @@ def atomic_path(path: str | Path, tmp_dir: str | Path | None = None, sync: bool 
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = isinstance(e, Exception) and not isinstance(e, OutputError) and _is_full(e, tmp.parent)
         tmp.unlink(missing_ok=True)
+        if full:
+            raise output_error(path, e, tmp.parent, full=True) from e
         raise
     if sync:
         _fsync_dir(path.parent)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from manifests.io import OutputError, write_json_atomic
+from manifests.io import OutputError, output_error, write_json_atomic
 
 __all__ = ["FolderBusy", "folder_lock"]
 
@@ -78,7 +78,7 @@ def folder_lock(folder: str | Path, command: str | None = None, *, at: str | Pat
         raise FolderBusy(f"{folder}: in use by another run ({_holder(holder)}); wait for it to finish, "
                          "or use another output folder") from None  # fmt: skip
     except OSError as e:
-        raise OutputError(f"{where}: cannot write here ({e.strerror or e})") from e
+        raise output_error(lock_file, e) from e
     try:
         write_json_atomic(holder, {"pid": os.getpid(), "host": socket.gethostname(),
                                    "command": command or " ".join(sys.argv), "since": time.time()})  # fmt: skip

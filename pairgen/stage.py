@@ -31,7 +31,10 @@ does the rest, the same way for every stage:
 5. :meth:`Stage.finish` (the filter writes its shards there), then the
    manifest is written a last time, marked ``complete`` only when every
    unit succeeded (the same command again retries exactly the failed ones),
-   then :meth:`Stage.publish` (the dataset card, ``OUT/README.md``);
+   then :meth:`Stage.publish` (the dataset card, ``OUT/README.md``). A
+   unit that fails on a full disk (:class:`~manifests.io.DiskFull`) stops
+   the run at once, with that one message and exit status 1: every later
+   unit would fail the same way;
 6. the :class:`StageSummary` gives the summary line; :func:`report` prints it
    with the first failures, and the exit status is 1 when a unit failed.
 """
@@ -51,7 +54,7 @@ from typing import Any, ClassVar, TextIO
 
 from manifests.commands import EXIT_FAILED, EXIT_OK, shorten
 from manifests.config import config_changes, config_hash
-from manifests.io import OutputError, remove_stale_temporaries
+from manifests.io import DiskFull, OutputError, output_error, remove_stale_temporaries
 from manifests.layout import state_dir, temporaries_dir
 from manifests.lock import LOCK_NAME, FolderBusy, folder_lock
 from pairgen.distribute import TaskTimeout
@@ -80,6 +83,7 @@ class UnitResult:
     status: str = "failed"
     reason: str | None = None
     seconds: float = 0.0
+    disk_full: bool = False  # failed on a full disk: the run stops, every later scene would fail the same way
 
     #: fields kept out of the manifest entry (large, or only for the driver)
     PRIVATE: ClassVar[tuple[str, ...]] = ()
@@ -90,7 +94,8 @@ class UnitResult:
 
     def entry(self) -> dict:
         """The manifest entry of this result: every public field that is set."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k not in self.PRIVATE}
+        private = (*self.PRIVATE, "disk_full")
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k not in private}
 
 
 @dataclass
@@ -293,7 +298,7 @@ class Stage(abc.ABC):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OutputError(f"{self.folder}: cannot write here ({e.strerror or e})") from e
+            raise output_error(self.folder, e, self.folder) from e
         todo, decided = self.plan()
         log.info("%s: %d unit(s) to run, %d decided already, into %s", self.name, len(todo), len(decided), self.folder)
         bar = self.progress(len(todo) + len(decided), self.progress_desc, "scene") if self.progress else None
@@ -317,6 +322,10 @@ class Stage(abc.ABC):
             self.on_result(task, result)
             summary.seconds = time.perf_counter() - start
             manifest.body["last_run"] = summary.to_dict()
+            if result.disk_full:  # stop: the scenes after it would fail the same way, each in its own words
+                with contextlib.suppress(OutputError):  # the manifest may not fit either; it says incomplete already
+                    manifest.write()
+                raise DiskFull(result.reason)
             manifest.write()
             if bar is not None:
                 bar.set_postfix(**self.postfix())
@@ -342,7 +351,7 @@ class Stage(abc.ABC):
                 bar.close()
         self.finish(manifest)
         # complete only when every unit succeeded: a rerun retries exactly the failed ones
-        manifest.body["complete"] = summary.failed == 0 and manifest.body.get("complete", True)
+        manifest.body["complete"] = summary.failed == 0
         summary.seconds = time.perf_counter() - start
         manifest.body["last_run"] = summary.to_dict()
         manifest.write()
@@ -378,6 +387,8 @@ def run_unit(
     start = time.perf_counter()
     try:
         body(result)
+    except DiskFull as e:
+        result.status, result.reason, result.disk_full = "failed", str(e), True
     except expected as e:
         result.status, result.reason = "failed", str(e)
     except Exception as e:  # noqa: BLE001  (one bad scene never stops the run)

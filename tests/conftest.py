@@ -60,3 +60,44 @@ def small_samples(small_pairs, tmp_path_factory) -> Path:
     assert main([*SAMPLES_SMALL, "--out", str(out)]) == 0
     return out
 
+
+
+class SmallDisk:
+    """A tmpfs of its own (``path``), to fill: what every writer does on a full disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / ".filler"
+
+    def leave(self, free: int) -> None:
+        """Fill the disk until about ``free`` bytes are left (tmpfs counts whole 4 KiB pages)."""
+        import shutil
+
+        self.filler.unlink(missing_ok=True)
+        size = shutil.disk_usage(self.path).free - free
+        if size > 0:
+            with open(self.filler, "wb") as f:
+                f.truncate(0)
+                chunk = b"\0" * (1 << 20)
+                while size > 0:
+                    size -= f.write(chunk[: min(size, len(chunk))])
+
+    def free_up(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> SmallDisk:
+    """A 64 MiB tmpfs mounted for this test; skipped where this process may not mount one (not root, no tmpfs)."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("a full disk needs a tmpfs of its own: mount -t tmpfs is not allowed here")
+    try:
+        yield SmallDisk(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

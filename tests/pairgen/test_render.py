@@ -67,6 +67,10 @@ def test_rerun_does_nothing(rendered, capsys):
     assert {f: f.stat().st_mtime_ns for f in files} == before
 
 
+def test_a_finished_render_is_marked_complete(rendered):
+    assert json.loads((rendered / "views.manifest.json").read_text())["complete"] is True
+
+
 def test_same_config_same_views(rendered, tmp_path):
     assert render(tmp_path) == 0
     for f in (rendered / "views" / "synthetic").glob("*.parquet"):

@@ -7,6 +7,7 @@ unit of work and a Stage subclass.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from manifests.io import write_json_atomic
+from manifests.io import DiskFull, output_error, write_json_atomic
 from manifests.manifest import ManifestError, PairsManifest, StageManifest, ViewsManifest
 from manifests.options import check, option
 from pairgen.distribute import run_local
@@ -46,6 +47,8 @@ def echo(name: str, folder: Path, config: EchoConfig) -> Echoed:
     def body(result: Echoed) -> None:
         if name.startswith("bad"):
             raise ValueError(f"{name}: refuses to be echoed")  # unexpected: reported with its type
+        if name.startswith("full"):
+            raise output_error(folder / f"{name}.txt", OSError(errno.ENOSPC, "No space left on device"))
         result.file = f"{name}.txt"
         (folder / result.file).write_text(name * config.repeat)
         result.status = "ok"
@@ -106,6 +109,23 @@ def test_rerun_skips_what_is_done_and_retries_what_failed(tmp_path):
     summary, out, code = run(tmp_path, ["a", "bad1", "c"])
     assert (summary.ok, summary.skipped, summary.failed) == (1, 1, 1)
     assert (tmp_path / "echo" / "a.txt").read_text() == "kept"  # not redone
+
+
+def test_complete_exactly_when_no_unit_failed(tmp_path):
+    run(tmp_path, ["a", "bad1"])
+    assert EchoManifest.read(tmp_path / "echo").body["complete"] is False
+    run(tmp_path, ["a", "b"])  # the failed one is no longer asked for
+    assert EchoManifest.read(tmp_path / "echo").body["complete"] is True
+
+
+def test_a_full_disk_stops_the_run_with_its_message(tmp_path):
+    with pytest.raises(DiskFull, match=r"full1\.txt: no space left on the device \(.* free on "):
+        run(tmp_path, ["a", "full1", "b"])
+    manifest = EchoManifest.read(tmp_path / "echo")
+    assert manifest.body["complete"] is False and "b" not in manifest.scenes  # stopped at the full disk
+    assert "disk_full" not in manifest.scenes["full1"] and manifest.scenes["full1"]["status"] == "failed"
+    summary, _, code = run(tmp_path, ["a", "b"])  # with space: finishes, "a" kept
+    assert code == 0 and (summary.ok, summary.skipped) == (1, 1)
 
 
 def test_another_config_refuses_then_overwrite_replaces(tmp_path):
