@@ -74,9 +74,9 @@ def test_inspect_sheet(small_pairs, small_disk):
     sheet = small_disk.path / "sheet.png"
     small_disk.leave(8 << 10)
     ran = pairgen("inspect", "--out", small_pairs, "--sheet", sheet)
-    # inspect lists its problems on stdout, the sheet last (the statistics are printed): exit 1, no traceback
+    # inspect prints its statistics, then its problems (on stderr), the sheet last: exit 1, no traceback
     assert ran.code == 1 and "Traceback" not in ran.err
-    assert f"PROBLEM contact sheet not drawn: {sheet}: no space left on the device (" in ran.out
+    assert f"PROBLEM contact sheet not drawn: {sheet}: no space left on the device (" in ran.err
     assert not sheet.exists()
 
 
