@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from manifests.io import resolve_inside
+from manifests.layout import name_problem
 from manifests.options import check, option
 from manifests.registry import Registry
 
@@ -74,7 +75,9 @@ class SceneRecord:
     up : {"y", "z"}
         The mesh file's up axis.
     problems : list of str
-        Why this scene cannot be used; empty when it can.
+        Why this scene cannot be used; empty when it can. A dataset or scene
+        id that cannot name a file (:func:`manifests.layout.name_problem`:
+        unsafe characters, too long) is one, found here, before any work.
     """
 
     dataset: str
@@ -85,6 +88,12 @@ class SceneRecord:
     source: str
     up: str
     problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for what, name in (("dataset", self.dataset), ("scene id", self.scene_id)):
+            problem = name_problem(name, what)  # its files are named after it: views, selections, exports
+            if problem is not None and problem not in self.problems:
+                self.problems.append(problem)
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,11 @@ Parquet only: ``manifests.layout``) pass ``tmp_dir``, a folder on the same file
 system, so that even a crash's leftover stays out of it. :func:`remove_stale_temporaries` clears those of
 processes that are gone (on this host: the PID no longer runs; from another
 host: older than a day), never another live run's.
+
+A Parquet file written with ``checksums=True`` (every shard) carries in its
+footer a CRC-32 of each row group's values, column by column
+(:func:`parquet_checksums`), so it can be checked with nothing beside it
+(:func:`check_parquet`; docs/design.md "What is verified on read").
 """
 
 from __future__ import annotations
@@ -25,13 +30,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from isal import isal_zlib
 
 __all__ = [
+    "CHECKSUMS_KEY",
     "DiskFull",
     "OutputError",
     "atomic_path",
+    "check_parquet",
     "copy_atomic",
     "output_error",
     "path_inside",
@@ -45,6 +55,8 @@ __all__ = [
 
 TMP_PREFIX = ".tmp-"
 STALE_FOREIGN_S = 86_400.0  # a temporary of another host is stale after a day (its process cannot be asked)
+CHECKSUMS_KEY = "pairgen.checksums"  # footer key: CRC-32 of each row group's values, column by column
+CHECKSUMS_FORMAT = "pairgen-checksums/1"
 
 
 def _tmp_prefix(name: str) -> str:
@@ -306,17 +318,25 @@ def write_parquet_atomic(
     metadata: dict[str, str] | None = None,
     row_group_size: int = 256,
     tmp_dir: str | Path | None = None,
+    checksums: bool = False,
 ) -> None:
     """Write ``table`` to ``path`` atomically (``tmp_dir``: as :func:`atomic_path`'s).
 
     Binary columns (already-encoded images and depth) are stored uncompressed
     and without dictionary encoding; every other column uses zstd.
     ``metadata`` (str -> str, usually JSON) joins the schema's key-value
-    metadata.
+    metadata. ``checksums``: the footer also holds, under
+    :data:`CHECKSUMS_KEY`, the CRC-32 of each row group's values column by
+    column (:func:`parquet_checksums`), so the file can be verified without
+    anything beside it (:func:`check_parquet`).
     """
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+    merged = dict(table.schema.metadata or {})
+    merged.update({k.encode(): v.encode() for k, v in (metadata or {}).items()})
+    if checksums:
+        merged[CHECKSUMS_KEY.encode()] = json.dumps(parquet_checksums(table, row_group_size)).encode()
+    else:
+        merged.pop(CHECKSUMS_KEY.encode(), None)  # a table read from a file that had them: they may not hold here
+    if merged != dict(table.schema.metadata or {}):
         table = table.replace_schema_metadata(merged)
     leaves = [leaf for f in table.schema for leaf in _leaf_paths(f)]
     blob = {p for p, t in leaves if pa.types.is_binary(t) or pa.types.is_large_binary(t)}
@@ -356,3 +376,110 @@ def read_parquet_checked(path: str | Path, schema: pa.Schema, columns: list[str]
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowException) as e:
         raise OutputError(f"{path}: cannot be read ({e})") from e
+
+
+def _crc_values(arr: pa.Array, crc: int) -> int:
+    """``crc`` carried over ``arr``'s values: validity, lengths, bytes, children (not how they are encoded or sliced)."""
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return _crc_values(arr.dictionary_decode(), crc)
+    if arr.null_count:
+        crc = isal_zlib.crc32(arr.is_valid().to_numpy(zero_copy_only=False).tobytes(), crc)
+    if pa.types.is_struct(t):
+        for child in arr.flatten():  # the struct's own offset and nulls applied
+            crc = _crc_values(child, crc)
+        return crc
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        return _crc_values(arr.flatten(), isal_zlib.crc32(lengths.tobytes(), crc))
+    if pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
+        arr = arr.drop_null() if arr.null_count else arr
+        _, off_buf, data_buf = arr.buffers()
+        kind = np.int64 if pa.types.is_large_binary(t) or pa.types.is_large_string(t) else np.int32
+        offsets = np.frombuffer(off_buf, kind)[arr.offset : arr.offset + len(arr) + 1] if len(arr) else np.zeros(1, kind)
+        crc = isal_zlib.crc32(np.diff(offsets).astype(np.int64).tobytes(), crc)
+        if data_buf is None or offsets[-1] == offsets[0]:
+            return crc
+        return isal_zlib.crc32(memoryview(data_buf)[int(offsets[0]) : int(offsets[-1])], crc)
+    return isal_zlib.crc32(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)).tobytes(), crc)
+
+
+def column_crc(column: pa.Array | pa.ChunkedArray) -> int:
+    """CRC-32 (ISA-L's) of a column's values: equal for equal values however they are chunked, sliced or stored."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return _crc_values(column, 0)
+
+
+def parquet_checksums(table: pa.Table, row_group_size: int) -> dict:
+    """What :func:`write_parquet_atomic` puts under :data:`CHECKSUMS_KEY`: each row group's rows and column CRCs.
+
+    ``{"format", "algorithm": "crc32", "columns": [top-level names],
+    "rows": [rows per row group], "crc32": [[one per column] per row
+    group]}``; row group ``g`` holds rows ``g * row_group_size`` onwards, as
+    ``pyarrow.parquet.write_table`` cuts them.
+    """
+    starts = range(0, table.num_rows, row_group_size)
+    parts = [table.slice(start, row_group_size) for start in starts]
+    return {"format": CHECKSUMS_FORMAT, "algorithm": "crc32", "columns": table.column_names,
+            "rows": [part.num_rows for part in parts],
+            "crc32": [[column_crc(c) for c in part.columns] for part in parts]}  # fmt: skip
+
+
+def _checksums_of(path: Path, raw: bytes) -> dict:
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        found = None
+    ok = isinstance(found, dict) and found.get("format") == CHECKSUMS_FORMAT and found.get("algorithm") == "crc32"
+    columns, rows, crcs = (found.get(k) for k in ("columns", "rows", "crc32")) if ok else (None, None, None)
+    ok = ok and isinstance(columns, list) and all(isinstance(c, str) for c in columns) and isinstance(rows, list)
+    ok = ok and isinstance(crcs, list) and len(crcs) == len(rows) and all(isinstance(r, int) for r in rows)
+    ok = ok and all(isinstance(g, list) and len(g) == len(columns) and all(isinstance(c, int) for c in g) for g in crcs)
+    if not ok:
+        raise OutputError(f"{path}: its footer's checksums ({CHECKSUMS_KEY}) cannot be read: the footer is damaged, "
+                          f"or was written by a newer pairgen")  # fmt: skip
+    return found
+
+
+def check_parquet(path: str | Path) -> bool:
+    """Check a Parquet file against the checksums in its own footer; False when it carries none.
+
+    Every row group is read, every column, and each column's values hashed
+    as :func:`write_parquet_atomic` hashed them: a byte changed in the
+    file, a value rewritten by another tool (which keeps the footer's
+    metadata, not the values it was written for), rows lost or added all
+    differ. CRC-32 finds accidental damage (disks, copies, edits), not a
+    forger: a manifest's SHA-256 is the stronger check where there is one.
+
+    Raises
+    ------
+    OutputError
+        The file cannot be read, its checksums cannot be read, or they do
+        not hold; the message names the file, row group and column.
+    """
+    path = Path(path)
+    try:
+        with pq.ParquetFile(path) as pf:
+            raw = (pf.metadata.metadata or {}).get(CHECKSUMS_KEY.encode())
+            if raw is None:
+                return False
+            written = _checksums_of(path, raw)
+            found = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+            if found != written["rows"]:
+                raise OutputError(f"{path}: row groups of {found} rows, its checksums were written for "
+                                  f"{written['rows']} (rows lost or added since)")  # fmt: skip
+            missing = [c for c in written["columns"] if c not in pf.schema_arrow.names]
+            if missing:
+                raise OutputError(f"{path}: column {missing[0]!r} is missing, its checksums name it")
+            for g, crcs in enumerate(written["crc32"]):
+                table = pf.read_row_group(g, columns=written["columns"])
+                for name, crc in zip(written["columns"], crcs):
+                    if column_crc(table.column(name)) != crc:
+                        raise OutputError(f"{path}: row group {g}, column {name!r}: its values differ from the "
+                                          "checksum written with the file (altered or damaged since)")  # fmt: skip
+    except (OSError, pa.ArrowException) as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
+    return True

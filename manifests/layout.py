@@ -39,10 +39,14 @@ __all__ = [
     "CONTACT_SHEET",
     "LEGACY_MANIFEST",
     "MANIFEST_SUFFIX",
+    "MAX_NAME_BYTES",
+    "NAME_MAX_BYTES",
+    "SAFE_NAME_RULE",
     "STATE_DIR",
     "is_safe_name",
     "legacy_manifest_path",
     "manifest_path",
+    "name_problem",
     "selections_dir",
     "state_dir",
     "temporaries_dir",
@@ -54,16 +58,44 @@ LEGACY_MANIFEST = "manifest.json"  # inside the data folder, before pairgen 0.2
 CARD_NAME = "README.md"
 CONTACT_SHEET = "contact_sheet.png"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: the one wording of the name rule, for every message that refuses a name
+SAFE_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or a digit"
+NAME_MAX_BYTES = 255  # a file name's limit on Linux file systems (ext4, XFS, Btrfs, NFS)
+#: what pairgen adds to a name it writes: an atomic write's temporary ``.tmp-<host, up to 64>-<pid, up to 7>-``
+#: and ``.<8 random>`` (87 bytes), and the longest suffix (``<label>_1_camera_params.json``: 24 with room)
+NAME_ROOM_BYTES = 87 + 24
+MAX_NAME_BYTES = NAME_MAX_BYTES - NAME_ROOM_BYTES  # 144: the longest dataset, scene id or label pairgen takes
+
+
+def name_problem(name: object, what: str = "name") -> str | None:
+    """Why ``name`` may not name a file or folder of the output (``what``: ``scene id``, ``dataset``...), or None.
+
+    The rule (:data:`SAFE_NAME_RULE`): letters, digits, ``.``, ``_`` and
+    ``-``, not starting with ``.``, ``_`` or ``-``: no separator, no
+    traversal, no hidden or state name, no option-like name, no newline
+    (matched whole, so a trailing ``\\n`` is refused too); and at most
+    :data:`MAX_NAME_BYTES` bytes in UTF-8, so that every file named after it,
+    and its temporary, fit the file system's 255 bytes a name (ENAMETOOLONG
+    otherwise, which would look like the output folder's problem).
+    """
+    if not isinstance(name, str):
+        return f"{what} {name!r} is not a string"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        shown = name[:40] + ("..." if len(name) > 40 else "")
+        return (f"{what} {shown!r} is too long for a file name ({size} bytes; the file system allows "
+                f"{NAME_MAX_BYTES} a name, and pairgen's file names and temporaries add up to {NAME_ROOM_BYTES} "
+                f"to it: at most {MAX_NAME_BYTES})")  # fmt: skip
+    if _SAFE_NAME.fullmatch(name) is None:
+        lead = f"starts with {name[0]!r}; " if name and _SAFE_NAME.fullmatch("a" + name) else ""
+        return f"{what} {name!r} is not a safe file name ({lead}a name is {SAFE_NAME_RULE})"
+    return None
 
 
 def is_safe_name(name: object) -> bool:
-    """Whether ``name`` may name a file or folder of the output (a dataset, a scene id, a CroCo label).
-
-    Letters, digits, ``.``, ``_`` and ``-``, not starting with ``.``, ``_`` or
-    ``-``: no separator, no traversal, no hidden or state name, no newline
-    (matched whole, so a trailing ``\\n`` is refused too).
-    """
-    return isinstance(name, str) and _SAFE_NAME.fullmatch(name) is not None
+    """Whether ``name`` may name a file or folder of the output (a dataset, a scene id, a CroCo label):
+    :func:`name_problem` finds nothing."""
+    return name_problem(name) is None
 
 
 def _named(folder: str | Path) -> Path:

@@ -40,6 +40,52 @@ class ManifestError(OutputError):
     """A manifest that cannot be used: of another format or version, damaged, or pointing outside its folder."""
 
 
+#: what a manifest field may hold: kind -> (test, what the message says is expected). "?" after a kind: or null.
+KINDS = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "ints": (lambda v: isinstance(v, list) and all(KINDS["int"][0](x) for x in v), "a list of integers"),
+    "numbers": (lambda v: isinstance(v, list) and all(KINDS["number"][0](x) for x in v), "a list of numbers"),
+    "strs": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+}
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A value as a message quotes it: a string in quotes, anything else as JSON; cut to ``limit`` characters."""
+    import json
+
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_fields(path: Path, obj: dict, fields: dict[str, str], of: str = "") -> None:
+    """The one rule for a manifest's fields: each of ``fields`` present in ``obj`` holds its kind (:data:`KINDS`).
+
+    An absent field is left to its reader's default; an unknown one is
+    ignored (a newer minor writer's). ``of`` says whose fields they are
+    (``" of shard 'shard-00000.parquet'"``).
+
+    Raises
+    ------
+    ManifestError
+        ``<path>: field 'pairs' of shard 'shard-00000.parquet' is 'many', expected an integer``.
+    """
+    for name, kind in fields.items():
+        if name not in obj:
+            continue
+        value = obj[name]
+        test, expected = KINDS[kind.rstrip("?")]
+        if value is None and kind.endswith("?"):
+            continue
+        if not test(value):
+            raise ManifestError(f"{path}: field {name!r}{of} is {_shown(value)}, expected {expected}"
+                                + (" or null" if kind.endswith("?") else ""))  # fmt: skip
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -60,6 +106,11 @@ class StageManifest:
 
     KIND: ClassVar[str]
     VERSION: ClassVar[int] = 1
+    #: every field the stage writes, with its kind (:func:`check_fields`), checked on read: top level, in a top-level
+    #: object (``totals``), in a scene's entry
+    BODY_FIELDS: ClassVar[dict[str, str]] = {"complete": "bool", "last_run": "object", "totals": "object"}
+    NESTED_FIELDS: ClassVar[dict[str, dict[str, str]]] = {}
+    SCENE_FIELDS: ClassVar[dict[str, str]] = {"status": "str", "reason": "str", "file": "str", "seconds": "number"}
 
     folder: Path  # the data folder, where the files it names are
     config_hash: str
@@ -127,6 +178,10 @@ class StageManifest:
         for key, entry in scenes.items():
             if not isinstance(entry, dict):
                 raise ManifestError(f"{path}: entry {key!r} is not an object")
+            check_fields(path, entry, cls.SCENE_FIELDS, f" of scene {key!r}")
+        check_fields(path, doc, cls.BODY_FIELDS)
+        for name, fields in cls.NESTED_FIELDS.items():
+            check_fields(path, doc.get(name, {}), fields, f" of {name!r}")
         manifest = cls(folder, doc.pop("config_hash"), doc.pop("config"), scenes,
                        legacy=path == legacy_manifest_path(folder))  # fmt: skip
         for key in ("format", "pairgen_version"):
@@ -172,6 +227,12 @@ class ViewsManifest(StageManifest):
     """``OUT/views.manifest.json``: per scene ``status``, ``reason``, ``file``, ``views``, ``sha256``..."""
 
     KIND: ClassVar[str] = "views"
+    SCENE_FIELDS: ClassVar[dict[str, str]] = {
+        **StageManifest.SCENE_FIELDS, "views": "int", "sha256": "str", "dataset": "str", "split": "str",
+        "scene_id": "str", "source": "str", "candidates": "int", "walks": "int", "rejected": "object", "floor": "str",
+        "floor_m2": "number", "metadata": "str", "metadata_sha256": "str", "croco": "object"}  # fmt: skip
+    NESTED_FIELDS: ClassVar[dict[str, dict[str, str]]] = {
+        "totals": {"scenes_ok": "int", "scenes_failed": "int", "views": "int"}}
 
     def totals(self) -> dict:
         ok = [e for e in self.scenes.values() if e.get("status") == "ok"]
@@ -188,14 +249,26 @@ class PairsManifest(StageManifest):
     """``OUT/pairs.manifest.json``: shards with pair counts and SHA-256, totals, histogram, ``complete``."""
 
     KIND: ClassVar[str] = "pairs"
+    ITEMS: ClassVar[str] = "pairs"  # what a row is: the shard entries', scene entries' and totals' count
+    BODY_FIELDS: ClassVar[dict[str, str]] = {**StageManifest.BODY_FIELDS, "histogram": "object", "identity": "object",
+                                             "inputs": "object", "views_manifest": "str",
+                                             "views_files": "object"}  # fmt: skip
+    SCENE_FIELDS: ClassVar[dict[str, str]] = {**StageManifest.SCENE_FIELDS, "pairs": "int", "views": "int",
+                                              "candidates": "int", "computed": "int", "in_band": "int"}  # fmt: skip
+    NESTED_FIELDS: ClassVar[dict[str, dict[str, str]]] = {
+        "totals": {"pairs": "int", "shards": "int", "scenes": "int", "scenes_failed": "int",
+                   "scenes_not_rendered": "int", "datasets": "strs"},
+        "histogram": {"bins": "numbers", "counts": "ints"}}  # fmt: skip
+    SHARD_FIELDS: ClassVar[dict[str, str]] = {"file": "str", "pairs": "int", "bytes": "int", "sha256": "str"}
 
     def validate(self) -> None:
         shards = self.body.get("shards", [])
         if not isinstance(shards, list) or not all(isinstance(s, dict) and "file" in s for s in shards):
-            raise ManifestError(f"{self.path}: field 'shards' is not a list of {{file, pairs, sha256}}")
-        for key in ("totals", "histogram", "identity"):
-            if key in self.body and not isinstance(self.body[key], dict):
-                raise ManifestError(f"{self.path}: field {key!r} is not an object")
+            raise ManifestError(f"{self.path}: field 'shards' is not a list of {{file, {self.ITEMS}, sha256}}")
+        for shard in shards:
+            check_fields(self.path, shard, self.SHARD_FIELDS, f" of shard {_shown(shard['file'])}")
+        inputs = self.body.get("inputs", {})  # scene key -> its views file's SHA-256, null for a scene not rendered
+        check_fields(self.path, inputs, dict.fromkeys(inputs, "str?"), " of 'inputs'")
 
     @property
     def complete(self) -> bool:
@@ -205,15 +278,33 @@ class PairsManifest(StageManifest):
     def shards(self) -> list[dict]:
         return list(self.body.get("shards", []))
 
+    def why_incomplete(self, shown: int = 3) -> str:
+        """Why this manifest is not marked complete: the scenes that failed (from its entries, the first
+        ``shown`` with their reasons), or, with none failed, a `pairgen filter` that stopped before its end."""
+        failed = sorted(k for k, e in self.scenes.items() if e.get("status") == "failed")
+        if not failed:
+            return "the `pairgen filter` that wrote it was interrupted before its end; run it again to finish it"
+        first = "; ".join(f"{k}: {str(self.scenes[k].get('reason') or 'no reason recorded')[:120]}"
+                          for k in failed[:shown])  # fmt: skip
+        more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
+        return (f"{len(failed)} scene(s) failed in `pairgen filter` ({first}{more}), their pairs are not in the "
+                "shards; the reasons are in the manifest: fix them and run `pairgen filter` again")  # fmt: skip
+
     def shard_paths(self) -> Iterator[tuple[dict, Path]]:
         """Each shard entry with its path, resolved inside the folder."""
         for entry in self.shards:
             yield entry, self.file(str(entry["file"]))
 
+    def missing_shard(self, name: str, listed: str = "") -> str:
+        """The one message of every reader for a shard this manifest lists that is not on disk, and what to do
+        (``listed``: what the entry says of it, `` (40 pairs)``)."""
+        return (f"{name}: listed in {self.path.name}{listed} but missing from {self.folder.name}/; run the "
+                "`pairgen filter` that wrote the folder again (same options): it writes the missing shards")  # fmt: skip
+
     def verify_shard(self, entry: dict, path: Path) -> str | None:
         """Why the shard at ``path`` is not the one ``entry`` records (missing, other checksum), or None."""
         if not path.is_file():
-            return f"{path.name}: listed in the manifest but missing"
+            return self.missing_shard(path.name)
         recorded = entry.get("sha256")
         if recorded and sha256_file(path) != recorded:
             return f"{path.name}: its SHA-256 differs from the manifest's (altered or truncated after it was written)"
@@ -226,4 +317,11 @@ class SamplesManifest(PairsManifest):
     histogram of the edges' covisibility, ``complete``), for a folder of samples (:mod:`manifests.samples`)."""
 
     KIND: ClassVar[str] = "samples"
+    ITEMS: ClassVar[str] = "samples"
+    SCENE_FIELDS: ClassVar[dict[str, str]] = {**StageManifest.SCENE_FIELDS, "samples": "int", "views": "int",
+                                              "candidates": "int", "computed": "int", "tried": "int"}  # fmt: skip
+    NESTED_FIELDS: ClassVar[dict[str, dict[str, str]]] = {
+        "totals": {**{k: v for k, v in PairsManifest.NESTED_FIELDS["totals"].items() if k != "pairs"}, "samples": "int"},
+        "histogram": PairsManifest.NESTED_FIELDS["histogram"]}  # fmt: skip
+    SHARD_FIELDS: ClassVar[dict[str, str]] = {"file": "str", "samples": "int", "bytes": "int", "sha256": "str"}
 

@@ -59,9 +59,9 @@ import pyarrow.parquet as pq
 
 from manifests.codecs import decode_depth, decode_rgb
 from manifests.io import OutputError
-from manifests.layout import is_safe_name
+from manifests.layout import name_problem
 from manifests.manifest import sha256_file
-from manifests.views import IMAGE_STRUCT, MAT3, MAT4, read_views
+from manifests.views import IMAGE_STRUCT, MAT3, MAT4, read_views, views_folder_problem
 
 __all__ = [
     "EMBEDDED_COLUMNS",
@@ -193,9 +193,9 @@ class ViewsLookup:
         self.reads = 0  # views files read (for benchmarks and tests)
 
     def path(self, dataset: str, scene_id: str) -> Path:
-        for name in (dataset, scene_id):
-            if not is_safe_name(name):
-                raise SampleError(f"{self.views_dir}: a sample names scene {dataset}/{scene_id}, not a safe file name")
+        for what, name in (("dataset", dataset), ("scene id", scene_id)):
+            if (problem := name_problem(name, what)) is not None:
+                raise SampleError(f"{self.views_dir}: a sample names scene {dataset}/{scene_id}: {problem}")
         return self.views_dir / dataset / f"{scene_id}.parquet"
 
     def _matrices(self, table: pa.Table, name: str, n: int) -> np.ndarray:
@@ -215,6 +215,8 @@ class ViewsLookup:
         path = self.path(dataset, scene_id)
         scene = f"{dataset}/{scene_id}"
         if not path.is_file():
+            if (problem := views_folder_problem(self.views_dir)) is not None:  # not the file's problem: the folder's
+                raise SampleError(f"{problem}; it should hold the views file of scene {scene}, which samples name")
             raise SampleError(f"{path}: missing: the views file of scene {scene}, which samples name")
         digest = sha256_file(path)
         if sha256 is not None and digest != sha256:

@@ -46,6 +46,7 @@ __all__ = [
     "read_views",
     "read_views_meta",
     "upgrade_views",
+    "views_folder_problem",
     "views_table",
     "write_views",
 ]
@@ -172,6 +173,23 @@ def write_views(path: str | Path, table: pa.Table, meta: ViewsFileMeta, tmp_dir:
     """Write one scene's views file atomically, its metadata in the schema (``tmp_dir``: where the temporary goes)."""
     metadata = {META_KEY: meta.to_json(), **huggingface_metadata(VIEWS_SCHEMA, ("image", "depth"))}
     write_parquet_atomic(path, table, metadata=metadata, row_group_size=128, tmp_dir=tmp_dir)
+
+
+def views_folder_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` cannot be a views folder (``OUT/views``, ``--views``), or None: the one wording of every reader.
+
+    ``<folder>: is a file, not a views folder`` (a views file given for its
+    folder, say), ``<folder>: no such views folder``, or ``<folder>: is not a
+    folder``.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return None
+    if folder.is_file():
+        return f"{folder}: is a file, not a views folder (the folder of <dataset>/<scene_id>.parquet views files)"
+    if not folder.exists():
+        return f"{folder}: no such views folder"
+    return f"{folder}: is not a folder, so not a views folder"
 
 
 def read_views_meta(path: str | Path) -> ViewsFileMeta:

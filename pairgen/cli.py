@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inspect the samples folder OUT/FOLDER (star5, chain8, tree12, pair2: what filter --views N "
                         "--shape S wrote) instead of OUT/pairs")  # fmt: skip
     p.add_argument("--sheet", default=None, type=Path, metavar="PATH",
-                   help="where the contact sheet PNG goes (None: OUT/contact_sheet.png; with --samples FOLDER, "
-                        "OUT/contact_sheet_FOLDER.png)")  # fmt: skip
+                   help="the contact sheet's file: .png, .jpg or .jpeg, the suffix names the format (None: "
+                        "OUT/contact_sheet.png; with --samples FOLDER, OUT/contact_sheet_FOLDER.png)")  # fmt: skip
     add_options(p, SheetOptions)
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_interchange(sub) -> None:
     """``import croco`` and ``export --format croco|dust3r`` (:mod:`pairgen.interchange.croco`, ``.dust3r``)."""
-    from pairgen.interchange.croco import CrocoPairsConfig, ImportConfig
+    from pairgen.interchange.croco import CrocoPairsConfig, ImportConfig, ImportLimits
     from pairgen.interchange.dust3r import Dust3rOptions
 
     p = _subcommand(
@@ -209,6 +209,7 @@ def _add_interchange(sub) -> None:
                    help="find CroCo's LABEL/... paths under FOLDER (relative to DATA_ROOT, or absolute); repeatable")
     p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: writes OUT/views and OUT/pairs")
     add_options(p, ImportConfig)
+    add_options(p, ImportLimits)
     add_options(p, CrocoPairsConfig)
     p.add_argument("--overwrite", action="store_true", help="replace outputs of another config instead of refusing")
     add_options(p, ClusterOptions)
@@ -246,10 +247,11 @@ def _add_interchange(sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from pairgen.interchange.croco import (CrocoPairsConfig, CrocoPairsStage, ImportConfig, ImportStage,
+    from pairgen.interchange.croco import (CrocoPairsConfig, CrocoPairsStage, ImportConfig, ImportLimits, ImportStage,
                                            find_metadata, import_tasks, parse_dataset_map)  # fmt: skip
 
     config = from_args(ImportConfig, args)
+    limits = from_args(ImportLimits, args)
     pairs_config = from_args(CrocoPairsConfig, args)
     cluster = from_args(ClusterOptions, args)
     try:
@@ -260,11 +262,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     get_backend(config.backend).check_available()
     files = find_metadata(args.metadata_dir)
     bar = Progress(len(files), "reading metadata", "file") if len(files) >= 100 else None  # closed on success only
-    tasks = import_tasks(files, args.data_root, dataset_map, progress=bar)  # every file checked before any work
+    tasks = import_tasks(files, args.data_root, dataset_map, progress=bar,
+                         max_views=limits.max_views_per_entry)  # every file checked before any work
     if bar is not None:
         bar.close()
-    stage = ImportStage(tasks, args.out, config, distributor=cluster.distributor(), overwrite=args.overwrite,
-                        progress=Progress)  # fmt: skip
+    stage = ImportStage(tasks, args.out, config, min_valid=limits.min_valid, distributor=cluster.distributor(),
+                        overwrite=args.overwrite, progress=Progress)  # fmt: skip
     status = report(stage, stage.run(), sys.stderr)
     if not stage.manifest.ok_scenes():
         return status or EXIT_FAILED
@@ -351,25 +354,29 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from manifests.card import samples_folders
-    from manifests.layout import MANIFEST_SUFFIX, is_safe_name
+    from manifests.layout import MANIFEST_SUFFIX, name_problem
     from pairgen.inspect import (contact_sheet, pairs_statistics, samples_contact_sheet, samples_sheet_path,
-                                 samples_statistics)  # fmt: skip
+                                 samples_statistics, sheet_path)  # fmt: skip
 
     options = from_args(SheetOptions, args)
+    default = samples_sheet_path(args.out, args.samples) if args.samples is not None else args.out / CONTACT_SHEET
+    try:
+        sheet = sheet_path(args.sheet, default)  # a file (not a folder) whose suffix names the format
+    except ConfigError as e:
+        e.flags["sheet"] = "--sheet"
+        raise
     others = samples_folders(args.out)
     if args.samples is not None:  # a samples folder: OUT/<shape><N>
         samples_dir = args.out / args.samples
         if args.samples not in others:
             known = f" (samples folders here: {', '.join(others)})" if others else ""
-            if not is_safe_name(args.samples):
-                raise OutputError(f"--samples {args.samples!r}: not a folder name; it names a samples folder of "
-                                  f"{args.out}{known}")  # fmt: skip
+            if (problem := name_problem(args.samples, "--samples")) is not None:
+                raise OutputError(f"{problem}: not a folder name; it names a samples folder of {args.out}{known}")
             raise OutputError(f"{args.out / (args.samples + MANIFEST_SUFFIX)}: not found, no samples folder "
                               f"{args.samples!r}{known}; run `pairgen filter --views N --shape S --out {args.out}` "
                               "first")  # fmt: skip
         stats = samples_statistics(samples_dir)
-        sheet_path = args.sheet if args.sheet is not None else samples_sheet_path(args.out, args.samples)
-        _with_sheet(stats, lambda: samples_contact_sheet(samples_dir, sheet_path, n=options.pairs, seed=options.seed)
+        _with_sheet(stats, lambda: samples_contact_sheet(samples_dir, sheet, n=options.pairs, seed=options.seed)
                     if stats["totals"]["samples"] else None,
                     lambda sheet: {"path": sheet["path"], "samples": len(sheet["samples"]), "seed": options.seed,
                                    "skipped": sheet["skipped"]})  # fmt: skip
@@ -382,8 +389,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             raise OutputError(f"{e} (samples folders here: {', '.join(others)}; inspect one with "
                               f"`pairgen inspect --samples {others[0]}`)") from None  # fmt: skip
         raise
-    sheet_path = args.sheet if args.sheet is not None else args.out / CONTACT_SHEET  # beside pairs/: Parquet only there
-    _with_sheet(stats, lambda: contact_sheet(pairs_dir, sheet_path, n=options.pairs, seed=options.seed)
+    _with_sheet(stats, lambda: contact_sheet(pairs_dir, sheet, n=options.pairs, seed=options.seed)  # beside pairs/
                 if stats["totals"]["pairs"] else None,
                 lambda sheet: {"path": sheet["path"], "pairs": len(sheet["pairs"]), "seed": options.seed})  # fmt: skip
     status = _report(stats, pairs_dir, args.json)

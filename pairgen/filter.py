@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.card import write_card
-from manifests.io import OutputError, path_inside, write_json_atomic, write_parquet_atomic
+from manifests.io import CHECKSUMS_KEY, OutputError, path_inside, write_json_atomic, write_parquet_atomic
 from manifests.layout import CONTACT_SHEET, is_safe_name, selections_dir, temporaries_dir
 from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
 from manifests.options import ConfigError, check, option
@@ -271,10 +271,13 @@ def _rows_digest(rows: list[tuple[str, ChosenPair]]) -> str:
 
 
 def _shard_is_current(path: Path, metadata: dict[str, str]) -> bool:
-    """Whether the shard at ``path`` holds what it would be written with: the same ``pairgen`` metadata (digest too)."""
+    """Whether the shard at ``path`` holds what it would be written with: the same ``pairgen`` metadata (digest too),
+    and its checksums (a shard written before shards carried them is written again)."""
     try:
-        raw = (pq.read_schema(path).metadata or {}).get(b"pairgen")
-        return raw is not None and json.loads(raw) == json.loads(metadata["pairgen"])
+        written = pq.read_schema(path).metadata or {}
+        raw = written.get(b"pairgen")
+        current = raw is not None and json.loads(raw) == json.loads(metadata["pairgen"])
+        return current and CHECKSUMS_KEY.encode() in written
     except (OSError, pa.ArrowException, ValueError):
         return False
 
@@ -305,7 +308,9 @@ def write_shards(selections: dict[str, list], files: dict[str, Path], out_dir: P
     ``scenes_per_block`` at a time, each block's items shuffled together and
     cut into shards of ``shard_size``. A shard already on disk with the same
     rows (its footer's digest) is kept as it is; only shards whose rows
-    changed, or that are missing or damaged, are written. ``rows`` makes the
+    changed, or that are missing or damaged, are written. Every shard carries
+    its checksums in its footer (``write_parquet_atomic(checksums=True)``),
+    so it can be verified without the manifest. ``rows`` makes the
     rows (default: :func:`pair_rows`).
     """
     rows_of = rows or pair_rows()
@@ -324,7 +329,7 @@ def write_shards(selections: dict[str, list], files: dict[str, Path], out_dir: P
             if not _shard_is_current(path, metadata):
                 if views is None:  # each views file of the block is read once
                     views = {key: rows_of.load(files[key]) for key in block} if rows_of.load else {}
-                write_parquet_atomic(path, rows_of.table(part, views), metadata=metadata,
+                write_parquet_atomic(path, rows_of.table(part, views), metadata=metadata, checksums=True,
                                      row_group_size=config.row_group_size, tmp_dir=temporaries_dir(out_dir))
             shards.append({"file": path.name, rows_of.name: len(part), "bytes": path.stat().st_size,
                            "sha256": sha256_file(path)})  # fmt: skip
@@ -363,6 +368,7 @@ class FilterStage(Stage):
         if not self.scenes:
             raise OutputError(f"{self.views.path}: no rendered scene to pair")
         self.selections: dict[str, ScenePairs] = {}
+        self._unchanged: dict[str, bool] = {}  # scene key -> its views file is the one the views manifest records
 
     def identity(self) -> dict:
         return {"filter": self.config.to_dict(), "views_config_hash": self.views.config_hash}
@@ -437,9 +443,50 @@ class FilterStage(Stage):
         return {k: (e.get("sha256") if e.get("status") == "ok" and e.get("file") else None)
                 for k, e in sorted(self.views.scenes.items())}  # fmt: skip
 
+    def _views_stat(self, key: str) -> list[int] | None:
+        """``[size, mtime_ns]`` of a rendered scene's views file, or None when it cannot be read."""
+        try:
+            stat = path_inside(self.views_dir, str(self.scenes[key]["file"])).stat()
+        except (OSError, KeyError):
+            return None
+        return [stat.st_size, stat.st_mtime_ns]
+
+    def _views_files(self, keys) -> dict[str, list]:
+        """``{key: [size, mtime_ns, sha256]}`` of the views files of ``keys`` (the manifest's ``views_files``)."""
+        return {key: [*stat, self.scenes[key]["sha256"]] for key in sorted(keys)
+                if self.scenes.get(key, {}).get("sha256") and (stat := self._views_stat(key))}  # fmt: skip
+
+    def views_unchanged(self, key: str) -> bool:
+        """Whether scene ``key``'s views file on disk is still the one the views manifest records (its SHA-256).
+
+        A file replaced by another, even a valid one, is not: the pairs of
+        that scene are made again (and its unit then says the file differs
+        from the views manifest's). The file is hashed only when its size or
+        modification time differ from those this manifest recorded when the
+        pairs were made of it (``views_files``, as ``render`` records the
+        checksum), once a run.
+        """
+        if key not in self._unchanged:
+            entry, seen = self.scenes.get(key, {}), self.manifest.body.get("views_files", {})
+            stat = self._views_stat(key)
+            if stat is None or not entry.get("sha256"):
+                self._unchanged[key] = stat is not None  # no checksum to compare: as before, by the manifest's word
+            elif seen.get(key) == [*stat, entry["sha256"]]:
+                self._unchanged[key] = True
+            else:
+                path = path_inside(self.views_dir, str(entry["file"]))
+                self._unchanged[key] = sha256_file(path) == entry["sha256"]
+                if not self._unchanged[key]:
+                    log.warning("%s: not the views file the views manifest records (replaced?); its pairs are made "
+                                "again", path)  # fmt: skip
+        return self._unchanged[key]
+
     def up_to_date(self, manifest: PairsManifest) -> bool:
-        """Complete, made of the views there are now, and every shard present at its recorded size."""
+        """Complete, made of the views there are now (the manifest's checksums, and the files on disk those), and
+        every shard present at its recorded size."""
         if not manifest.complete or manifest.body.get("inputs") != self._inputs():
+            return False
+        if not all(self.views_unchanged(key) for key in sorted(self.scenes)):
             return False
         for entry, path in manifest.shard_paths():
             try:
@@ -449,12 +496,16 @@ class FilterStage(Stage):
                 return False
         self.summary.counts.update({self.items: int(manifest.body.get("totals", {}).get(self.items, 0)),
                                     "shards": len(manifest.shards)})  # fmt: skip
+        files = self._views_files(self.scenes)
+        if manifest.body.get("views_files") != files:  # hashed now (a manifest of before views_files, a touched file)
+            manifest.body["views_files"] = files
+            manifest.write()
         return True
 
     def _reusable(self, key: str, entry: dict) -> ScenePairs | None:
         """The scene's selection of an earlier run, when made by this config from this very views file."""
         path = self.selection_path(key)
-        if not _safe_key(key) or not entry.get("sha256") or not path.is_file():
+        if not _safe_key(key) or not entry.get("sha256") or not path.is_file() or not self.views_unchanged(key):
             return None
         try:
             kept = json.loads(path.read_text())
@@ -515,6 +566,7 @@ class FilterStage(Stage):
             complete=True,
             views_manifest=os.path.relpath(self.views.path, self.out_dir),
             inputs=self._inputs(),
+            views_files=self._views_files(kept),
             totals={self.items: total, "shards": len(shards), "scenes": summary.ok + summary.skipped,
                     "scenes_failed": summary.failed, "scenes_not_rendered": summary.counts["not rendered"],
                     "datasets": datasets},  # fmt: skip

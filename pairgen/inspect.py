@@ -45,14 +45,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.io import OutputError, atomic_path
-from manifests.layout import CONTACT_SHEET, is_safe_name
+from manifests.layout import CONTACT_SHEET, is_safe_name, name_problem
 from manifests.manifest import PairsManifest, SamplesManifest, sha256_file
-from manifests.options import check, option
+from manifests.options import ConfigError, check, option
 from manifests.pairs import META_KEY, PAIRS_SCHEMA, SHARD_GLOB
 
 __all__ = ["CAPTION_HEIGHT", "EDGE_COLOUR", "HEAT_MARGIN", "LABEL_HEIGHT", "MIN_PANEL", "PAD", "SAMPLE_PANEL", "SheetOptions",
            "contact_sheet", "heat_colours", "highlight", "pairs_statistics", "sample_panel_size",
-           "samples_contact_sheet", "samples_sheet_path", "samples_statistics"]  # fmt: skip
+           "samples_contact_sheet", "samples_sheet_path", "samples_statistics", "sheet_format", "sheet_path"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ VIRIDIS = np.array([(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (
 SAMPLE_COLUMNS = ["sample_id", "dataset", "scene_id", "shape", "view_ids", "parents", "covis", "views_sha256"]
 ROOT_NAMES = {"star": "reference", "chain": "root", "tree": "root"}  # what view 1 is called in a caption
 
+SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # a contact sheet's suffix -> the format written
 SHEET_COLUMNS = ["pair_id", "image1", "image2", "depth1", "depth2", "K1", "K2", "cam2world1", "cam2world2",
                  "covis_1in2", "covisibility", "width", "height"]  # fmt: skip
 
@@ -93,6 +94,39 @@ class SheetOptions:
 
     def __post_init__(self) -> None:
         check(self)
+
+
+def sheet_format(path: str | Path) -> str:
+    """The format a contact sheet at ``path`` is written in, named by its suffix (:data:`SHEET_FORMATS`).
+
+    Raises
+    ------
+    ConfigError
+        Another suffix (field ``sheet``: ``pairgen inspect --sheet``, exit status 2).
+    """
+    found = SHEET_FORMATS.get(Path(path).suffix.lower())
+    if found is None:
+        raise ConfigError("sheet", f"{path}: a contact sheet is a .png, .jpg or .jpeg file (the suffix names the "
+                                   f"format written), not {Path(path).suffix or 'a name without a suffix'!r}")  # fmt: skip
+    return found
+
+
+def sheet_path(given: str | Path | None, default: Path) -> Path:
+    """Where ``pairgen inspect`` writes its sheet: ``default`` when ``given`` is None, else ``given``, a file whose
+    suffix names a format (:func:`sheet_format`).
+
+    Raises
+    ------
+    ConfigError
+        ``given`` is a folder (refused, not filled with a default name: ``--sheet OUT/pairs`` would put an image
+        into a data folder, which holds Parquet only), or its suffix names no format.
+    """
+    path = default if given is None else Path(given)
+    if path.is_dir():
+        raise ConfigError("sheet", f"{path}: is a folder, not a file; give the contact sheet's file name, ending in "
+                                   f".png, .jpg or .jpeg (default {default})")  # fmt: skip
+    sheet_format(path)
+    return path
 
 
 def _one_line(error: BaseException) -> str:
@@ -128,7 +162,7 @@ def _shard_footers(pairs_dir: Path, manifest: PairsManifest, count: str = "pairs
         shards.append(shard)
         before = len(problems)
         if not path.is_file():
-            problems.append(f"{name}: listed in the manifest ({shard[count]} {count}) but missing")
+            problems.append(manifest.missing_shard(name, f" ({shard[count]} {count})"))
             continue
         shard["bytes"] = path.stat().st_size
         try:
@@ -196,7 +230,7 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
     manifest = _read_manifest(pairs_dir)
     shards, problems = _shard_footers(pairs_dir, manifest)
     if not manifest.complete:
-        problems.append(f"{manifest.path.name}: not marked complete (filter was interrupted?)")
+        problems.append(f"{manifest.path.name}: not marked complete: {manifest.why_incomplete()}")
     bins = np.asarray(manifest.body.get("histogram", {}).get("bins") or DEFAULT_BINS, np.float64)
 
     scenes: Counter[str] = Counter()
@@ -296,7 +330,10 @@ def _draw_rows(pairs_dir: Path, shards: list[dict], n: int, seed: int, columns: 
 
 
 def contact_sheet(pairs_dir: str | Path, out_png: str | Path, n: int = 8, seed: int = 0) -> dict:
-    """Write a PNG of ``n`` random pairs, one row each: view 1, view 2, view 1 highlighted.
+    """Write an image of ``n`` random pairs, one row each: view 1, view 2, view 1 highlighted.
+
+    PNG or JPEG, as ``out_png``'s suffix says (:func:`sheet_format`: a
+    ``ConfigError`` for another, before any work).
 
     Pairs are drawn without replacement from the readable shards with
     ``numpy.random.default_rng(seed)``; the same folder and seed give the
@@ -316,11 +353,12 @@ def contact_sheet(pairs_dir: str | Path, out_png: str | Path, n: int = 8, seed: 
     Raises
     ------
     OutputError
-        No manifest, no readable pair, or the PNG cannot be written.
+        No manifest, no readable pair, or the image cannot be written.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     pairs_dir, out_png = Path(pairs_dir), Path(out_png)
+    image_format = sheet_format(out_png)  # before any work: a suffix that names no format is refused
     if n < 1:
         raise ValueError(f"a contact sheet needs at least one pair, got {n}")
     shards, _ = _shard_footers(pairs_dir, _read_manifest(pairs_dir))
@@ -349,7 +387,7 @@ def contact_sheet(pairs_dir: str | Path, out_png: str | Path, n: int = 8, seed: 
         described.append({"pair_id": row["pair_id"], "covisibility": row["covisibility"],
                           "covis_1in2": row["covis_1in2"], "mask_fraction": fraction})  # fmt: skip
     with atomic_path(out_png) as tmp:
-        sheet.save(tmp, format="PNG")
+        sheet.save(tmp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
     return {"path": str(out_png), "size": size, "panel": (pw, ph), "scale": scale, "pairs": described}
 
 
@@ -474,8 +512,8 @@ def _views_problems(samples_dir: Path, named: dict[tuple[str, str], Counter], ag
     for (dataset, scene_id), digests in sorted(named.items()):
         scene = f"{dataset}/{scene_id}"
         samples = sum(digests.values())
-        if not (is_safe_name(dataset) and is_safe_name(scene_id)):
-            problems.append(f"{samples} samples name scene {scene!r}, not a safe file name")
+        if (problem := name_problem(dataset, "dataset") or name_problem(scene_id, "scene id")) is not None:
+            problems.append(f"{samples} samples name scene {scene!r}: {problem}")
             continue
         path = views_dir / dataset / f"{scene_id}.parquet"
         shown = path.relative_to(samples_dir.parent).as_posix()
@@ -528,7 +566,7 @@ def samples_statistics(samples_dir: str | Path) -> dict:
     if n is None:
         problems.append(f"{manifest.path.name}: its config names no number of views a sample (views)")
     if not manifest.complete:
-        problems.append(f"{manifest.path.name}: not marked complete (filter was interrupted?)")
+        problems.append(f"{manifest.path.name}: not marked complete: {manifest.why_incomplete()}")
     bins = np.asarray(manifest.body.get("histogram", {}).get("bins") or DEFAULT_BINS, np.float64)
 
     scenes: Counter[str] = Counter()
@@ -701,7 +739,9 @@ def _draw_heat(draw, sheet, m: np.ndarray, parents: list[int], x: int, y: int, c
 
 
 def samples_contact_sheet(samples_dir: str | Path, out_png: str | Path, n: int = 8, seed: int = 0) -> dict:
-    """Write a PNG of ``n`` random samples, one row each: the N views (view 1 first), then the N x N matrix.
+    """Write an image of ``n`` random samples, one row each: the N views (view 1 first), then the N x N matrix.
+
+    PNG or JPEG, as ``out_png``'s suffix says (:func:`sheet_format`).
 
     Samples are drawn without replacement from the readable shards with
     ``numpy.random.default_rng(seed)`` (the same folder and seed, the same
@@ -732,7 +772,7 @@ def samples_contact_sheet(samples_dir: str | Path, out_png: str | Path, n: int =
     Raises
     ------
     OutputError
-        No manifest, no sample that can be drawn, or the PNG cannot be written.
+        No manifest, no sample that can be drawn, or the image cannot be written.
     """
     from PIL import Image, ImageDraw
 
@@ -740,6 +780,7 @@ def samples_contact_sheet(samples_dir: str | Path, out_png: str | Path, n: int =
     from manifests.samples import SampleError, ViewsLookup, samples_schema
 
     samples_dir, out_png = Path(samples_dir), Path(out_png)
+    image_format = sheet_format(out_png)  # before any work: a suffix that names no format is refused
     if n < 1:
         raise ValueError(f"a contact sheet needs at least one sample, got {n}")
     manifest = _read_samples_manifest(samples_dir)
@@ -812,7 +853,7 @@ def samples_contact_sheet(samples_dir: str | Path, out_png: str | Path, n: int =
         described.append({"sample_id": row["sample_id"], "view_ids": list(row["view_ids"]), "parents": parents,
                           "edges": [e for e in edges if e is not None], "top": y})  # fmt: skip
     with atomic_path(out_png) as tmp:
-        sheet.save(tmp, format="PNG")
+        sheet.save(tmp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
     return {"path": str(out_png), "size": size, "panel": (pw, ph), "cell": cell, "heat_x": heat_x,
             "row_height": row_h, "samples": described, "skipped": skipped}  # fmt: skip
 

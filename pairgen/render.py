@@ -72,7 +72,9 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         if done is not None:
             if done.format != VIEWS_FORMAT:  # an older format's file of this config: the new columns added
                 done = upgrade_views(path, tmp_dir=temporaries_dir(views_dir))
-                result.sha256 = sha256_file(path)
+            # its checksum for the manifest: the plan skips the scenes it has one for, so this one's entry has none
+            # (a run killed before recording it, a damaged manifest replaced by --overwrite)
+            result.sha256 = sha256_file(path)
             result.status, result.views = "skipped", done.views
             return
         scene = load_record(record)

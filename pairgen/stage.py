@@ -58,7 +58,7 @@ from manifests.io import DiskFull, OutputError, output_error, remove_stale_tempo
 from manifests.layout import state_dir, temporaries_dir
 from manifests.lock import LOCK_NAME, FolderBusy, folder_lock
 from pairgen.distribute import TaskTimeout
-from manifests.manifest import StageManifest
+from manifests.manifest import ManifestError, StageManifest
 
 __all__ = ["ConfigMismatch", "Stage", "StageSummary", "UnitResult", "report", "run_unit"]
 
@@ -231,10 +231,24 @@ class Stage(abc.ABC):
     # -- the lifecycle ----------------------------------------------------------------
 
     def open_manifest(self, config_hash_: str) -> StageManifest:
-        """The manifest to continue, or a new one; refuses or clears another config's folder."""
+        """The manifest to continue, or a new one; refuses or clears another config's folder.
+
+        A manifest that cannot be read (not JSON, a field of the wrong type)
+        is refused, naming it, unless ``overwrite``, which replaces it: the
+        files it listed are unknown, so they stay, and each is checked again
+        (rewritten or reused) as the run reaches it.
+        """
         cls = self.manifest_cls
+        old = None
         if cls.exists(self.folder):
-            old = cls.read(self.folder)
+            try:
+                old = cls.read(self.folder)
+            except ManifestError as e:
+                if not self.overwrite:
+                    raise ManifestError(f"{e}; pass --overwrite to replace it") from None
+                log.warning("%s; replacing it (--overwrite)", e)
+                cls.find(self.folder).unlink()
+        if old is not None:
             if old.config_hash == config_hash_:
                 return old
             changes = config_changes(old.body.get("identity", old.config), self.identity()) or [

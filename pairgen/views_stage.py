@@ -25,7 +25,7 @@ from manifests import SceneRecord
 from manifests.card import write_card
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
 from manifests.io import OutputError
-from manifests.layout import is_safe_name, temporaries_dir
+from manifests.layout import name_problem, temporaries_dir
 from manifests.manifest import ViewsManifest, sha256_file
 from manifests.options import check, option
 from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, views_table, write_views
@@ -86,9 +86,10 @@ class SceneViews(UnitResult):
 
 def views_path(views_dir: Path, record: SceneRecord) -> Path:
     """``views_dir/<dataset>/<scene_id>.parquet``; refuses names that would leave the folder."""
-    for part in (record.dataset, record.scene_id):
-        if not is_safe_name(part):
-            raise OutputError(f"scene name {part!r} is not a safe file name (letters, digits, '.', '_', '-')")
+    for what, part in (("dataset", record.dataset), ("scene id", record.scene_id)):
+        problem = name_problem(part, what)
+        if problem is not None:
+            raise OutputError(problem)
     return views_dir / record.dataset / f"{record.scene_id}.parquet"
 
 

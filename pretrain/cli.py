@@ -10,7 +10,8 @@ One node, 8 GPUs, and two nodes of 8 (same command on each node)::
     torchrun --nnodes 2 --node_rank N --nproc_per_node 8 --rdzv_backend c10d \\
              --rdzv_endpoint HEAD:29500 -m pretrain.cli run --shards /shared/pairs
 
-Errors end in one message and a non-zero exit (``--debug`` shows the traceback).
+Errors end in one message and a non-zero exit (``--debug`` shows the traceback): 1 for a bad input file (a
+checkpoint, shards, views) or failed work, 2 for a bad option value, 130 for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ def _resume_and_train(config, run_dir: Path, resume: Path | None, overwrite: boo
         return train(config, resume=checkpoint, progress=bar)
 
 
+EXPORT_TEMPORARIES = ".pretrain-export.tmp"  # pretrain export's temporaries, a folder of --out
+
 # what may change between a run and its resumption (the rest decides the result)
 RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_every", "image_every", "keep_checkpoints",
              "verify", "views")  # views: where they are; their SHA-256 pins what they are
@@ -189,16 +192,23 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from manifests.io import atomic_path
+    from manifests.io import atomic_path, remove_stale_temporaries
     from pretrain.checkpoint import checkpoint_model_args, croco_kwargs, load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
     kwargs = croco_kwargs(checkpoint_model_args(ckpt))  # the checkpoint's own, not today's preset
     state = ckpt["model"]
     encoder = {k: v for k, v in state.items() if k.split(".")[0] in ("patch_embed", "enc_blocks", "enc_norm", "enc_pos_embed")}
+    # temporaries in a folder of their own: a killed export's are cleared here (only those of processes that are
+    # gone), without searching a --out that may be any folder of the user's
+    temporaries = args.out / EXPORT_TEMPORARIES
+    if remove_stale_temporaries(temporaries):
+        log.info("%s: removed the unfinished files of an interrupted export", temporaries)
     for name, weights in (("croco.pth", state), ("croco_encoder.pth", encoder)):
-        with atomic_path(args.out / name) as tmp:  # Ctrl-C leaves the old file or none, never a truncated one
+        with atomic_path(args.out / name, tmp_dir=temporaries) as tmp:  # Ctrl-C: the old file or none, never half
             torch.save({"model": weights, "croco_kwargs": kwargs, "step": ckpt["step"]}, tmp)
+    with contextlib.suppress(OSError):  # empty unless another export writes into --out meanwhile
+        temporaries.rmdir()
     print(f"wrote {args.out / 'croco.pth'} ({len(state)} tensors) and {args.out / 'croco_encoder.pth'} "
           f"({len(encoder)} tensors)", file=sys.stderr)  # fmt: skip
     return EXIT_OK
@@ -211,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     from manifests.commands import run_command
     from pretrain.data import ShardError
     from pretrain.engine import TrainingError
-    from pretrain.probe import ProbeError
+    from pretrain.probe import ProbeOptionError
 
-    return run_command("pretrain", args, args.func, usage=(ProbeError,),
+    # a bad file (checkpoint, shards, views) is a failure, exit 1, in every subcommand; 2 is for option values
+    return run_command("pretrain", args, args.func, usage=(ProbeOptionError,),
                        failures=(ShardError, TrainingError, ValueError, OSError),
                        interrupted="interrupted (resume with --resume RUN/checkpoint-last.pt)"
                        if args.command == "run" else "interrupted")

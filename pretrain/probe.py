@@ -65,8 +65,8 @@ from manifests.io import atomic_path, write_json_atomic
 from manifests.options import ConfigError, check, option
 from manifests.views import read_views, read_views_meta
 
-__all__ = ["PROBE_FORMAT", "ProbeConfig", "ProbeError", "ProbeViews", "depth_metrics", "find_views",
-           "load_probe_views", "partner_rows", "probe", "split_scenes"]  # fmt: skip
+__all__ = ["MIN_HELDOUT_VIEWS", "PROBE_FORMAT", "ProbeConfig", "ProbeError", "ProbeOptionError", "ProbeViews",
+           "depth_metrics", "find_views", "load_probe_views", "partner_rows", "probe", "split_scenes"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,18 @@ DELTA = 1.25  # the δ threshold
 PAIR_MIN_DISTANCE, PAIR_MAX_DISTANCE, PAIR_MAX_ANGLE = 0.1, 1.5, 30.0  # metres, metres, degrees
 SPLIT_SALT, VIEW_SALT, HEAD_SALT, PAIR_SALT = 0x5C1, 0x71E, 0x4EAD, 0xFA1  # separate the seeded draws
 VIEW_COLUMNS = ["view_id", "image", "depth", "cam2world", "width", "height"]
+# fewer held-out views than this, and the probe warns: the standard error of a mean over n images is the per-image
+# spread over sqrt(n), so below 32 it exceeds a sixth of that spread, about the gaps the probe is read for
+MIN_HELDOUT_VIEWS = 32
 
 
 class ProbeError(ValueError):
-    """An input the probe cannot use (a bad option's kind: exit status 2); the message names it."""
+    """An input the probe cannot use (a checkpoint, a views folder or file: exit status 1); the message names it."""
+
+
+class ProbeOptionError(ProbeError):
+    """Options the views cannot satisfy (an unknown scene, overlapping or empty splits: exit status 2, as a bad
+    option value); the message names the option."""
 
 
 @dataclass
@@ -94,7 +102,8 @@ class ProbeConfig:
                                       "--holdout (None: every scene not held out)")
     holdout_fraction: float = option(0.25, above=0, below=1, help="share of the scenes held out when --holdout "
                                      "is not given (at least one)")
-    views_per_scene: int = option(64, min=1, max=1_000_000, help="views used per scene, at most (a seeded choice)")
+    views_per_scene: int = option(64, min=1, max=1_000_000, help="views used per scene, at most (a seeded choice); "
+                                  "under 32 held-out views in all, the probe warns that its numbers mean little")
     head_steps: int = option(300, min=1, max=10**7, help="optimizer steps of the depth head")
     head_batch: int = option(16, min=1, max=65_536, help="views per step of the depth head")
     head_lr: float = option(1e-3, above=0, max=10, help="peak learning rate of the depth head (AdamW)")
@@ -131,14 +140,17 @@ def find_views(folders: list[Path]) -> dict[str, Path]:
     Raises
     ------
     ProbeError
-        A folder that does not exist, no views file at all, a views file without a depth column,
-        or one scene in two files.
+        A folder that does not exist (or is a file), no views file at all, a views file without a depth
+        column, or one scene in two files.
     """
     import pyarrow.parquet as pq
 
     found: dict[str, Path] = {}
     for folder in folders:
         folder = Path(folder)
+        if folder.is_file():
+            raise ProbeError(f"{folder}: a file, not a views folder (give the folder holding the views files, "
+                             "OUT/views)")  # fmt: skip
         if not folder.is_dir():
             raise ProbeError(f"{folder}: no such views folder")
         for path in sorted(folder.glob("**/*.parquet")):
@@ -168,7 +180,7 @@ def _resolve(names: str, keys: list[str], flag: str) -> list[str]:
         if len(hits) != 1:
             shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
             what = "no scene" if not hits else f"{len(hits)} scenes ({', '.join(hits)}) for"
-            raise ProbeError(f"{flag}: {what} {name!r} in the views (found: {shown})")
+            raise ProbeOptionError(f"{flag}: {what} {name!r} in the views (found: {shown})")
         if hits[0] not in out:
             out.append(hits[0])
     return out
@@ -179,8 +191,10 @@ def split_scenes(keys: list[str], config: ProbeConfig) -> tuple[list[str], list[
 
     Raises
     ------
+    ProbeOptionError
+        An unknown scene, overlapping lists, or a side the options leave empty.
     ProbeError
-        An unknown scene, overlapping lists, or an empty side.
+        The views hold one scene only (no option given): nothing to hold out.
     """
     keys = sorted(keys)
     train = _resolve(config.train_scenes, keys, "--train-scenes") if config.train_scenes is not None else None
@@ -194,15 +208,18 @@ def split_scenes(keys: list[str], config: ProbeConfig) -> tuple[list[str], list[
     if train is not None:
         both = sorted(set(train) & set(held))
         if both:
-            raise ProbeError(f"--train-scenes and --holdout overlap: {', '.join(both)} (a held-out scene must not "
-                             "train the head)")  # fmt: skip
+            raise ProbeOptionError(f"--train-scenes and --holdout overlap: {', '.join(both)} (a held-out scene must "
+                                   "not train the head)")  # fmt: skip
     else:
         train = [k for k in keys if k not in held]
     if not held:
-        raise ProbeError(f"the held-out split is empty ({len(keys)} scene(s) in the views: the probe needs one "
-                         "scene to train the head and one held out)")  # fmt: skip
+        chosen = config.holdout is not None or config.train_scenes is not None  # the options emptied it, not the views
+        error = ProbeOptionError if chosen else ProbeError
+        raise error(f"the held-out split is empty ({len(keys)} scene(s) in the views: the probe needs one scene to "
+                    "train the head and one held out)")  # fmt: skip
     if not train:
-        raise ProbeError(f"no scene left to train the head: all {len(keys)} scene(s) are held out")
+        raise ProbeOptionError(f"no scene left to train the head: all {len(keys)} scene(s) are held out (--holdout, "
+                               "--holdout-fraction)")  # fmt: skip
     return sorted(train), sorted(held)
 
 
@@ -517,6 +534,10 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     train_img, held_img = np.concatenate([s.images for s in train_s]), np.concatenate([s.images for s in held_s])
     train_depth = torch.from_numpy(np.concatenate([s.depth for s in train_s]))
     held_depth = np.concatenate([s.depth for s in held_s])
+    if len(held_img) < MIN_HELDOUT_VIEWS:
+        log.warning("only %d held-out view(s) (%d scene(s), --views-per-scene %d): too few for the metrics to tell "
+                    "encoders apart (at least %d); hold out more scenes or views", len(held_img), len(held_keys),
+                    config.views_per_scene, MIN_HELDOUT_VIEWS)  # fmt: skip
     pairs = _held_pairs(held_s, train_s, config)
 
     torch.manual_seed(config.seed)  # as pretrain run: with the run's --seed, the baseline is the run's initial weights

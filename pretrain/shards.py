@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from manifests.io import OutputError, read_json, write_json_atomic
+from manifests.io import OutputError, check_parquet, read_json, write_json_atomic
 from manifests.manifest import ManifestError, PairsManifest, SamplesManifest
 from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, SHARD_GLOB, SIZE_COLUMNS
 from manifests.samples import ResolvedViews, SampleError, ViewsLookup, is_samples_schema
@@ -73,6 +74,8 @@ from pretrain.augment import sample_uniforms
 
 __all__ = ["VIEWS_KEEP", "RowGroup", "SampleViews", "ShardError", "ShardIndex", "find_shards", "folder_manifest",
            "pick_views", "read_group", "verify_shards"]
+
+log = logging.getLogger(__name__)
 
 VIEWS_KEEP = 32  # scenes whose views (image bytes) a process keeps for referenced samples
 PICK_SALT = 0x9A1B  # keys the pair drawn from a sample apart from every seed (seeds are below 2**32)
@@ -151,7 +154,9 @@ def find_shards(path: str | Path | Sequence[str | Path]) -> list[Path]:
         except ManifestError as e:
             raise ValueError(f"not a readable {kind} manifest: {e}") from None
         if not files:
-            raise ValueError(f"{manifest.path}: lists no shard")
+            incomplete = (" (marked incomplete: its `pairgen filter` was interrupted; run it again)"
+                          if manifest.body.get("complete") is False else "")  # fmt: skip
+            raise ValueError(f"{manifest.path}: lists no shard{incomplete}")
         return files
     files = sorted(path.glob(SHARD_GLOB))
     if not files:
@@ -549,44 +554,69 @@ def _resolve(table: pa.Table, lookup: ViewsLookup, datasets: list[str], scenes: 
 
 
 def verify_shards(path: str | Path | Sequence[str | Path], record: Path | None = None) -> int:
-    """Check the shards of a pairs or samples folder against its manifest's SHA-256; return how many were hashed.
+    """Check the shards of ``path`` once a run; return how many were hashed against a manifest's SHA-256.
 
-    Only a folder with a manifest has recorded checksums (a list of files or
-    a single shard is taken as it is). ``record`` (a JSON file in the run
-    folder) remembers the shards already verified, by name, checksum, size
-    and modification time, so a resumed run does not hash them again.
+    A folder with its manifest beside it: each shard's SHA-256 against the
+    manifest's (which covers every byte, the footer's checksums too). A
+    folder without one (copied without ``<folder>.manifest.json``), a file,
+    a glob or a list of files, and a listed shard without a recorded
+    SHA-256: each shard against the checksums in its own footer
+    (:func:`manifests.io.check_parquet`: every row group's values, column by
+    column). Shards that carry neither are trained on as they are, and one
+    warning says how many. ``record`` (a JSON file in the run folder)
+    remembers the shards already verified, by name, checksum, size and
+    modification time, so a resumed run does not check them again.
 
     Raises
     ------
     ShardError
-        A shard whose bytes differ from the manifest's checksum (altered or
-        truncated after the filter wrote it); the message names it. (A
-        referenced sample's views file is checked against its
+        A shard whose bytes differ from the manifest's checksum, or whose
+        values differ from its own checksums (altered or truncated after
+        the filter wrote it); the message names it (and the row group and
+        column). (A referenced sample's views file is checked against its
         ``views_sha256`` when the loader opens it.)
     """
-    if isinstance(path, (list, tuple)) or not Path(path).is_dir() or not PairsManifest.exists(path):
-        return 0
-    manifest = folder_manifest(path)
+    manifest = None
+    if not isinstance(path, (list, tuple)) and Path(path).is_dir() and PairsManifest.exists(path):
+        manifest = folder_manifest(path)
+        shards = [(file, entry.get("sha256")) for entry, file in manifest.shard_paths()]
+    else:
+        shards = [(file, None) for file in find_shards(path)]
     seen: dict = {}
     if record is not None and record.is_file():
         try:
             seen = json.loads(record.read_text())
         except (OSError, ValueError):
             seen = {}
-    hashed = 0
-    for entry, file in manifest.shard_paths():
-        recorded = entry.get("sha256")
-        if not recorded:
-            continue
+    hashed = checked = 0
+    unverified: list[Path] = []
+    for file, recorded in shards:
+        if manifest is not None and not file.is_file():
+            raise ShardError(f"{Path(path) / manifest.verify_shard({}, file)}")
         stat = file.stat()
-        key = f"{file.name}:{recorded}:{stat.st_size}:{stat.st_mtime_ns}"
+        key = f"{file.name}:{recorded or 'checksums'}:{stat.st_size}:{stat.st_mtime_ns}"
         if seen.get(str(file)) == key:
             continue
-        problem = manifest.verify_shard(entry, file)
-        if problem:
-            raise ShardError(f"{Path(path) / problem}; run `pairgen filter` again to rewrite it, or pass --no-verify")
+        if recorded:
+            problem = manifest.verify_shard({"sha256": recorded}, file)
+            if problem:
+                raise ShardError(f"{Path(path) / problem}; run `pairgen filter` again to rewrite it, or pass --no-verify")
+            hashed += 1
+        else:
+            try:
+                carried = check_parquet(file)
+            except OutputError as e:
+                raise ShardError(f"{e}; copy or write it again, or pass --no-verify") from None
+            if not carried:
+                unverified.append(file)
+                continue
+            checked += 1
         seen[str(file)] = key
-        hashed += 1
-    if record is not None and hashed:
+    if checked:
+        log.info("verified %d shard(s) against the checksums in their footers", checked)
+    if unverified:
+        log.warning("%d shard(s) cannot be verified: no manifest beside them and no checksums inside (written before "
+                    "shards carried them), e.g. %s; training on them as they are", len(unverified), unverified[0])  # fmt: skip
+    if record is not None and (hashed or checked):
         write_json_atomic(record, seen)
     return hashed

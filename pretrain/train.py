@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from manifests.config import config_changes
-from manifests.io import copy_atomic
+from manifests.io import copy_atomic, remove_stale_temporaries
 from manifests.options import ConfigError, check, option
 from pretrain.checkpoint import (
     checkpoint_model_args,
@@ -43,9 +43,9 @@ from pretrain.data import PairStream, worker_context
 from pretrain.engine import NonFiniteLoss, TrainingError, lr_at, param_groups, train_step
 from pretrain.model import CroCoNet, flops_per_pair
 from pretrain.outputs import RunLog, reconstruction_png
-from pretrain.shards import find_shards
+from pretrain.shards import find_shards, folder_manifest
 
-__all__ = ["PATCH", "TrainConfig", "train"]
+__all__ = ["PATCH", "TrainConfig", "incomplete_warning", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ class TrainConfig:
     views: str | None = option(None, metavar="FOLDER",
                                help="the views folder that referenced samples name (None: the samples folder's "
                                "sibling views/, as pairgen writes OUT)")  # fmt: skip
-    verify: bool = option(True, flag="--no-verify", help="skip the check of the shards' SHA-256 against their "
-                          "manifest (done once a run; about 0.6 s a GiB)")
+    verify: bool = option(True, flag="--no-verify", help="skip the check of the shards, done once a run: their "
+                          "SHA-256 against their manifest, or without one the checksums in each shard's footer "
+                          "(about 0.6 s a GiB)")
 
     def __post_init__(self) -> None:
         check(self)
@@ -117,6 +118,38 @@ def _distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def incomplete_warning(shards: str | list[str]) -> str | None:
+    """The warning for a pairs or samples folder whose manifest says ``"complete": false``, or None.
+
+    ``pairgen filter`` marks its manifest complete only when every scene
+    succeeded: false means scenes failed (their pairs are missing from the
+    shards) or the run was interrupted. The shards it lists are whole
+    either way (written atomically, checked by SHA-256), so the run goes on
+    with a warning naming the manifest and why. A list of files, one
+    shard, a folder without a manifest or one that cannot be read (the
+    shard search says why) give None.
+    """
+    from manifests.manifest import ManifestError, PairsManifest
+
+    if isinstance(shards, (list, tuple)) or not Path(shards).is_dir() or not PairsManifest.exists(shards):
+        return None
+    try:
+        manifest = folder_manifest(shards)
+    except (ManifestError, OSError):
+        return None
+    if manifest.body.get("complete", True) is not False or not manifest.shards:  # no shard: find_shards refuses it
+        return None  # (pairgen 0.1's manifests say nothing of completeness: taken as they are)
+    return (f"{manifest.path}: marked incomplete: {manifest.why_incomplete(shown=1)}. Training on the "
+            f"{len(manifest.shards)} shard(s) it lists")  # fmt: skip
+
+
+def warn_if_incomplete(shards: str | list[str]) -> None:
+    """Log :func:`incomplete_warning`'s line, if any (rank 0 of a run)."""
+    warning = incomplete_warning(shards)
+    if warning:
+        log.warning("%s", warning)
+
+
 def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> dict:
     """Run training, or resume it from a checkpoint (:func:`pretrain.checkpoint.load_checkpoint`); returns the
     last logged record.
@@ -135,6 +168,12 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
     run_dir = Path(config.run_dir)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # a killed run's unfinished checkpoint or --keep-checkpoints copy (1.4 GB for croco-base), a killed export's
+        # file: only those of processes that are gone (manifests.io), as the pairgen stages clear theirs
+        stale = remove_stale_temporaries(run_dir)
+        if stale:
+            log.info("%s: removed %d unfinished temporary file(s) of an interrupted run", run_dir, stale)
+        warn_if_incomplete(config.shards)
     amp = torch.bfloat16 if (config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")) else None
 
     torch.manual_seed(config.seed + rank)

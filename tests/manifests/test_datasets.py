@@ -177,3 +177,14 @@ def test_scenes_command_bad_arguments_one_message(argv, phrase, capsys):
 def test_scenes_command_missing_dataset_folder(tmp_path, capsys):
     assert main(["scenes", "--scenes", "replica", "--data-root", str(tmp_path)]) == 1
     assert "dataset folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, phrase", [("r" * 240, "is too long for a file name (240 bytes;"),
+                                          ("-room", "starts with '-'")])  # fmt: skip
+def test_a_scene_id_that_cannot_name_a_file_is_its_scenes_problem_found_at_discovery(data_root, name, phrase):
+    d = data_root / "replica" / name  # a folder name the file system takes, a scene id pairgen's files cannot
+    d.mkdir()
+    (d / "mesh.ply").write_bytes(write_ply(TRI, QUAD_FACES, COLORS))
+    recs = by_id(discover(get_dataset("replica"), data_root))
+    assert not recs[name].ok and any(p.startswith("scene id ") and phrase in p for p in recs[name].problems)
+    assert recs["apartment_0"].ok and recs["room_0"].ok  # the others go on

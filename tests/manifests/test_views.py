@@ -231,3 +231,14 @@ def test_a_views_file_changed_after_the_render_is_refused(small_pairs, tmp_path)
 
 def test_every_defect_is_tested():
     assert len(DEFECTS) == 28
+
+
+def test_a_views_folder_that_is_a_file_is_said_to_be_one(tmp_path):
+    from manifests.views import views_folder_problem
+
+    (tmp_path / "apartment_0000.parquet").write_bytes(b"PAR1")
+    assert views_folder_problem(tmp_path) is None
+    assert views_folder_problem(tmp_path / "apartment_0000.parquet") == (
+        f"{tmp_path / 'apartment_0000.parquet'}: is a file, not a views folder (the folder of "
+        "<dataset>/<scene_id>.parquet views files)")  # fmt: skip
+    assert views_folder_problem(tmp_path / "gone") == f"{tmp_path / 'gone'}: no such views folder"

@@ -87,6 +87,50 @@ def test_lost_shard_is_rewritten_identically(out, tmp_path):
     assert manifest(copy)["shards"] == m["shards"]
 
 
+def test_a_views_file_replaced_by_another_valid_one_makes_the_filter_redo_its_scene(out, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import RENDER_SMALL
+
+    copy = tmp_path / "pg"
+    shutil.copytree(out, copy)
+    other = tmp_path / "other"  # the same scene rendered with another config: a sound views file, not the one recorded
+    assert main([*RENDER_SMALL, "--synthetic-count", "1", "--views-per-scene", "20", "--out", str(other)]) == 0
+    replaced = copy / "views" / "synthetic" / "apartment_0000.parquet"
+    shutil.copy(other / "views" / "synthetic" / "apartment_0000.parquet", replaced)
+    capsys.readouterr()
+    assert main([*FILTER, "--out", str(copy)]) == 1  # was "already complete", exit 0
+    err = capsys.readouterr().err
+    assert "already complete" not in err
+    assert f"FAILED synthetic/apartment_0000: {replaced}: its SHA-256 differs from the views manifest's" in err
+    assert "synthetic/apartment_0000" not in manifest(copy)["views_files"]
+    kept = {r["scene_id"] for s in manifest(copy)["shards"] for r in pq.read_table(copy / "pairs" / s["file"],
+                                                                                    columns=["scene_id"]).to_pylist()}
+    assert kept == {"apartment_0001", "apartment_0002"}  # no pair of the replaced file's scene
+    assert main([*RENDER_SMALL, "--out", str(copy)]) == 0  # render notices it too, and renders it again
+    assert main([*FILTER, "--out", str(copy)]) == 0
+    assert manifest(copy)["shards"] == manifest(out)["shards"]
+
+
+def test_an_up_to_date_check_hashes_a_views_file_only_when_it_was_touched(out, tmp_path, capsys, monkeypatch):
+    import os
+    import shutil
+
+    import pairgen.filter
+
+    copy = tmp_path / "pg"
+    shutil.copytree(out, copy)  # copytree keeps the modification times: the recorded ones still hold
+    hashed = []
+    real = pairgen.filter.sha256_file
+    monkeypatch.setattr(pairgen.filter, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    assert main([*FILTER, "--out", str(copy)]) == 0 and hashed == []
+    touched = copy / "views" / "synthetic" / "apartment_0001.parquet"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    assert main([*FILTER, "--out", str(copy)]) == 0 and hashed == ["apartment_0001.parquet"]  # the same bytes
+    assert "already complete" in capsys.readouterr().err
+    assert main([*FILTER, "--out", str(copy)]) == 0 and hashed == ["apartment_0001.parquet"]  # its new time recorded
+
+
 @pytest.mark.parametrize(
     "args, phrase",
     [(["--min-covis", "0.8", "--max-covis", "0.5"], "is above --max-covis"),

@@ -14,7 +14,7 @@ from PIL import Image
 from covisibility.reference import covisible_mask
 from manifests.codecs import decode_depth, decode_rgb
 from pairgen.cli import main
-from tests.commands import pairgen
+from tests.commands import assert_one_message, pairgen
 from tests.conftest import FILTER_SMALL
 from tests.pairgen.conftest import damage_shard
 from pairgen.inspect import LABEL_HEIGHT, MIN_PANEL, PAD, contact_sheet, highlight, pairs_statistics
@@ -156,3 +156,48 @@ def test_every_problem_is_listed_when_no_clean_shard_is_left(damaged):
     assert problems[-1].startswith("  PROBLEM contact sheet not drawn:") and "no readable pair to draw" in problems[-1]
     assert " pairs, " in ran.out  # the statistics were printed
 
+
+
+def test_a_field_of_the_wrong_kind_is_one_message_naming_it(damaged):
+    path = damaged / "pairs.manifest.json"
+    doc = json.loads(path.read_text())
+    doc["shards"][0]["pairs"] = "many"  # was Python's "invalid literal for int()"
+    path.write_text(json.dumps(doc))
+    ran = pairgen("inspect", "--out", damaged)
+    assert_one_message(ran, f"{path}: field 'pairs' of shard 'shard-00000.parquet' is 'many', expected an integer")
+    assert "invalid literal" not in ran.err
+
+
+@pytest.mark.parametrize("failed", [2, 5, 0])
+def test_not_complete_says_which_scenes_failed_or_that_the_filter_was_interrupted(damaged, failed):
+    path = damaged / "pairs.manifest.json"
+    doc = json.loads(path.read_text())
+    doc["complete"] = False
+    keys = [f"synthetic/broken_{k}" for k in range(failed)]
+    for key in keys:  # a scene the filter failed: the manifest has its entry and reason
+        doc["scenes"][key] = {"file": f"{key}.parquet", "status": "failed", "reason": f"{key}.parquet: bad depth"}
+    path.write_text(json.dumps(doc))
+    (problem,) = [p for p in pairs_statistics(damaged / "pairs")["problems"] if "not marked complete" in p]
+    if failed:
+        assert f"{failed} scene(s) failed in `pairgen filter` (synthetic/broken_0: synthetic/broken_0.parquet: bad " \
+               "depth; " in problem
+        assert "interrupted" not in problem and ("and 2 more" in problem) == (failed == 5)
+    else:
+        assert "the `pairgen filter` that wrote it was interrupted before its end; run it again" in problem
+
+
+@pytest.mark.parametrize("name, magic", [("sheet.jpg", b"\xff\xd8\xff"), ("sheet.JPEG", b"\xff\xd8\xff"),
+                                         ("sheet.png", b"\x89PNG")])  # fmt: skip
+def test_the_sheets_suffix_names_its_format(out, tmp_path, name, magic):
+    ran = pairgen("inspect", "--out", out, "--sheet", tmp_path / name, "--pairs", "2")
+    assert ran.code == 0, ran.err
+    assert (tmp_path / name).read_bytes().startswith(magic)  # was PNG bytes under any name
+
+
+@pytest.mark.parametrize("sheet, phrase", [("folder", "is a folder, not a file"), ("sheet.gif", "not '.gif'"),
+                                           ("sheet", "not 'a name without a suffix'")])  # fmt: skip
+def test_a_sheet_that_is_a_folder_or_of_no_format_is_a_usage_error(out, tmp_path, sheet, phrase):
+    (tmp_path / "folder").mkdir()
+    ran = pairgen("inspect", "--out", out, "--sheet", tmp_path / sheet)
+    assert_one_message(ran, "argument --sheet: ", phrase, code=2)  # was a traceback (a folder), or PNG bytes
+    assert list((tmp_path / "folder").iterdir()) == [] and not (tmp_path / sheet).is_file()

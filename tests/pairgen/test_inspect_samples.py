@@ -185,7 +185,7 @@ def test_embedded_samples(embedded, tmp_path, capsys):
     assert "views: embedded in the rows" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("damage, phrase", [("delete", "listed in the manifest (20 samples) but missing"),
+@pytest.mark.parametrize("damage, phrase", [("delete", "listed in star5.manifest.json (20 samples) but missing"),
                                             ("truncate", "truncated"),
                                             ("rows", "5 rows, the manifest says 20 samples")])  # fmt: skip
 def test_damaged_shard_is_a_problem_naming_it(damaged, tmp_path, capsys, damage, phrase):

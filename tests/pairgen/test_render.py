@@ -113,6 +113,40 @@ def test_a_corrupt_scene_is_recorded_and_the_others_finish(tmp_path, capsys):
     assert m["scenes"]["scannet/scene0000_00"]["floor"] == "geometry"
 
 
+def test_a_scene_id_too_long_for_a_file_name_is_that_scenes_failure(tmp_path, capsys):
+    from tests.rooms import write_room_ply
+
+    long_id = "r" * 240  # a folder name the file system takes; its views file's temporary name it does not
+    root = tmp_path / "data"
+    for room in (long_id, "room_0"):
+        write_room_ply(root / "replica" / room / "mesh.ply")
+    out = tmp_path / "out"
+    code = main(["render", "--scenes", "replica", "--data-root", str(root), "--out", str(out), "--no-ray",
+                 "--views-per-scene", "8", "--resolution", "32"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "1 scenes rendered, 0 already done, 1 failed" in err
+    reason = manifest(out)["scenes"][f"replica/{long_id}"]["reason"]
+    assert reason.startswith(f"scene id {'r' * 40 + '...'!r} is too long for a file name (240 bytes;")
+    assert "cannot write" not in err and str(out / "views") not in reason  # not the output folder's problem
+    assert (out / "views" / "replica" / "room_0.parquet").is_file()
+
+
+def test_a_views_file_found_complete_without_its_entry_is_recorded_with_its_checksum(rendered, tmp_path):
+    import shutil
+
+    from manifests.manifest import sha256_file
+
+    copy = tmp_path / "pg"
+    shutil.copytree(rendered, copy)
+    m = manifest(copy)
+    key = min(m["scenes"])
+    del m["scenes"][key]  # as if killed between the views file's rename and its manifest entry
+    (copy / "views.manifest.json").write_text(json.dumps(m))
+    assert render(copy) == 0
+    entry = manifest(copy)["scenes"][key]
+    assert entry["status"] == "ok" and entry["sha256"] == sha256_file(copy / "views" / entry["file"])
+
+
 def test_habitat_backend_missing_is_one_message(tmp_path, capsys, monkeypatch):
     import sys
 
@@ -168,3 +202,27 @@ def test_ray_end_to_end(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     m = manifest(tmp_path)
     assert m["totals"]["scenes_ok"] == 2 and m["totals"]["views"] == 24
+
+
+@pytest.mark.parametrize("damage", ["not JSON", "a field of the wrong kind"])
+def test_overwrite_replaces_an_unreadable_manifest(rendered, tmp_path, capsys, damage):
+    import shutil
+
+    copy = tmp_path / "pg"
+    shutil.copytree(rendered, copy)
+    path = copy / "views.manifest.json"
+    recorded = manifest(copy)["scenes"]
+    if damage == "not JSON":
+        path.write_text('{"format": "pairgen-views-manifest/1", broken')
+    else:
+        doc = json.loads(path.read_text())
+        doc["scenes"][min(doc["scenes"])]["views"] = "many"
+        path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert render(copy) == 1  # without --overwrite: refused, naming the file and the way out
+    err = capsys.readouterr().err
+    assert f"{path}: " in err and "pass --overwrite to replace it" in err and "Traceback" not in err
+    assert render(copy, "--overwrite") == 0
+    scenes = manifest(copy)["scenes"]
+    assert {k: (e["status"], e["sha256"]) for k, e in scenes.items()} == {
+        k: (e["status"], e["sha256"]) for k, e in recorded.items()}  # the views files kept, found complete, hashed

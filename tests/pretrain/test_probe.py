@@ -1,4 +1,5 @@
-"""`pretrain probe`: metrics by hand, the scene split, determinism, the baseline, bad inputs (exit 2)."""
+"""`pretrain probe`: metrics by hand, the scene split, determinism, the baseline, bad inputs (a file: exit 1; options
+the views cannot satisfy: exit 2), too few held-out views (a warning)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import pytest
 import torch
 
 from pretrain.cli import main
-from pretrain.probe import ProbeConfig, ProbeError, depth_metrics, partner_rows, split_scenes
+from pretrain.probe import (
+    MIN_HELDOUT_VIEWS,
+    ProbeConfig,
+    ProbeError,
+    ProbeOptionError,
+    depth_metrics,
+    partner_rows,
+    split_scenes,
+)
 
 FAST = ["--views-per-scene", "8", "--head-steps", "20", "--cvc-pairs", "8"]
 
@@ -74,10 +83,15 @@ def test_split_is_seeded_and_checked():
     assert len(held) == 2 and not set(train) & set(held) and sorted(train + held) == keys
     assert split_scenes(keys, ProbeConfig(holdout="s1,synthetic/s2")) == (
         [k for k in keys if k not in ("synthetic/s1", "synthetic/s2")], ["synthetic/s1", "synthetic/s2"])
-    with pytest.raises(ProbeError, match="overlap"):
+    with pytest.raises(ProbeOptionError, match="overlap"):
         split_scenes(keys, ProbeConfig(holdout="s1", train_scenes="s1,s2"))
-    with pytest.raises(ProbeError, match="empty"):
+    with pytest.raises(ProbeError, match="empty") as one_scene:  # the views' fault, not an option's
         split_scenes(keys[:1], ProbeConfig())
+    assert not isinstance(one_scene.value, ProbeOptionError)
+    with pytest.raises(ProbeOptionError, match="empty"):
+        split_scenes(keys, ProbeConfig(holdout=""))
+    with pytest.raises(ProbeOptionError, match="no scene left"):
+        split_scenes(keys[:2], ProbeConfig(holdout_fraction=0.9))
 
 
 def test_partners_are_nearby_cameras_looking_the_same_way():
@@ -146,23 +160,26 @@ def _zero_depth(src: Path, dst: Path, column: str = "depth") -> Path:
     return dst
 
 
+# case -> (checkpoint, views, options, message, exit status: 1 a bad file, 2 options the views cannot satisfy)
 BAD = {
-    "corrupt checkpoint": ("truncated", None, [], "not a readable checkpoint"),
-    "another model's checkpoint": ("foreign", None, [], "not a checkpoint of `pretrain run`"),
-    "no views files": (None, "empty", [], "no views files"),
-    "no depth column": (None, "no-depth", [], "no depth column"),
-    "all depth invalid": (None, "zero-depth", [], "no valid depth"),
-    "null images": (None, "null-image", [], "no image (null)"),
-    "empty held-out split": (None, None, ["--holdout", ""], "held-out split is empty"),
-    "one scene only": (None, "one-scene", [], "held-out split is empty"),
-    "overlapping splits": (None, None, ["--holdout", "X", "--train-scenes", "X"], "overlap"),
-    "unknown scene": (None, None, ["--holdout", "no_such_scene"], "no scene 'no_such_scene'"),
+    "corrupt checkpoint": ("truncated", None, [], "not a readable checkpoint", 1),
+    "another model's checkpoint": ("foreign", None, [], "not a checkpoint of `pretrain run`", 1),
+    "no views files": (None, "empty", [], "no views files", 1),
+    "views given as a file": (None, "a-file", [], "a file, not a views folder", 1),
+    "no depth column": (None, "no-depth", [], "no depth column", 1),
+    "all depth invalid": (None, "zero-depth", [], "no valid depth", 1),
+    "null images": (None, "null-image", [], "no image (null)", 1),
+    "one scene only": (None, "one-scene", [], "held-out split is empty", 1),
+    "empty held-out split": (None, None, ["--holdout", ""], "held-out split is empty", 2),
+    "overlapping splits": (None, None, ["--holdout", "X", "--train-scenes", "X"], "overlap", 2),
+    "unknown scene": (None, None, ["--holdout", "no_such_scene"], "no scene 'no_such_scene'", 2),
+    "all scenes held out": (None, None, ["--holdout-fraction", "0.99"], "no scene left to train the head", 2),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_message_and_exit_2(case, checkpoint, small_pairs, tmp_path, capsys):
-    ckpt_kind, views_kind, extra, message = BAD[case]
+def test_bad_input_is_one_message_and_its_exit_status(case, checkpoint, small_pairs, tmp_path, capsys):
+    ckpt_kind, views_kind, extra, message, status = BAD[case]
     ckpt, views = checkpoint, small_pairs / "views"
     files = sorted(views.glob("**/*.parquet"))
     if ckpt_kind == "truncated":
@@ -176,6 +193,8 @@ def test_bad_input_is_one_message_and_exit_2(case, checkpoint, small_pairs, tmp_
     if views_kind == "empty":
         views = tmp_path / "views"
         views.mkdir()
+    elif views_kind == "a-file":
+        views = files[0]
     elif views_kind == "no-depth":
         views = _no_depth_column(files[0], tmp_path / "views")
     elif views_kind == "zero-depth":
@@ -193,6 +212,23 @@ def test_bad_input_is_one_message_and_exit_2(case, checkpoint, small_pairs, tmp_
     out = tmp_path / "out"
     rc = main(["probe", "--checkpoint", str(ckpt), "--views", str(views), *FAST, *extra, "--out", str(out)])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert rc == 2
+    assert rc == status
     assert len(lines) == 1 and lines[0].startswith("pretrain: error:") and message in lines[0], lines
     assert not list(out.glob("probe-*")) if out.exists() else True
+
+
+def test_too_few_held_out_views_is_a_warning(checkpoint, small_pairs, tmp_path, caplog):
+    """One held-out view gives numbers, but they mean nothing: one warning line says so; enough views, no word."""
+    views = str(small_pairs / "views")
+    with caplog.at_level("WARNING"):
+        assert main(["probe", "--checkpoint", str(checkpoint), "--views", views, *FAST, "--views-per-scene", "1",
+                     "--out", str(tmp_path / "one")]) == 0  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert warnings[0].startswith("only 1 held-out view(s) (1 scene(s), --views-per-scene 1)"), warnings[0]
+    assert probe_json(tmp_path / "one")["views"]["heldout"] == 1
+    caplog.clear()
+    assert main(["probe", "--checkpoint", str(checkpoint), "--views", views, *FAST, "--views-per-scene", "24",
+                 "--holdout-fraction", "0.5", "--out", str(tmp_path / "enough")]) == 0  # two scenes of 24 views
+    assert probe_json(tmp_path / "enough")["views"]["heldout"] >= MIN_HELDOUT_VIEWS
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "held-out view" in r.getMessage()]

@@ -257,8 +257,11 @@ def test_a_view_missing_from_its_views_file_is_named(out, tmp_path, capsys):
                    folder / "shard-00000.parquet")  # fmt: skip
     with pytest.raises(ShardError, match="its samples name their views.*not a folder.*--views"):
         PairStream(folder, batch_size=8)  # no views/ beside the samples folder
-    code = main(["run", "--shards", str(folder), "--views", str(out / "views"), *TINY, "--steps", "1",
-                 "--runs", str(tmp_path / "runs")])  # fmt: skip
+    run = ["run", "--shards", str(folder), "--views", str(out / "views"), *TINY, "--steps", "1",
+           "--runs", str(tmp_path / "runs")]  # fmt: skip
+    assert main(run) == 1  # the rows differ from the checksums the shard carries: refused before training
+    assert "row group 0, column 'view_ids': its values differ from the checksum" in capsys.readouterr().err
+    code = main([*run, "--no-verify"])  # the loader's own check, behind the checksums
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err, err
     assert "shard-00000.parquet: row group 0, row 0" in err and "has no view 900 that a sample names" in err

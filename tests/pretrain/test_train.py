@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ import torch
 from pretrain.cli import main
 from pretrain.engine import lr_at, param_groups, step_mask
 from pretrain.train import TrainConfig, train
+from tests.commands import assert_one_message, pretrain
+from tests.conftest import copy_stage
 
 TINY = ["--model", "tiny", "--img-size", "48", "--batch-size", "8", "--workers", "0", "--warmup-steps", "2",
         "--log-every", "1"]  # fmt: skip
@@ -128,9 +133,6 @@ def test_learning_check_view2_matters(small_pairs, tmp_path):
 
 def test_torchrun_ddp_two_processes(small_pairs, tmp_path):
     """DDP over gloo on CPU: two ranks train together and rank 0 writes the run."""
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pretrain.cli",
            "run", "--shards", str(small_pairs / "pairs"), *TINY, "--steps", "3", "--runs", str(tmp_path),
            "--name", "ddp"]  # fmt: skip
@@ -152,3 +154,62 @@ def test_same_command_again_resumes_and_drift_refuses(small_pairs, tmp_path, cap
     err = capsys.readouterr().err
     assert "another config" in err and "base_lr: 0.00015 -> 0.001" in err
     assert main([*args, "--steps", "2", "--base-lr", "1e-3", "--overwrite"]) == 0
+
+
+def test_a_rerun_clears_the_temporaries_of_killed_checkpoint_copies(small_pairs, tmp_path):
+    """A run killed while copying a --keep-checkpoints checkpoint leaves its temporary; the next run in the folder
+    removes it, and leaves a live process's alone."""
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        host = os.uname().nodename.replace("-", "_")
+        run = tmp_path / "kept"
+        run.mkdir()
+        killed = run / f".tmp-{host}-{dead.pid}-checkpoint-0000003.pt.q1w2"
+        running = run / f".tmp-{host}-{live.pid}-croco.pth.e3r4"  # an export writing into the run folder meanwhile
+        for path in (killed, running):
+            path.write_bytes(b"half a checkpoint")
+        assert main(["run", "--shards", str(small_pairs / "pairs"), *TINY, "--steps", "1", "--keep-checkpoints",
+                     "--image-every", "0", "--runs", str(tmp_path), "--name", "kept"]) == 0  # fmt: skip
+        assert not killed.exists() and running.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.parametrize("why", ["failed", "interrupted"])
+def test_an_incomplete_pairs_manifest_is_a_warning(why, small_pairs, tmp_path, caplog):
+    """Scenes failed in the filter, or the filter was interrupted: the listed shards train, with one warning."""
+    copy_stage(small_pairs, tmp_path, "pairs")
+    path = tmp_path / "pairs.manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["complete"] = False
+    if why == "failed":
+        key = min(manifest["scenes"])
+        manifest["scenes"][key] = {**manifest["scenes"][key], "status": "failed", "reason": "views file unreadable"}
+    path.write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING"):
+        assert main(["run", "--shards", str(tmp_path / "pairs"), *TINY, "--steps", "1", "--image-every", "0",
+                     "--runs", str(tmp_path / "runs"), "--name", "x"]) == 0  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert warnings[0].startswith(f"{path}: marked incomplete: ")
+    expected = f"1 scene(s) failed in `pairgen filter` ({key}: views file unreadable)" if why == "failed" \
+        else "the `pairgen filter` that wrote it was interrupted"
+    assert expected in warnings[0], warnings[0]
+    caplog.clear()
+    manifest["complete"] = True  # a complete folder: no word
+    path.write_text(json.dumps(manifest))
+    assert main(["run", "--shards", str(tmp_path / "pairs"), *TINY, "--steps", "1", "--image-every", "0",
+                 "--runs", str(tmp_path / "runs"), "--name", "y"]) == 0  # fmt: skip
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_an_interrupted_filter_listing_no_shard_is_one_message(small_pairs, tmp_path):
+    """A filter killed before its shards: the manifest lists none and says incomplete; one message says so."""
+    copy_stage(small_pairs, tmp_path, "pairs")
+    path = tmp_path / "pairs.manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "complete": False, "shards": []}))
+    ran = pretrain("run", "--shards", tmp_path / "pairs", *TINY, "--steps", "1", "--runs", tmp_path / "runs")
+    assert_one_message(ran, f"{path}: lists no shard (marked incomplete: its `pairgen filter` was interrupted", code=1)

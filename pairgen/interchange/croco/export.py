@@ -19,7 +19,7 @@ import numpy as np
 
 from manifests.codecs import decode_depth
 from manifests.io import OutputError, atomic_path, remove_stale_temporaries, write_json_atomic
-from manifests.layout import is_safe_name
+from manifests.layout import name_problem
 from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest
 from pairgen.interchange.croco.cameras import cam2world_to_habitat, croco_intrinsics
@@ -125,9 +125,10 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
                 full = None if done else pq.read_table(path, columns=["image1", "image2", "depth1", "depth2"]).to_pylist()
                 for i, row in enumerate(light):
                     label = _label(row["pair_id"])
-                    for name in (row["dataset"], row["scene_id"], label):  # each names a file or folder of DEST
-                        if not is_safe_name(name):
-                            raise OutputError(f"{path}: pair {row['pair_id']!r}: {name!r} is not a safe file name")
+                    for what, name in (("dataset", row["dataset"]), ("scene id", row["scene_id"]),
+                                       ("label", label)):  # each names a file or folder of DEST
+                        if (problem := name_problem(name, what)) is not None:
+                            raise OutputError(f"{path}: pair {row['pair_id']!r}: {problem}")
                     folder = dest / row["dataset"] / row["scene_id"]
                     if label in scenes[(row["dataset"], row["scene_id"])]:
                         raise OutputError(f"{path}: pair {row['pair_id']!r} would be written under the label "

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from manifests import SceneRecord
-from manifests.io import OutputError, read_json, resolve_inside
-from manifests.layout import is_safe_name
+from manifests.io import OutputError, resolve_inside
+from manifests.layout import is_safe_name, name_problem
 from manifests.manifest import sha256_file
+from manifests.options import check, option
 from pairgen.interchange.croco.cameras import habitat_to_cam2world
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "METADATA_NAME",
     "CrocoScene",
     "CrocoTask",
+    "ImportLimits",
     "MetadataError",
     "find_metadata",
     "import_tasks",
@@ -53,11 +55,67 @@ CROCO_LABELS = ("hm3d", "gibson", "habitat-test-scenes", "replica_cad_baked_ligh
 Y_UP_LABELS = ("replica_cad_baked_lighting", "replica_cad")  # ReplicaCAD's glTF stages are Y-up
 METADATA_NAME = "metadata.json"
 MAX_SIZE = 8192  # largest image side accepted from a metadata file
+# metres from the origin: a camera further out is a damaged value, no camera of an indoor scene (HM3D's largest
+# buildings span about 100 m); cameras within this but outside the scene are refused once it is loaded (stages.py)
+MAX_COORDINATE = 1e5
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class MetadataError(OutputError):
     """A CroCo metadata file that cannot be used; the message names the file and the key."""
+
+    @classmethod
+    def at(cls, path: str | Path, key: str, problem: str) -> MetadataError:
+        """``<path>: key '<key>': <problem>``, the one form of every message about a metadata file's key."""
+        return cls(f"{path}: key {key!r}: {problem}")
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """What ``pairgen import croco`` accepts of a metadata file and of the views it renders (not hashed: they
+    decide what is refused, never what is written; a scene imported earlier is not checked again)."""
+
+    max_views_per_entry: int = option(
+        32, min=2, max=100_000, metavar="N",
+        help="most views one multiviews entry may list: its pairs are every two of them, n(n-1)/2 (400 views give "
+        "79,800). CroCo's release lists 2 an entry, DUSt3R's Habitat stars 5, MV-DUSt3R+'s generator 15 (--n_v); "
+        "a file with a larger entry is refused, naming it")  # fmt: skip
+    min_valid: float = option(
+        0.3, min=0, max=1,
+        help="least share of a rendered view's pixels with valid depth; a view below it fails its scene, naming "
+        "the entry and view (the scene is not the one the metadata was made for, or a camera is off). CroCo's and "
+        "MV-DUSt3R+'s generators kept views in pairs of at least 0.5 and 0.3 covisibility, so theirs see a surface "
+        "in at least that share of their pixels")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+class _Object(dict):
+    """A JSON object that remembers its repeated keys (``json`` keeps a repeated key's last value, silently)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, object]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        obj.repeated = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+def _first_repeated(value, key: str = "") -> str | None:
+    """The key path (``multiviews/00000012``) of the first key repeated in its object under ``value``, or None."""
+    if not isinstance(value, dict):
+        return None  # CroCo's lists hold numbers and lists of numbers only
+    for name in getattr(value, "repeated", ()):
+        return f"{key}/{name}" if key else name
+    for name, item in value.items():
+        found = _first_repeated(item, f"{key}/{name}" if key else name)
+        if found is not None:
+            return found
+    return None
 
 
 
@@ -103,7 +161,7 @@ class CrocoScene:
 
 
 def _bad(path: Path, key: str, problem: str) -> MetadataError:
-    return MetadataError(f"{path}: key {key!r}: {problem}")
+    return MetadataError.at(path, key, problem)
 
 
 def _numbers(path: Path, key: str, value, n: int, what: str) -> np.ndarray:
@@ -116,21 +174,33 @@ def _numbers(path: Path, key: str, value, n: int, what: str) -> np.ndarray:
     return array
 
 
-def read_metadata(path: str | Path) -> CrocoScene:
+def read_metadata(path: str | Path, max_views: int | None = None) -> CrocoScene:
     """Read and check one CroCo ``metadata.json``.
+
+    ``max_views`` bounds the views of one ``multiviews`` entry (None: no
+    bound; :class:`ImportLimits`' ``max_views_per_entry`` when importing).
 
     Raises
     ------
     MetadataError
-        Not JSON, or a key missing or malformed; the message names the file and the key.
+        Not JSON, a key repeated in its object (JSON would keep the last one
+        only), a key missing or malformed, a camera position more than
+        :data:`MAX_COORDINATE` metres out, or an entry of more than
+        ``max_views`` views; the message names the file and the key.
     """
     path = Path(path)
     try:
-        doc = read_json(path)
-    except OutputError as e:
-        raise MetadataError(str(e)) from None
+        doc = json.loads(path.read_text(), object_pairs_hook=_object)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MetadataError(f"{path}: cannot be read as JSON ({e})") from None
     if not isinstance(doc, dict):
         raise MetadataError(f"{path}: not a JSON object")
+    repeated = _first_repeated(doc)
+    if repeated is not None:  # a label twice in 'multiviews': one entry's views would vanish
+        entry = repeated.startswith("multiviews/") and repeated.count("/") == 1
+        lost = "the first entry's views" if entry else "the first value"
+        raise _bad(path, repeated, f"repeated in its object: JSON keeps only the last, so {lost} would be lost "
+                   "silently; give each its own key")  # fmt: skip
     strings = {}
     for key in ("scene", "navmesh", "scene_dataset_config_file"):
         value = doc.get(key, "" if key != "scene" else None)
@@ -153,8 +223,8 @@ def read_metadata(path: str | Path) -> CrocoScene:
     entries = []
     for label, entry in multiviews.items():
         key = f"multiviews/{label}"
-        if not is_safe_name(label):
-            raise _bad(path, key, "a label must be letters, digits, '.', '_' or '-' (it names files)")
+        if (problem := name_problem(label, "label")) is not None:
+            raise _bad(path, key, f"{problem} (it names files)")
         if not isinstance(entry, dict):
             raise _bad(path, key, "not an object")
         positions, orientations = entry.get("positions"), entry.get("orientations")
@@ -163,7 +233,15 @@ def read_metadata(path: str | Path) -> CrocoScene:
                 raise _bad(path, f"{key}/{name}", "expected a list of two views or more")
         if len(positions) != len(orientations):
             raise _bad(path, f"{key}/orientations", f"{len(orientations)} orientations for {len(positions)} positions")
+        if max_views is not None and len(positions) > max_views:
+            n = len(positions)
+            raise _bad(path, f"{key}/positions", f"{n} views in one entry, {n * (n - 1) // 2:,} pairs: more than "
+                       f"--max-views-per-entry {max_views} allows (raise it to import this entry)")  # fmt: skip
         p = np.stack([_numbers(path, f"{key}/positions/{i}", v, 3, "[x, y, z]") for i, v in enumerate(positions)])
+        far = np.flatnonzero(np.abs(p).max(axis=1) > MAX_COORDINATE)
+        if far.size:
+            raise _bad(path, f"{key}/positions/{far[0]}", f"{positions[far[0]]}: more than {MAX_COORDINATE:g} m from "
+                       "the origin, no camera of an indoor scene")  # fmt: skip
         q = np.stack([_numbers(path, f"{key}/orientations/{i}", v, 4, "[w, x, y, z]")
                       for i, v in enumerate(orientations)])  # fmt: skip
         norms = np.linalg.norm(q, axis=1)
@@ -228,7 +306,8 @@ def _scene_id(rest: str) -> str:
             rest = rest[: -len(suffix)]
             break
     text = "__".join(_UNSAFE_CHARS.sub("_", part) for part in Path(rest).parts if part not in ("", "."))
-    return text if is_safe_name(text) else "scene_" + text
+    # a leading '.', '_' or '-' is prefixed away; a name too long stays so, and its record says why
+    return "scene_" + text if not is_safe_name(text) and is_safe_name("scene_" + text) else text
 
 
 @dataclass
@@ -292,8 +371,9 @@ def _record_for(scene: CrocoScene, data_root: Path, dataset_map: dict[str, str])
 
 
 def import_tasks(metadata_files: Iterable[str | Path], data_root: str | Path,
-                 dataset_map: dict[str, str] | None = None, progress=None) -> list[CrocoTask]:  # fmt: skip
-    """Read every metadata file and map its scene onto the data root.
+                 dataset_map: dict[str, str] | None = None, progress=None,
+                 max_views: int = ImportLimits.max_views_per_entry) -> list[CrocoTask]:  # fmt: skip
+    """Read every metadata file (``max_views`` views an entry at most) and map its scene onto the data root.
 
     Raises
     ------
@@ -305,7 +385,7 @@ def import_tasks(metadata_files: Iterable[str | Path], data_root: str | Path,
     tasks: list[CrocoTask] = []
     seen: dict[str, str] = {}
     for path in metadata_files:
-        scene = read_metadata(path)
+        scene = read_metadata(path, max_views)
         record = _record_for(scene, data_root, dataset_map)
         if record.key in seen:  # one metadata file a scene: two would write one views file
             raise _bad(scene.path, "scene", f"{scene.scene!r} is {record.key}, the scene of {seen[record.key]} too")

@@ -20,14 +20,19 @@ from manifests.io import OutputError
 from manifests.manifest import ViewsManifest
 from manifests.options import option
 from pairgen.filter import ChosenPair, FilterStage, PairsConfig, ScenePairs, checked_views
-from pairgen.interchange.croco.metadata import CrocoScene, CrocoTask, MetadataError, read_metadata
+from pairgen.interchange.croco.metadata import CrocoScene, CrocoTask, ImportLimits, MetadataError, read_metadata
 from pairgen.stage import StageSummary, run_unit
 from pairgen.views_stage import ImageConfig, SceneViews, ViewsStage, store_views, views_path
 from renderers.camera import intrinsics_from_hfov
 from renderers.scene import SceneFormatError
 
-__all__ = ["CrocoPairsConfig", "CrocoPairsStage", "ImportConfig", "ImportStage", "import_scene",
-           "measure_croco_pairs"]  # fmt: skip
+__all__ = ["OUTSIDE_MARGIN", "CrocoPairsConfig", "CrocoPairsStage", "ImportConfig", "ImportStage", "check_cameras",
+           "import_scene", "measure_croco_pairs"]  # fmt: skip
+
+
+# metres: a camera further than this outside the loaded scene's bounding box fails the scene (the metadata was
+# made for another scene, another version of it, or other axes); CroCo's cameras stand on its navmesh, inside
+OUTSIDE_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,35 @@ class ImportConfig(ImageConfig):
     """What decides an imported scene's views file, besides its metadata (hashed): as ``render``'s images."""
 
 
-def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, config_hash: str) -> SceneViews:
-    """Render a CroCo scene's cameras into its views file. Never raises."""
+def check_cameras(croco: CrocoScene, lower: np.ndarray, upper: np.ndarray) -> None:
+    """Refuse a camera more than :data:`OUTSIDE_MARGIN` metres outside the scene's bounds ``lower``, ``upper`` (3,).
+
+    Raises
+    ------
+    MetadataError
+        Naming the metadata file, the entry and view, the camera and the bounds.
+    """
+    lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+    for label, positions, _ in croco.multiviews:
+        outside = np.maximum(np.maximum(lower - positions, positions - upper), 0.0).max(axis=1)  # (n,) metres
+        far = np.flatnonzero(outside > OUTSIDE_MARGIN)
+        if far.size:
+            i = int(far[0])
+            raise MetadataError.at(croco.path, f"multiviews/{label}/positions/{i}", (
+                f"camera at {np.round(positions[i], 2).tolist()} m, {outside[i]:.1f} m outside the scene's bounds "
+                f"{np.round(lower, 2).tolist()} .. {np.round(upper, 2).tolist()}: is this the scene the metadata "
+                "was made for?"))  # fmt: skip
+
+
+def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, config_hash: str,
+                 min_valid: float = ImportLimits.min_valid) -> SceneViews:  # fmt: skip
+    """Render a CroCo scene's cameras into its views file. Never raises.
+
+    The scene fails (nothing written) when a camera lies far outside it
+    (:func:`check_cameras`) or a view has less than ``min_valid`` of its
+    pixels with valid depth (``render``'s rule for the views it keeps: "too
+    little valid depth"): the listed pairs would hold views of nothing.
+    """
 
     def body(result: SceneViews) -> None:
         from pairgen.scenes import load_record
@@ -47,12 +79,24 @@ def import_scene(task: CrocoTask, views_dir: str | Path, config: ImportConfig, c
         croco = read_metadata(task.metadata)
         if croco.sha256 != task.metadata_sha256:
             raise MetadataError(f"{task.metadata}: changed while the import ran; run the command again")
-        poses = [pose for _, _, pose in croco.views()]
+        views = croco.views()
+        poses = [pose for _, _, pose in views]
         K = intrinsics_from_hfov(task.width, task.height, task.hfov)
-        with config.open(load_record(record)) as renderer:  # encoded one by one (store_views): a view's bytes kept
+        scene = load_record(record)
+        check_cameras(croco, *scene.bounds)
+
+        def checked(renders):
+            for (label, o, _), r in zip(views, renders):
+                if r.valid_fraction < min_valid:
+                    raise MetadataError.at(task.metadata, f"multiviews/{label}/positions/{o - 1}", (
+                        f"too little valid depth: {r.valid_fraction:.0%} of its pixels see a surface, below "
+                        f"--min-valid {min_valid:g}: is this the scene the metadata was made for?"))  # fmt: skip
+                yield r
+
+        with config.open(scene) as renderer:  # encoded one by one (store_views): a view's bytes kept
             renders = (renderer.render(K, pose, width=task.width, height=task.height) for pose in poses)
-            result.sha256 = store_views(path, Path(views_dir), record, renders, [K] * len(poses), poses, config,
-                                        config_hash)  # fmt: skip
+            result.sha256 = store_views(path, Path(views_dir), record, checked(renders), [K] * len(poses), poses,
+                                        config, config_hash)  # fmt: skip
         result.views, result.status = len(poses), "ok"
 
     return run_unit(SceneViews(), body, expected=(SceneFormatError, OutputError))
@@ -69,6 +113,14 @@ class ImportStage(ViewsStage):
     what = "views"
     progress_desc = "importing"
     work = staticmethod(import_scene)
+
+    def __init__(self, tasks: list, out_dir, config: ImportConfig, *, min_valid: float = ImportLimits.min_valid,
+                 **kw) -> None:  # fmt: skip
+        super().__init__(tasks, out_dir, config, **kw)
+        self.min_valid = min_valid  # ImportLimits': what a rendered view must show, not hashed
+
+    def common(self) -> dict:
+        return {**super().common(), "min_valid": self.min_valid}
 
     def identity(self) -> dict:
         return {"import": "croco", **self.config.to_dict()}

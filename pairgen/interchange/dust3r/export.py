@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from manifests.codecs import decode_depth
 from manifests.io import OutputError, atomic_path, remove_stale_temporaries
-from manifests.layout import is_safe_name
+from manifests.layout import name_problem
 from manifests.lock import folder_lock
 from manifests.manifest import SamplesManifest
 from manifests.options import ConfigError, check, option
@@ -95,9 +95,8 @@ class Dust3rOptions:
 
     def __post_init__(self) -> None:
         check(self)
-        if not is_safe_name(self.samples):
-            raise ConfigError("samples", f"must name a folder of OUT (letters, digits, '.', '_', '-'), "
-                                         f"got {self.samples!r}")  # fmt: skip
+        if (problem := name_problem(self.samples, "folder name")) is not None:
+            raise ConfigError("samples", f"must name a folder of OUT: {problem}")
 
 
 @dataclass
@@ -238,9 +237,10 @@ def _check(path: Path, row: dict) -> None:
     if row["shape"] != SHAPE or len(row["view_ids"]) != VIEWS:
         raise OutputError(f"{path}: sample {row['sample_id']!r} is a {row['shape']} of {len(row['view_ids'])} views, "
                           f"not a {SHAPE} of {VIEWS}")  # fmt: skip
-    for name in (row["dataset"], row["scene_id"], sample_key(row["sample_id"])):  # each names a file or folder of DEST
-        if not is_safe_name(name):
-            raise OutputError(f"{path}: sample {row['sample_id']!r}: {name!r} is not a safe file name")
+    for what, name in (("dataset", row["dataset"]), ("scene id", row["scene_id"]),
+                       ("key", sample_key(row["sample_id"]))):  # each names a file or folder of DEST
+        if (problem := name_problem(name, what)) is not None:
+            raise OutputError(f"{path}: sample {row['sample_id']!r}: {problem}")
 
 
 def _write_sample(dest: Path, row: dict, views: list[tuple[bytes, bytes, bytes]], sync: bool) -> None:

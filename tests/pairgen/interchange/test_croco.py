@@ -388,3 +388,77 @@ def test_export_reads_as_croco_and_imports_back(croco_world, tmp_path, capsys):
     assert main(["export", "--format", "croco", str(dest), "--out", str(again)]) == 1
     assert "holds an export of other pairs" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()} == stamps
+
+
+def test_an_entry_of_too_many_views_is_refused_naming_it(croco_world, tmp_path, capsys):
+    """One entry's pairs are every two of its views: 400 views would be 79,800 pairs. The bound is an option."""
+    from pairgen.interchange.croco import import_tasks
+
+    root, meta = croco_world
+    many = {"positions": [[1.0 + 0.1 * i, 1.4, 2.0] for i in range(33)], "orientations": [[1.0, 0, 0, 0]] * 33}
+    path = write_metadata(meta / "scannet" / "scene0000_00" / "metadata.json",
+                          metadata("scannet/scans/scene0000_00/scene0000_00.ply", {**MULTIVIEWS, "00000009": many}))
+    out = tmp_path / "out"
+    ran = pairgen(*import_args(meta, root, out))
+    assert_one_message(ran, str(path), "key 'multiviews/00000009/positions': 33 views in one entry, 528 pairs",
+                       "--max-views-per-entry 32", code=1)
+    assert not out.exists()
+    (task,) = import_tasks([path], root, max_views=33)  # allowed: every view kept
+    assert task.views == 33 + sum(len(e["positions"]) for e in MULTIVIEWS.values())
+    assert pairgen(*import_args(meta, root, out, "--max-views-per-entry", "1")).code == 2
+
+
+def _repeat_label(text: str) -> str:
+    """The metadata's JSON text with a first entry '00000001' (CroCo's 00000000's views) before the real one."""
+    return text.replace('"multiviews": {', f'"multiviews": {{"00000001": {json.dumps(MULTIVIEWS["00000000"])}, ', 1)
+
+
+@pytest.mark.parametrize("repeat, key, lost", [
+    (_repeat_label, "multiviews/00000001", "the first entry's views would be lost"),
+    (lambda text: text.replace('{"scene_dataset_config_file"', '{"scene": "elsewhere.ply", "scene_dataset_config_file"',
+                               1), "scene", "the first value would be lost"),
+])  # fmt: skip
+def test_a_repeated_key_is_refused_naming_file_and_key(croco_world, tmp_path, repeat, key, lost):
+    """JSON keeps a repeated key's last value: a label twice in 'multiviews' would drop the first entry silently."""
+    root, meta = croco_world
+    path = meta / "scannet" / "scene0000_00" / "metadata.json"
+    path.write_text(repeat(path.read_text()))
+    assert path.read_text().count(f'"{key.rsplit("/", 1)[-1]}"') == 2
+    out = tmp_path / "out"
+    ran = pairgen(*import_args(meta, root, out))
+    assert_one_message(ran, str(path), f"key {key!r}: repeated in its object", lost, code=1)
+    assert not out.exists()
+
+
+def test_a_camera_far_out_or_seeing_nothing_fails_its_scene(croco_world, tmp_path):
+    """A camera 1e30 m out is refused with the file; one 55 m out of its scene, or one that sees no surface, fails its
+    scene with the entry and view, as render refuses views with too little valid depth; the other scenes go on."""
+    root, meta = croco_world
+    far = write_metadata(meta / "scannet" / "scene0000_00" / "metadata.json",
+                         metadata("scannet/scans/scene0000_00/scene0000_00.ply", {**MULTIVIEWS, "00000009": {
+                             "positions": [[2.5, 1.3, 2.0], [60.0, 1.3, 2.0]], "orientations": [[1.0, 0, 0, 0]] * 2}}))
+    blind = write_metadata(meta / "habitat-test-scenes" / "room_a" / "metadata.json",
+                           metadata("habitat-test-scenes/rooms/room_a.ply", {**MULTIVIEWS, "00000009": {
+                               "positions": [[2.5, 1.3, 2.0], [-1.5, 1.3, 2.0]],  # 1.5 m outside, looking away
+                               "orientations": [[1.0, 0, 0, 0], yaw_pitch(90, 0)]}}))  # fmt: skip
+    out = tmp_path / "out"
+    assert main(import_args(meta, root, out)) == 1
+    scenes = json.loads((out / "views.manifest.json").read_text())["scenes"]
+    reason = scenes["scannet/scans__scene0000_00__scene0000_00"]["reason"]
+    assert reason.startswith(f"{far}: key 'multiviews/00000009/positions/1': camera at [60.0, 1.3, 2.0] m, 55.4 m "
+                              "outside the scene's bounds [0.0, 0.0, 0.0] .. [4.6, 2.6, 4.2]"), reason
+    reason = scenes["habitat-test-scenes/rooms__room_a"]["reason"]
+    assert reason.startswith(f"{blind}: key 'multiviews/00000009/positions/1': too little valid depth: 0% of its "
+                              "pixels see a surface, below --min-valid 0.3"), reason
+    assert not list((out / "views").rglob("*.parquet"))
+    assert main(import_args(meta, root, out, "--min-valid", "0")) == 1  # the blind view allowed; the far camera not
+    scenes = json.loads((out / "views.manifest.json").read_text())["scenes"]
+    assert scenes["habitat-test-scenes/rooms__room_a"]["status"] == "ok"
+    assert scenes["scannet/scans__scene0000_00__scene0000_00"]["status"] == "failed"
+
+    doc = json.loads(far.read_text())
+    doc["multiviews"]["00000009"]["positions"][1] = [1e30, 1.3, 2.0]
+    write_metadata(far, doc)
+    ran = pairgen(*import_args(meta, root, out))
+    assert_one_message(ran, str(far), "key 'multiviews/00000009/positions/1': [1e+30, 1.3, 2.0]: more than 100000 m "
+                       "from the origin", code=1)
