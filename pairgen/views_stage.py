@@ -30,7 +30,7 @@ from manifests.manifest import ViewsManifest, sha256_file
 from manifests.options import check, option
 from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, views_table, write_views
 from pairgen.stage import Stage, StageSummary, UnitResult
-from renderers.backends import ANTIALIAS, LIGHTING, available_backends, describe_backends
+from renderers.backends import ANTIALIAS, LIGHTING, RENDER_REVISION, available_backends, describe_backends
 
 __all__ = ["ImageConfig", "SceneViews", "ViewsStage", "complete_views_meta", "store_views", "views_path"]
 
@@ -156,6 +156,11 @@ class ViewsStage(Stage):
     def __init__(self, tasks: list, out_dir, config: ImageConfig, **kw) -> None:
         super().__init__(out_dir, config, **kw)
         self.tasks = tasks
+
+    def identity(self) -> dict:
+        """The config and the backends' revision (:data:`renderers.backends.RENDER_REVISION`): views of the same
+        options that the backends now render otherwise are another config's, refused, never reused."""
+        return {**self.config.to_dict(), "render_revision": RENDER_REVISION}
 
     def record(self, task) -> SceneRecord:
         """The scene a task renders."""

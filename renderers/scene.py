@@ -90,11 +90,18 @@ class Texture:
 
 @dataclass(frozen=True, eq=False)
 class Material:
-    """A base colour factor (linear RGBA in [0, 1]) and an optional texture."""
+    """A base colour factor (linear RGBA in [0, 1]), an optional texture, and which sides are seen.
+
+    ``double_sided`` is glTF's ``doubleSided``: False (glTF's default) draws a
+    face of this material only from its front, the side its corners run
+    counter-clockwise, and a ray that meets its back goes on through it
+    (docs/design.md, "Back faces").
+    """
 
     name: str = ""
     base_color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     texture: Texture | None = None
+    double_sided: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,6 +195,18 @@ class Scene:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) corners of the axis-aligned bounding box, (3,) float32 each."""
         return self.vertices.min(axis=0), self.vertices.max(axis=0)
+
+    @property
+    def single_sided_faces(self) -> np.ndarray | None:
+        """(F,) bool: the faces seen only from their front (counter-clockwise) side; None when every face is
+        seen from both (docs/design.md, "Back faces")."""
+        single = np.array([not m.double_sided for m in self.materials], dtype=bool)
+        if not single.any():
+            return None
+        if self.face_materials is None:
+            return np.ones(self.num_triangles, bool) if single[0] else None
+        faces = single[self.face_materials]  # (F,)
+        return faces if faces.any() else None
 
     @property
     def textured(self) -> bool:

@@ -19,6 +19,7 @@ from renderers.scene import Scene
 __all__ = [
     "ANTIALIAS",
     "LIGHTING",
+    "RENDER_REVISION",
     "BackendUnavailable",
     "RenderBackend",
     "RenderedView",
@@ -38,6 +39,10 @@ ANTIALIAS = ("off", "textures", "full")
 #: ``--lighting`` of scenes whose colours carry no light (the synthetic apartments): ``baked`` light
 #: (ceiling lights, door openings, ambient occlusion) or ``flat`` albedo. Real scans keep their colours.
 LIGHTING = ("baked", "flat")
+#: Bumped when the backends render the same config differently, for the views stage to hash with the config
+#: (views made before must not be reused). 2: back faces seen by glTF's ``doubleSided`` (docs/design.md,
+#: "Back faces"); 1: every face from both sides.
+RENDER_REVISION = 2
 
 
 class BackendUnavailable(RuntimeError):

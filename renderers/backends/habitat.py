@@ -43,19 +43,27 @@ What the conversion rests on:
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from renderers.backends.base import BackendUnavailable, RenderBackend, RenderedView, SceneRenderer, register_backend
+from renderers.backends.habitat_stage import double_sided_copy
 from renderers.scene import Scene
 from renderers.sources.gltf import rotation_from_up_front
 
 __all__ = [
+    "GPU_DEVICE_ENV",
     "INSTALL_HINT",
     "HabitatBackend",
+    "choose_gpu_device",
     "cam2world_from_habitat",
     "habitat_from_world",
     "habitat_hfov",
@@ -82,6 +90,63 @@ K_TOL = 1e-4  # pixels for the principal point; relative for fx vs fy
 
 COLOR_UUID = "color"
 DEPTH_UUID = "depth"
+
+#: an integer >= -1 in this variable is habitat-sim's ``gpu_device_id``, whatever the machine has
+GPU_DEVICE_ENV = "PAIRGEN_HABITAT_GPU"
+#: ``CUDA_VISIBLE_DEVICES`` values that hide every device (CUDA stops at the first entry that is not one)
+_NO_CUDA = ("", "-1", "NoDevFiles")
+
+
+def _nvidia_devices() -> int:
+    """How many NVIDIA GPUs the kernel driver exposes here (``/dev/nvidia0``, ``/dev/nvidia1``...)."""
+    return len(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def choose_gpu_device(
+    environ: Mapping[str, str] = os.environ, nvidia_devices: Callable[[], int] = _nvidia_devices
+) -> int:
+    """habitat-sim's ``gpu_device_id`` on this machine.
+
+    habitat-sim finds its EGL device by CUDA device id: on a machine without
+    a CUDA device, id 0 fails (``unable to find EGL device for CUDA device
+    0``), and -1 asks for none (habitat-sim 0.3.2+ skips the CUDA match,
+    PR 2378; older releases hand Magnum its "not set" value, so the first EGL
+    device, Mesa's, is taken).
+
+    Parameters
+    ----------
+    environ : mapping
+        The process environment: ``PAIRGEN_HABITAT_GPU`` (:data:`GPU_DEVICE_ENV`)
+        overrides the choice; ``CUDA_VISIBLE_DEVICES`` set to ``""``, ``-1``
+        or ``NoDevFiles`` hides every CUDA device.
+    nvidia_devices : callable
+        Counts the NVIDIA GPUs the machine has (the ``/dev/nvidiaN`` device files).
+
+    Returns
+    -------
+    int
+        The override when set; else 0, the first CUDA device this process
+        sees (Ray sets ``CUDA_VISIBLE_DEVICES`` per worker), where the machine
+        has one and it is not hidden; else -1.
+
+    Raises
+    ------
+    ValueError
+        The override is not an integer >= -1.
+    """
+    override = environ.get(GPU_DEVICE_ENV, "").strip()
+    if override:
+        try:
+            device = int(override)
+        except ValueError:
+            device = -2
+        if device < -1:
+            raise ValueError(f"{GPU_DEVICE_ENV} must be a CUDA device id (0, 1, ...) or -1 for none, got {override!r}")
+        return device
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.split(",")[0].strip() in _NO_CUDA:
+        return -1
+    return 0 if nvidia_devices() > 0 else -1
 
 
 # -- pure conversions (no habitat needed) -------------------------------------
@@ -291,17 +356,23 @@ class _HabitatRenderer(SceneRenderer):
 
     Sensors are fixed when a Simulator is made, so it is cached per
     ``(width, height, hfov)`` and rebuilt (reloading the scene) when they change.
-    ``gpu_device_id`` 0 is the first GPU this process sees (Ray sets
-    ``CUDA_VISIBLE_DEVICES`` per worker). habitat-sim holds one OpenGL context
-    per Simulator: close a renderer before opening the next scene.
+    ``gpu_device_id`` is :func:`choose_gpu_device`'s (0, the first GPU this
+    process sees, where there is one: Ray sets ``CUDA_VISIBLE_DEVICES`` per
+    worker; -1 without). habitat-sim holds one OpenGL context per Simulator:
+    close a renderer before opening the next scene. ``workdir``, if given, is
+    a temporary folder holding ``path`` (a copy of the scene's file), removed
+    on close.
     """
 
     screening = False  # a new size rebuilds the Simulator (and reloads the scene)
 
-    def __init__(self, scene: Scene, path: str, habitat_sim, gpu_device_id: int = 0) -> None:
+    def __init__(
+        self, scene: Scene, path: str, habitat_sim, gpu_device_id: int = 0, workdir: str | None = None
+    ) -> None:
         self.scene = scene
         self.path = path
         self.gpu_device_id = gpu_device_id
+        self.workdir = workdir
         self._hs = habitat_sim
         self._sim = None
         self._key: tuple[int, int, float] | None = None
@@ -406,6 +477,9 @@ class _HabitatRenderer(SceneRenderer):
 
     def close(self) -> None:
         self._close_simulator()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
 
 @register_backend
@@ -413,8 +487,10 @@ class HabitatBackend(RenderBackend):
     """habitat-sim on the GPU (conda-only); the same outputs as ``raycast``."""
 
     name = "habitat"
-    description = ("habitat-sim's GPU rasterizer (textures always mip-filtered by the GPU, edges not supersampled); "
-                   "needs habitat-sim from conda")
+    description = ("habitat-sim's GPU rasterizer, needs habitat-sim from conda; unlike raycast: textures always "
+                   "mip-filtered, edges not supersampled, PLY vertex colours darker (0.2.2), no synthetic scenes; "
+                   "double-sided faces reach it with both windings, as it culls back faces; "
+                   "GPU: the first CUDA device, else -1, PAIRGEN_HABITAT_GPU overrides (README, Backends)")
 
     def check_available(self) -> None:
         import_habitat_sim()
@@ -437,6 +513,8 @@ class HabitatBackend(RenderBackend):
         """
         habitat_sim = import_habitat_sim()
         path = _scene_file(scene)
+        device = choose_gpu_device()
+        log.info("habitat-sim: gpu_device_id %d (%s to override)", device, GPU_DEVICE_ENV)
         if antialias != "textures":
             log.info(
                 "habitat backend, --antialias %s: habitat-sim filters textures with the GPU's mip-maps and draws one "
@@ -448,4 +526,18 @@ class HabitatBackend(RenderBackend):
                 "renders them is untested, so its views may differ from raycast's (--backend raycast renders them)",
                 path,
             )
-        return _HabitatRenderer(scene, path, habitat_sim)
+        workdir, drawn = None, path
+        single = scene.single_sided_faces
+        if single is None or not single.all():  # habitat-sim culls every back face: give it both windings
+            workdir = tempfile.mkdtemp(prefix="pairgen-habitat-")
+            try:
+                copy = double_sided_copy(scene, workdir)
+            except BaseException:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise
+            if copy is None:
+                shutil.rmtree(workdir, ignore_errors=True)
+                workdir = None
+            else:
+                drawn = str(copy)
+        return _HabitatRenderer(scene, drawn, habitat_sim, gpu_device_id=device, workdir=workdir)

@@ -52,6 +52,10 @@ by one level. The other levels (``textures``, ``full``; docs/design.md,
   :mod:`renderers.lighting`): the albedo times each face's interpolated
   corner irradiance in linear light, then sRGB (``shading_kernels._lit``).
 
+Back faces (docs/design.md, "Back faces"): a face of a single-sided material
+is seen from its front (counter-clockwise) side only; :meth:`~RaycastRenderer.cast`
+sends a ray that meets its back on to the next face it crosses.
+
 A view is :meth:`~RaycastRenderer.rays`, :meth:`~RaycastRenderer.cast`,
 then :meth:`~RaycastRenderer.shade_hits` (public, for benchmarks and callers
 with their own rays). Open3D's ``cast_rays`` keeps the GIL while Embree runs
@@ -75,7 +79,7 @@ from renderers.backends.edges import EDGE_COLOR, EDGE_GAP, SUBPIXEL
 from renderers.backends.face_tables import FaceTables
 from renderers.scene import Scene
 
-__all__ = ["PARALLEL_MIN_PIXELS", "SPLIT_MIN_PIXELS", "RaycastBackend", "RaycastRenderer"]
+__all__ = ["PARALLEL_MIN_PIXELS", "SPLIT_MIN_PIXELS", "RaycastBackend", "RaycastRenderer", "face_normals"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,28 @@ SPLIT_MIN_PIXELS = 1 << 11  # the smallest chunk of shared work (a kernel call c
 # Stand-ins for the arrays of features a scene or a call does not have (the kernels take them all).
 _NO_T, _NO_VEC3, _NO_RAYS = np.zeros(0, np.float32), np.zeros((0, 3), np.float32), np.zeros((0, 6), np.float32)
 _NO_EDGES = np.zeros(0, bool)
+_INVALID_ID = np.uint32(2**32 - 1)  # Open3D's id of no face (a miss)
+
+
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit front normals of triangles: the side their corners run counter-clockwise (right-hand rule).
+
+    Parameters
+    ----------
+    vertices : (V, 3) float
+    faces : (F, 3) int
+
+    Returns
+    -------
+    (F, 3) float32
+        Open3D's ``primitive_normals`` of the same faces; zero for a
+        degenerate face (no side is its back).
+    """
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # (F, 3)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.divide(n, length, out=np.zeros_like(n), where=length > 0).astype(np.float32)
 
 
 class RaycastRenderer(SceneRenderer):
@@ -110,6 +136,12 @@ class RaycastRenderer(SceneRenderer):
         self.scene = scene
         self.antialias = antialias
         self._raycaster = build_raycaster(scene)  # also what raycaster() hands out
+        # Back faces (docs/design.md, "Back faces"): per face, whether only its front is seen, and its unit
+        # front normal (the first cast's normals are Open3D's own; these serve the hits found behind a back face).
+        single = scene.single_sided_faces
+        self._single_sided = single  # (F,) or None
+        self._face_normals = None if single is None else face_normals(scene.vertices, scene.faces)
+        self._behind = None  # (RaycastingScene, face ids by geometry and index): built at the first back-face hit
         self._pool: ThreadPoolExecutor | None = None  # the helper thread of shade_hits, started on first use
         irradiance = None
         if lighting == "baked":  # synthetic apartments: per-vertex light, baked with this Embree scene
@@ -145,8 +177,95 @@ class RaycastRenderer(SceneRenderer):
         return out
 
     def cast(self, rays: np.ndarray) -> dict:
-        """Open3D's hits (``t_hit``, ``primitive_ids``, ``primitive_uvs``... as tensors) of (..., 6) float32 rays."""
-        return self._raycaster.cast_rays(self._o3c.Tensor.from_numpy(np.ascontiguousarray(rays, np.float32)))
+        """Open3D's hits (``t_hit``, ``primitive_ids``, ``primitive_uvs``... as tensors) of (..., 6) float32 rays.
+
+        A ray whose first hit is the back of a single-sided face goes on
+        through it (:meth:`_through_back_faces`); in a scene whose faces are
+        all double-sided this is Open3D's ``cast_rays`` alone.
+        """
+        rays = np.ascontiguousarray(rays, np.float32)
+        hits = self._raycaster.cast_rays(self._o3c.Tensor.from_numpy(rays))
+        if self._single_sided is None:
+            return hits
+        return self._through_back_faces(rays, hits)
+
+    def _through_back_faces(self, rays: np.ndarray, hits: dict) -> dict:
+        """``hits`` where every ray's hit is its nearest one that is not the back of a single-sided face.
+
+        The rays whose first hit is such a back face (its front normal
+        pointing along the ray) are cast again with ``list_intersections``,
+        which reports every face along them, and each takes its nearest
+        acceptable one, or none (a miss). Nearest in the list, not a new
+        cast from just past the back face: no offset to choose, and a front
+        face coincident with the back face (a wall modelled as two opposite
+        faces) is found whichever of the two Embree reports first. Open3D's
+        list leaves out a hit at the same distance as the one reported just
+        before it on the same geometry, so the list is asked of a second
+        Embree scene (:meth:`_behind_scene`) whose faces are two geometries
+        by orientation: opposite faces never share one.
+
+        Parameters
+        ----------
+        rays : (..., 6) float32
+        hits : dict
+            Open3D's ``cast_rays`` of ``rays``.
+
+        Returns
+        -------
+        dict
+            ``hits`` itself when no ray met a culled back face; else the same
+            keys, as tensors over numpy arrays of its own.
+        """
+        prim = hits["primitive_ids"].numpy().reshape(-1).view(np.int32)  # (N,), misses -1
+        flat_rays = rays.reshape(-1, 6)  # (N, 6)
+        back = np.empty(len(prim), np.int64)
+        back = back[: shading_kernels.back_face_hits(prim, hits["primitive_normals"].numpy().reshape(-1, 3), flat_rays,
+                                                     self._single_sided, back)]  # fmt: skip
+        if not len(back):
+            return hits
+        d = flat_rays[:, 3:]  # (N, 3)
+        out = {k: v.numpy().copy() for k, v in hits.items()}  # the caller's own arrays
+        behind, face_of, first_of = self._behind_scene()
+        found = behind.list_intersections(self._o3c.Tensor.from_numpy(np.ascontiguousarray(flat_rays[back])))
+        ray = found["ray_ids"].numpy().astype(np.int64)  # (M,) into back
+        p = face_of[first_of[found["geometry_ids"].numpy()] + found["primitive_ids"].numpy()]  # (M,) face ids
+        t = found["t_hit"].numpy()  # (M,)
+        ok = ~self._single_sided[p] | (np.einsum("mc,mc->m", self._face_normals[p], d[back[ray]]) <= 0.0)
+        ok &= np.isfinite(t)
+        ray, p, t, uv = ray[ok], p[ok], t[ok], found["primitive_uvs"].numpy()[ok]
+        order = np.lexsort((t, ray))  # by ray, nearest first
+        first = order[np.unique(ray[order], return_index=True)[1]]  # (R,) the nearest acceptable hit of each ray
+        flat = {k: v.reshape(len(prim), -1) for k, v in out.items()}
+        miss = np.ones(len(back), bool)
+        miss[ray[first]] = False
+        rows, gone = back[ray[first]], back[miss]
+        flat["t_hit"][rows, 0], flat["t_hit"][gone, 0] = t[first], np.inf
+        flat["primitive_ids"][rows, 0], flat["primitive_ids"][gone, 0] = p[first], _INVALID_ID
+        flat["geometry_ids"][rows, 0], flat["geometry_ids"][gone, 0] = 0, _INVALID_ID
+        flat["primitive_uvs"][rows], flat["primitive_uvs"][gone] = uv[first], 0.0
+        flat["primitive_normals"][rows], flat["primitive_normals"][gone] = self._face_normals[p[first]], 0.0
+        return {k: self._o3c.Tensor.from_numpy(v) for k, v in out.items()}
+
+    def _behind_scene(self) -> tuple:
+        """``(scene, face_of, first_of)``: the faces in an Embree scene of two geometries, by orientation.
+
+        A face whose front normal's largest component is positive is in
+        geometry 0, the others in geometry 1, so two opposite faces are
+        never in the same one; geometry ``g``'s primitive ``i`` is face
+        ``face_of[first_of[g] + i]``. Built at the first back-face hit.
+        """
+        if self._behind is None:
+            import open3d as o3d
+
+            n = self._face_normals
+            positive = n[np.arange(len(n)), np.abs(n).argmax(axis=1)] >= 0  # (F,)
+            groups = [np.flatnonzero(positive), np.flatnonzero(~positive)]
+            scene = o3d.t.geometry.RaycastingScene()
+            vertices = self._o3c.Tensor(np.ascontiguousarray(self.scene.vertices, np.float32))
+            for g in groups:  # an empty group adds an empty geometry: the ids stay 0 and 1
+                scene.add_triangles(vertices, self._o3c.Tensor(np.ascontiguousarray(self.scene.faces[g], np.uint32)))
+            self._behind = scene, np.concatenate(groups), np.array([0, len(groups[0])], np.int64)
+        return self._behind
 
     # ------------------------------------------------------------------ shading
 

@@ -556,6 +556,25 @@ def grid_rays(origin, rows, cols, out):
 
 
 @_jit
+def back_face_hits(prim, normals, rays, single, out):
+    """Into ``out`` (N,) int64, the rays whose hit is the back of a single-sided face; returns how many.
+
+    ``prim`` (N,) int32 hit faces (anything outside ``[0, F)`` a miss), ``normals`` (N, 3) float32 their front
+    normals, ``rays`` (N, 6) float32, ``single`` (F,) bool: the faces seen from their front only. A back: the
+    normal along the ray (docs/design.md, "Back faces").
+    """
+    n = 0
+    for i in range(len(prim)):
+        p = prim[i]
+        if p < 0 or p >= len(single) or not single[p]:
+            continue
+        if normals[i, 0] * rays[i, 3] + normals[i, 1] * rays[i, 4] + normals[i, 2] * rays[i, 5] > 0:
+            out[n] = i
+            n += 1
+    return n
+
+
+@_jit
 def subpixel_rays(index, width, subpixel, K, cam2world, out):
     """Into ``out`` (M S, 6) float32: the rays of pixels ``index`` (M,) (flat, row-major in rows ``width`` wide)
     at the sub-pixel offsets ``subpixel`` (S, 2), directions with camera-frame z = 1 (``t_hit`` stays planar depth).

@@ -5,7 +5,9 @@ What is read: the default scene's node tree with every node's transform
 (modes 4, 5 and 6; points and lines are skipped) of every mesh; positions,
 ``TEXCOORD_n`` (with ``KHR_texture_transform``), ``COLOR_0``; materials'
 base colour factor and texture (``pbrMetallicRoughness``, or
-``KHR_materials_pbrSpecularGlossiness``'s diffuse); samplers' wrap modes;
+``KHR_materials_pbrSpecularGlossiness``'s diffuse) and ``doubleSided`` (a
+primitive without a material gets glTF's default material: single-sided);
+samplers' wrap modes;
 images embedded in buffer views, in data URIs or in files beside the glTF,
 including Basis Universal images (``image/x-basis`` / ``image/basis`` behind
 ``GOOGLE_texture_basis``, KTX 2 behind ``KHR_texture_basisu``).
@@ -61,7 +63,15 @@ from renderers.scene import Material, Scene, SceneFormatError, Texture, Wrap
 from renderers.sources.base import SceneSource, read_bytes, register_source, resolve_inside
 from renderers.sources.textures import decode_image
 
-__all__ = ["GltfReader", "GltfSource", "rotation_from_up_front", "stage_config_axes"]
+__all__ = [
+    "GltfReader",
+    "GltfSource",
+    "read_container",
+    "rotation_from_up_front",
+    "stage_config_axes",
+    "stage_config_path",
+    "triangles_from_mode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +139,17 @@ def rotation_from_up_front(up, front) -> np.ndarray:
     return out
 
 
+def stage_config_path(mesh_path: Path) -> Path:
+    """Where Habitat looks for a mesh's stage config: ``<name>.stage_config.json`` beside it
+    (``<name>`` less ``.basis.glb``, ``.glb`` or ``.gltf``)."""
+    name = mesh_path.name
+    for suffix in (".basis.glb", ".glb", ".gltf"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return mesh_path.with_name(name + ".stage_config.json")
+
+
 def stage_config_axes(mesh_path: Path) -> tuple[list[float], list[float]] | None:
     """``(up, front)`` from a Habitat ``<name>.stage_config.json`` beside the mesh, if any.
 
@@ -138,12 +159,7 @@ def stage_config_axes(mesh_path: Path) -> tuple[list[float], list[float]] | None
     naming the mesh and the config.
     """
     mesh_path = Path(mesh_path)
-    name = mesh_path.name
-    for suffix in (".basis.glb", ".glb", ".gltf"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    config = mesh_path.with_name(name + ".stage_config.json")
+    config = stage_config_path(mesh_path)
     if not os.path.lexists(config):
         return None
 
@@ -211,6 +227,17 @@ class GltfSource(SceneSource):
             # A JSON value of the wrong type or shape somewhere the checks above do not name.
             raise SceneFormatError(path, f"malformed glTF ({type(e).__name__}: {_printable(str(e), 200)})") from None
         return scene.validate()
+
+
+def read_container(path: Path) -> tuple[dict, bytes | None]:
+    """A .glb's or .gltf's JSON document and its BIN chunk (None for .gltf), checked as :class:`GltfSource` reads them.
+
+    Raises
+    ------
+    SceneFormatError
+        Not a readable glTF 2.0 container.
+    """
+    return _split_container(read_bytes(Path(path)), Path(path))
 
 
 def _split_container(data: bytes, path: Path) -> tuple[dict, bytes | None]:
@@ -512,7 +539,10 @@ class GltfReader:
             raise self.fail(f"material {index}: base colour texture has no index")
         name = mat.get("name", f"material{index}")
         color = tuple(float(c) for c in (list(factor) + [1.0] * 4)[:4])
-        return Material(name=name, base_color=color, texture=texture), info
+        double_sided = mat.get("doubleSided", False)
+        if not isinstance(double_sided, bool):
+            raise self.fail(f"material {index}: doubleSided must be true or false, got {_quote(double_sided)}")
+        return Material(name=name, base_color=color, texture=texture, double_sided=double_sided), info
 
     # -- the node tree ---------------------------------------------------------
 
@@ -582,7 +612,7 @@ class GltfReader:
             idx = self.accessor(prim["indices"]).reshape(-1).astype(np.int64)
         else:
             idx = np.arange(len(pos), dtype=np.int64)
-        faces = _triangles_from_mode(idx, mode)
+        faces = triangles_from_mode(idx, mode)
         if len(faces) == 0:
             return
         self._triangles += len(faces)
@@ -685,7 +715,7 @@ def _local_matrix(node: dict, fail, index: int) -> np.ndarray:
     return out
 
 
-def _triangles_from_mode(idx: np.ndarray, mode: int) -> np.ndarray:
+def triangles_from_mode(idx: np.ndarray, mode: int) -> np.ndarray:
     """(F, 3) int64 triangles from an index list in TRIANGLES, STRIP or FAN mode."""
     if mode == 4:
         return idx[: len(idx) // 3 * 3].reshape(-1, 3)

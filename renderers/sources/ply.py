@@ -33,6 +33,9 @@ contrast, merges vertices and processes the geometry). What stays here:
   ``unknown PLY format``, and quote the offending header line.
 * Fan triangulation of polygons, colour conversion, and the Z-up rotation.
 
+Sides: a PLY has no material, so nothing says which side of a face is seen;
+its one material is double-sided (docs/design.md, "Back faces").
+
 Colours: ``red green blue`` (or ``r g b``, ``diffuse_red...``) of the vertex
 or face element, ``alpha`` ignored; ``uchar`` as is, floats in [0, 1] scaled
 to [0, 255], other integer types clipped to [0, 255]. A mesh with neither is
@@ -297,7 +300,9 @@ class PlySource(SceneSource):
             faces=faces.astype(np.uint32),
             vertex_colors=vertex_colors,
             face_colors=face_colors,
-            materials=(Material(name="vertex_colors" if face_colors is None else "face_colors"),),
+            # A scan has no material to say which of its sides are seen, and its winding is not to be trusted:
+            # drawn from both sides (docs/design.md, "Back faces").
+            materials=(Material(name="vertex_colors" if face_colors is None else "face_colors", double_sided=True),),
             source=str(path),
             file_to_world=file_to_world,
         ).validate()

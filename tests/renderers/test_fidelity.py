@@ -110,7 +110,7 @@ def checker_floor(size=64, repeat=0.25, cell=0.5, half=40.0) -> Scene:
     return Scene(
         name="checker-floor",
         vertices=v.astype(np.float32),
-        faces=f[:, ::-1].astype(np.uint32),  # seen from above
+        faces=f.astype(np.uint32),  # counter-clockwise seen from above: its front, single-sided
         uvs=(st * 2 * half / repeat).astype(np.float32),
         materials=(Material(texture=Texture(image, Wrap.REPEAT, Wrap.REPEAT, "checks")),),
     ).validate()

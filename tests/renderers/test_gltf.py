@@ -91,6 +91,14 @@ def test_several_meshes_keep_their_materials(tmp_path):
     assert colors[:2] == [(1, 0, 0, 1)] * 2 and colors[2:] == [(0, 0, 1, 1)] * 2
 
 
+def test_double_sided_is_read_per_material_and_the_default_material_is_single_sided(tmp_path):
+    meshes = z_up_room() + [GlbMesh(z_up_room()[0].positions + 1, np.array([[0, 1, 2]]))]  # the last: no material
+    mats = [{"doubleSided": True}, {"doubleSided": False, "pbrMetallicRoughness": {}}]
+    scene = load_scene("gltf", save(tmp_path, write_glb(meshes, materials=mats)), up="z")
+    assert [m.double_sided for m in scene.materials] == [True, False, False]
+    np.testing.assert_array_equal(scene.single_sided_faces, [False, False, True, True, True])
+
+
 def test_png_texture_decodes_exactly_with_sampler_wrap(tmp_path):
     img = pattern()
     glb = write_glb(
@@ -184,6 +192,9 @@ def test_real_habitat_simple_room(shared_fixtures):
     # only true when the Z-up file was rotated to Y-up.
     assert np.ptp(low[:, 0]) > 10 and np.ptp(low[:, 2]) > 10
     assert v[:, 1].max() > 1.0  # the furniture stands above it
+    # One material, doubleSided; the thin box of mesh "Cube.003" has none: glTF's default, single-sided.
+    assert [m.double_sided for m in scene.materials] == [True, False]
+    assert scene.single_sided_faces.sum() == 12
 
 
 # -- bad files -------------------------------------------------------------------
@@ -237,6 +248,7 @@ BAD = {
     "stride below an element": (lambda: _with_json(lambda d: d["bufferViews"][0].update(byteStride=4)), "byteStride 4 is smaller than one element"),
     "byteLength not a number": (lambda: _with_json(lambda d: d["buffers"][0].update(byteLength="big")), "buffer 0 byteLength must be a non-negative integer"),
     "asset not an object": (lambda: _with_json(lambda d: d.update(asset="2.0")), "no 'asset' object"),
+    "doubleSided not a bool": (lambda: _with_json(lambda d: d["materials"][0].update(doubleSided="yes")), "material 0: doubleSided must be true or false, got 'yes'"),
     "matrix of words": (lambda: _with_json(lambda d: d["nodes"][0].update(matrix=["a"] * 16)), "malformed glTF"),
     "buffer uri out of the folder": (lambda: _with_json(lambda d: (d["buffers"].append({"uri": "../data.bin", "byteLength": 4}), d["bufferViews"][0].update(buffer=1))), "buffer 1: uri '../data.bin' refused"),
 }

@@ -25,7 +25,9 @@ import pytest
 
 from renderers.backends import BackendUnavailable, RenderedView, available_backends, get_backend
 from renderers.backends.habitat import (
+    GPU_DEVICE_ENV,
     cam2world_from_habitat,
+    choose_gpu_device,
     habitat_from_world,
     habitat_hfov,
     habitat_pose,
@@ -263,9 +265,10 @@ def fake_habitat_sim() -> types.ModuleType:
             self.scene_id = config.sim_cfg.scene_id
             # habitat: a .glb stage is Z-up unless a stage config beside it says otherwise,
             # which is also what load_scene(..., up="z") does.
-            mesh = load_scene("gltf", self.scene_id, up="z")
-            self._rs = o3d.t.geometry.RaycastingScene()
-            self._rs.add_triangles(o3d.core.Tensor(mesh.vertices), o3d.core.Tensor(mesh.faces))
+            self._mesh = load_scene("gltf", self.scene_id, up="z")
+            v = self._mesh.vertices.astype(np.float64)[self._mesh.faces]  # (F, 3, 3)
+            self._corners = v[:, 0]  # (F, 3)
+            self._fronts = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])  # (F, 3): counter-clockwise sides
             self._agent = Agent()
             self.specs = {s.uuid: s for s in config.agents[0].sensor_specifications}
             self._buffers: dict[str, np.ndarray] = {}
@@ -303,7 +306,12 @@ def fake_habitat_sim() -> types.ModuleType:
             dirs = quat_rotate(self._agent.rotation, cam)
             origin = self._agent.position + quat_rotate(self._agent.rotation, np.asarray(spec.position, float))
             rays = np.concatenate([np.broadcast_to(origin, dirs.shape), dirs], axis=1).astype(np.float32)
-            t = self._rs.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()  # direction z is -1: t is planar z
+            # habitat-sim culls every back face, doubleSided or not (flat shading): as a rasterizer does, it
+            # draws the faces whose front side holds the camera centre
+            drawn = np.einsum("fc,fc->f", self._fronts, origin - self._corners) > 0
+            rs = o3d.t.geometry.RaycastingScene()
+            rs.add_triangles(o3d.core.Tensor(self._mesh.vertices), o3d.core.Tensor(self._mesh.faces[drawn]))
+            t = rs.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()  # direction z is -1: t is planar z
             return np.where(np.isfinite(t), t, 0.0).astype(np.float32).reshape(h, w)  # 0: no hit
 
         def close(self):
@@ -324,17 +332,20 @@ def fake_habitat(monkeypatch) -> types.ModuleType:
     return hs
 
 
-def box(lo, hi) -> GlbMesh:
-    """An axis-aligned box's 12 triangles."""
+def box(lo, hi, inward: bool = True, material: int | None = None) -> GlbMesh:
+    """An axis-aligned box's 12 triangles, their fronts (counter-clockwise sides) inwards or outwards."""
     v = np.array([[x, y, z] for z in (lo[2], hi[2]) for y in (lo[1], hi[1]) for x in (lo[0], hi[0])], np.float32)
     quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-    return GlbMesh(v, np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))]))
+    faces = np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))])
+    return GlbMesh(v, faces if inward else faces[:, ::-1], material=material)
 
 
 @pytest.fixture(scope="module")
 def room_glb(tmp_path_factory) -> Path:
-    """A closed 6 m x 6 m x 3 m room (Z-up file, as Habitat stages are) with a box and a table in it."""
-    meshes = [box((-3, -3, 0), (3, 3, 3)), box((0.5, 1.0, 0.0), (1.5, 2.0, 1.2)), box((-2, -1, 0.7), (-1, 0.5, 0.8))]
+    """A closed 6 m x 6 m x 3 m room (Z-up file, as Habitat stages are) with a box and a table in it,
+    every face turned to the side a camera in the room sees."""
+    meshes = [box((-3, -3, 0), (3, 3, 3)), box((0.5, 1.0, 0.0), (1.5, 2.0, 1.2), inward=False),
+              box((-2, -1, 0.7), (-1, 0.5, 0.8), inward=False)]  # fmt: skip
     path = tmp_path_factory.mktemp("habitat") / "room.glb"
     path.write_bytes(write_glb(meshes))
     return path
@@ -418,6 +429,78 @@ def test_synthetic_scenes_are_refused(fake_habitat, tmp_path):
         get_backend("habitat").open(gone)
 
 
+# -- the GPU device ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ, gpus, device",
+    [
+        ({}, 0, -1),  # no CUDA device: habitat-sim finds no EGL device for id 0
+        ({}, 2, 0),
+        ({"CUDA_VISIBLE_DEVICES": ""}, 2, -1),
+        ({"CUDA_VISIBLE_DEVICES": "-1"}, 1, -1),
+        ({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, 1, -1),
+        ({"CUDA_VISIBLE_DEVICES": "3,1"}, 4, 0),  # ids count among the visible devices
+        ({GPU_DEVICE_ENV: "2"}, 0, 2),
+        ({GPU_DEVICE_ENV: " -1 ", "CUDA_VISIBLE_DEVICES": "0"}, 1, -1),
+        ({GPU_DEVICE_ENV: "1", "CUDA_VISIBLE_DEVICES": ""}, 0, 1),  # the override wins
+    ],
+)
+def test_gpu_device_follows_the_machine_unless_overridden(environ, gpus, device):
+    assert choose_gpu_device(environ, lambda: gpus) == device
+
+
+@pytest.mark.parametrize("bad", ["gpu0", "-2", "1.5"])
+def test_a_bad_gpu_device_override_names_the_variable(bad):
+    with pytest.raises(ValueError, match=GPU_DEVICE_ENV):
+        choose_gpu_device({GPU_DEVICE_ENV: bad}, lambda: 1)
+
+
+@pytest.mark.parametrize("environ, device", [({"CUDA_VISIBLE_DEVICES": ""}, -1), ({GPU_DEVICE_ENV: "1"}, 1)])
+def test_the_simulator_gets_the_chosen_device(fake_habitat, room_glb, monkeypatch, environ, device):
+    monkeypatch.delenv(GPU_DEVICE_ENV, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    with get_backend("habitat").open(load_scene("gltf", room_glb, up="z")) as renderer:
+        renderer.render(intrinsics_from_hfov(16, 16, 60.0), POSES["level"], 16, 16)
+    assert fake_habitat.simulators[0].config.sim_cfg.gpu_device_id == device
+
+
+# -- back faces: habitat-sim culls them all, so double-sided faces are handed over with both windings -----
+
+
+@pytest.fixture(scope="module")
+def outward_room(tmp_path_factory):
+    """A room as ``simple_room.glb`` is one: its walls, floor and ceiling face outwards; a box inside faces out."""
+
+    def make(double_sided: bool) -> Path:
+        meshes = [box((-3, -3, 0), (3, 3, 3), inward=False, material=0),
+                  box((0.5, 1.0, 0.0), (1.5, 2.0, 1.2), inward=False, material=0)]  # fmt: skip
+        path = tmp_path_factory.mktemp("outward") / "room.glb"
+        path.write_bytes(write_glb(meshes, materials=[{"doubleSided": double_sided}]))
+        return path
+
+    return make
+
+
+@pytest.mark.parametrize("name", sorted(POSES))
+@pytest.mark.parametrize("double_sided", [True, False], ids=["double-sided", "single-sided"])
+def test_inside_a_room_both_backends_follow_double_sided(fake_habitat, outward_room, name, double_sided):
+    # Double-sided walls are seen from inside by both backends; single-sided ones by neither.
+    path = outward_room(double_sided)
+    scene = load_scene("gltf", path, up="z")
+    c2w = scene.file_to_world @ np.linalg.inv(Y_UP_FROM_Z_UP) @ POSES[name]
+    K = intrinsics_from_hfov(48, 32, 75.0)
+    with get_backend("habitat").open(scene) as hab, get_backend("raycast").open(scene) as ray:
+        drawn = Path(hab.path)
+        a, b = hab.render(K, c2w, 48, 32), ray.render(K, c2w, 48, 32)
+        assert (drawn != path) == double_sided and drawn.is_file()  # double-sided: habitat draws a copy
+    assert not drawn.exists() or not double_sided  # the copy goes with the renderer
+    assert b.valid_fraction == 1.0 if double_sided else b.valid_fraction < 0.5
+    np.testing.assert_array_equal(a.depth > 0, b.depth > 0)
+    np.testing.assert_allclose(a.depth, b.depth, atol=1e-4, rtol=1e-4)
+
+
 # -- the real thing ------------------------------------------------------------------------
 
 REAL_POSES = {
@@ -440,3 +523,26 @@ def test_real_habitat_agrees_with_raycast_on_simple_room(shared_fixtures, name):
     both = valid_h & valid_r
     assert np.median(np.abs(hab.depth[both] - ray.depth[both])) < 0.02
     assert hab.rgb[valid_h].any(), "habitat's colour is all black"
+
+
+# Cameras inside the fixture's 2 m cube (x 1.37-3.37, y 0.15-2.15, z 0.39-2.39 in our world), where
+# `pairgen render` samples them: its faces look outwards, and its material is doubleSided.
+INSIDE_POSES = {
+    "level": look_at((1.9, 1.6, 1.9), (3.4, 1.4, 0.8)),
+    "corner, rolled": look_at((2.8, 1.2, 1.0), (1.4, 2.0, 2.4), roll_deg=6.0),
+    "down": look_at((2.4, 1.9, 1.4), (2.3, 0.2, 2.2), roll_deg=-4.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INSIDE_POSES))
+def test_real_habitat_agrees_with_raycast_inside_the_room(shared_fixtures, name):
+    pytest.importorskip("habitat_sim")
+    scene = load_scene("gltf", shared_fixtures / "habitat" / "simple_room.glb", up="z")
+    w, h = 128, 96
+    K = intrinsics_from_hfov(w, h, 90.0)
+    hab, ray = render_both(scene, INSIDE_POSES[name], K, w, h)
+    assert ray.valid_fraction == 1.0  # walls all round, 0.2-2.5 m away
+    assert hab.valid_fraction > 0.98
+    both = (hab.depth > 0) & (ray.depth > 0)
+    assert np.median(np.abs(hab.depth[both] - ray.depth[both])) < 0.02
+    assert hab.rgb[both].any(), "habitat's colour is all black"

@@ -123,6 +123,23 @@ def test_raycast_renders_each_face_in_its_colour(tmp_path, fmt):
     assert not view.rgb[:, :8].any()  # beyond the wall: black
 
 
+@pytest.mark.parametrize("inwards", [True, False])
+def test_a_scan_is_seen_from_both_sides_whatever_its_winding(tmp_path, inwards):
+    # A PLY has no material to say which side of a face is seen: its faces are drawn from both (docs/design.md,
+    # "Back faces"). The unit cube seen from its centre, wound inwards or outwards, is there all round.
+    tris = CUBE_TRIS if inwards else CUBE_TRIS[:, ::-1]
+    path = tmp_path / "cube.ply"
+    path.write_bytes(write_ply(CUBE, tris, COLORS))
+    scene = load_scene("ply", path, up="z")
+    assert [m.double_sided for m in scene.materials] == [True] and scene.single_sided_faces is None
+    c2w = np.eye(4)
+    c2w[:3, 3] = (0.5, 0.5, -0.5)  # the cube's centre in the Y-up world
+    with get_backend("raycast").open(scene) as r:
+        view = r.render(intrinsics_from_hfov(16, 16, 80.0), c2w, 16, 16)
+    np.testing.assert_allclose(view.depth[7:9, 7:9], 0.5, rtol=1e-5)
+    assert view.valid_fraction == 1.0
+
+
 def test_habitat_backend_warns_about_face_colours(tmp_path, monkeypatch, caplog):
     path, _ = _two_colour_wall(tmp_path)
     scene = load_scene("ply", path, up="z")

@@ -297,3 +297,116 @@ def test_rays_are_the_float32_column_plus_row_terms_exactly(size):
     rays = get_backend("raycast").open(wall()).rays(K, c2w, w, h)
     assert rays.shape == (h, w, 6) and rays.flags.c_contiguous
     assert rays.tobytes() == expected.tobytes()
+
+
+# -- back faces (docs/design.md, "Back faces") ------------------------------------------------
+
+RED, GREEN, BLUE = (1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0)
+
+
+def sheet(z: float, half: float, facing: int, material: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """A square at ``z`` whose front (counter-clockwise) side faces ``facing`` * +Z: vertices (4, 3), faces (2, 3)."""
+    v = np.array([[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]], np.float32)
+    f = np.array([[0, 1, 2], [0, 2, 3]]) if facing > 0 else np.array([[0, 2, 1], [0, 3, 2]])
+    return v, f, material
+
+
+def sheets(parts, materials) -> Scene:
+    vertices = np.concatenate([v for v, _, _ in parts])
+    faces = np.concatenate([f + 4 * i for i, (_, f, _) in enumerate(parts)]).astype(np.uint32)
+    face_materials = np.concatenate([[m, m] for _, _, m in parts]).astype(np.uint16)
+    return Scene("sheets", vertices, faces, face_materials=face_materials, materials=tuple(materials)).validate()
+
+
+# A camera 1 m in front of z = 0 (at z = +1, looking down -Z) sees a sheet's front there; one at z = -1 looking
+# down +Z sees its back. Double-sided green backdrops at z = -2 and z = +2, 3 m behind the sheet from either.
+FROM_FRONT, FROM_BEHIND = pose(LEVEL, (0.0, 0.0, 1.0)), pose(np.diag([1.0, 1.0, 1.0]), (0.0, 0.0, -1.0))
+
+
+def sided_scene(double_sided: bool, *extra) -> Scene:
+    backdrop = Material("backdrop", GREEN, double_sided=True)
+    parts = [sheet(0.0, 0.5, +1, 1), sheet(-2.0, 50.0, +1, 0), sheet(2.0, 50.0, -1, 0), *extra]
+    return sheets(parts, [backdrop, Material("sheet", RED, double_sided=double_sided), Material("blue", BLUE)])
+
+
+@pytest.mark.parametrize("double_sided", [False, True], ids=["single-sided", "double-sided"])
+@pytest.mark.parametrize("side", ["front", "back"])
+def test_single_sided_faces_are_seen_from_the_front_only(double_sided, side):
+    K = intrinsics_from_hfov(9, 9, 20.0)
+    c2w = FROM_FRONT if side == "front" else FROM_BEHIND
+    view = render(sided_scene(double_sided), K, c2w, 9, 9)
+    seen = side == "front" or double_sided
+    assert view.depth[4, 4] == pytest.approx(1.0 if seen else 3.0, abs=1e-5)  # culled: the ray goes on
+    assert tuple(view.rgb[4, 4]) == ((255, 0, 0) if seen else (0, 255, 0))
+    assert view.valid_fraction == 1.0
+
+
+@pytest.mark.parametrize("red_first", [True, False])
+@pytest.mark.parametrize("side", ["front", "back"])
+def test_coincident_opposite_faces_show_the_one_facing_the_camera(side, red_first):
+    # A wall modelled as two single-sided faces in one plane, back to back: whichever Embree reports first
+    # (the order of the faces decides), the camera sees the face turned to it, never through the wall.
+    red, blue = sheet(0.0, 0.5, +1, 1), sheet(0.0, 0.5, -1, 2)  # red faces +Z, blue faces -Z, both at z = 0
+    parts = [red, blue] if red_first else [blue, red]
+    scene = sheets(parts + [sheet(-2.0, 50.0, +1, 0), sheet(2.0, 50.0, -1, 0)],
+                   [Material("backdrop", GREEN, double_sided=True), Material("red", RED), Material("blue", BLUE)])
+    K = intrinsics_from_hfov(9, 9, 20.0)
+    view = render(scene, K, FROM_FRONT if side == "front" else FROM_BEHIND, 9, 9)
+    np.testing.assert_allclose(view.depth[2:7, 2:7], 1.0, atol=1e-5)
+    assert (view.rgb[2:7, 2:7] == ((255, 0, 0) if side == "front" else (0, 0, 255))).all()
+
+
+def test_a_ray_goes_on_through_every_back_face_in_its_way():
+    layers = [sheet(z, 0.5, +1, 1) for z in (0.0, -0.5, -1.0, -1.5)]  # all face +Z: backs seen from z = -3
+    scene = sheets(layers + [sheet(3.0, 50.0, -1, 0)], [Material("far", GREEN), Material("sheet", RED)])
+    c2w = pose(np.diag([1.0, 1.0, 1.0]), (0.0, 0.0, -3.0))
+    view = render(scene, intrinsics_from_hfov(9, 9, 20.0), c2w, 9, 9)
+    assert view.depth[4, 4] == pytest.approx(6.0, abs=1e-5) and tuple(view.rgb[4, 4]) == (0, 255, 0)
+
+
+def test_a_ray_through_a_back_face_into_nothing_misses():
+    scene = sheets([sheet(0.0, 0.5, +1, 0)], [Material("sheet", RED)])
+    view = render(scene, intrinsics_from_hfov(9, 9, 20.0), FROM_BEHIND, 9, 9)
+    assert view.valid_fraction == 0.0 and not view.rgb.any()
+
+
+def test_cast_reports_the_hit_behind_a_culled_back_face():
+    # What the shading reads of a continued hit (face, barycentrics, normal, depth) is Open3D's own for that face:
+    # seen from behind, the single-sided sheet is as if it were not there.
+    import open3d as o3d
+
+    scene = sided_scene(False)
+    with get_backend("raycast").open(scene) as r:
+        rays = r.rays(intrinsics_from_hfov(16, 12, 60.0), FROM_BEHIND, 16, 12)
+        hits = {k: v.numpy().reshape(192, -1) for k, v in r.cast(rays).items()}
+    backdrops = o3d.t.geometry.RaycastingScene()  # the scene less the sheet (its faces 0 and 1)
+    backdrops.add_triangles(o3d.core.Tensor(scene.vertices), o3d.core.Tensor(scene.faces[2:]))
+    behind = {k: v.numpy().reshape(192, -1) for k, v in backdrops.cast_rays(o3d.core.Tensor(rays)).items()}
+    through = np.abs(rays[..., 3:5]).max(axis=-1).reshape(-1) < 0.5  # the rays that cross the sheet
+    assert through.sum() > 20
+    for key in ("t_hit", "primitive_uvs", "primitive_normals"):
+        np.testing.assert_allclose(hits[key], behind[key], atol=1e-6)
+    np.testing.assert_array_equal(hits["primitive_ids"], behind["primitive_ids"] + 2)
+    assert (np.einsum("nc,nc->n", hits["primitive_normals"], rays.reshape(-1, 6)[:, 3:]) < 0).all()  # fronts only
+
+
+def test_double_sided_scenes_cast_as_open3d_alone():
+    scene = sided_scene(True)
+    assert scene.single_sided_faces is None  # every material double-sided
+    with get_backend("raycast").open(scene) as r:
+        rays = r.rays(intrinsics_from_hfov(16, 12, 60.0), FROM_BEHIND, 16, 12)
+        hits = r.cast(rays)
+        assert hits["primitive_ids"].numpy().reshape(-1)[6 * 16 + 8] == 0  # the sheet's back, not culled
+
+
+def test_face_normals_are_open3ds_primitive_normals():
+    import open3d as o3d
+
+    scene = load_scene("synthetic", "small/0")
+    with get_backend("raycast").open(scene, antialias="off", lighting="flat") as r:
+        rays = r.rays(intrinsics_from_hfov(32, 32, 90.0), pose(LEVEL, (2.0, 1.5, 2.0)), 32, 32).reshape(-1, 6)
+        hits = r.raycaster().cast_rays(o3d.core.Tensor(rays))
+    prim = hits["primitive_ids"].numpy().view(np.int32)
+    hit = prim >= 0
+    normals = raycast_backend.face_normals(scene.vertices, scene.faces)
+    np.testing.assert_allclose(normals[prim[hit]], hits["primitive_normals"].numpy()[hit], atol=1e-5)

@@ -123,7 +123,7 @@ class ImportStage(ViewsStage):
         return {**super().common(), "min_valid": self.min_valid}
 
     def identity(self) -> dict:
-        return {"import": "croco", **self.config.to_dict()}
+        return {"import": "croco", **super().identity()}
 
     def record(self, task: CrocoTask):
         return task.record
