@@ -79,6 +79,25 @@ def test_same_config_same_views(rendered, tmp_path):
         assert a.equals(b)
 
 
+def test_views_of_the_old_back_face_rule_are_another_configs(rendered, tmp_path, capsys):
+    """Views rendered before render_revision 2 (every face from both sides) are refused, never reused."""
+    import shutil
+
+    from manifests.config import config_hash
+
+    copy = tmp_path / "pg"
+    shutil.copytree(rendered, copy)
+    path = copy / "views.manifest.json"
+    doc = json.loads(path.read_text())
+    doc.pop("identity")  # as the stage wrote it before: the config alone was hashed
+    doc["config_hash"] = config_hash(doc["config"])
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert render(copy) == 1
+    err = capsys.readouterr().err
+    assert "another config" in err and "render_revision: None -> 2" in err and "Traceback" not in err
+
+
 def test_config_drift_refuses_then_overwrites(tmp_path, capsys):
     assert render(tmp_path) == 0
     capsys.readouterr()
