@@ -93,3 +93,14 @@ def parquet_is_whole(path: Path) -> bool:
 def copy_views(small_pairs: Path, dest: Path) -> Path:
     copy_stage(small_pairs, dest, "views")
     return dest
+
+
+def rewrite_image(shard: Path) -> None:
+    """The first row's view-1 JPEG altered by a tool that reads and rewrites the shard, keeping its schema metadata."""
+    table = pq.read_table(shard)
+    images = table.column("image1").to_pylist()
+    data = bytearray(images[0]["bytes"])
+    data[len(data) // 2] ^= 0xFF
+    images[0] = {**images[0], "bytes": bytes(data)}
+    column = pa.array(images, table.schema.field("image1").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("image1"), "image1", column), shard)

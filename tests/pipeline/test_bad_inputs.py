@@ -61,6 +61,7 @@ from tests.commands import (
     pairgen,
     parquet_is_whole,
     pretrain,
+    rewrite_image,
 )
 from tests.conftest import FILTER_SMALL, RENDER_SMALL, copy_stage
 from tests.rooms import box_faces, room, z_up
@@ -347,14 +348,7 @@ def test_pretrain_refuses_a_shard_that_differs_from_its_checksum(small_pairs, tm
     pairs = copy_stage(small_pairs, tmp_path, "pairs")
     victim = pairs / json.loads((pairs.parent / "pairs.manifest.json").read_text())["shards"][0]["file"]
     if damage == "image-bytes-altered":  # the Parquet file stays valid; one JPEG byte of the first row changes
-        table = pq.read_table(victim)
-        images = table.column("image1").to_pylist()
-        data = bytearray(images[0]["bytes"])
-        data[len(data) // 2] ^= 0xFF
-        images[0] = {**images[0], "bytes": bytes(data)}
-        column = pa.array(images, table.schema.field("image1").type)
-        table = table.set_column(table.schema.get_field_index("image1"), "image1", column)
-        pq.write_table(table, victim)
+        rewrite_image(victim)
     else:
         SHARD_DAMAGE[damage][0](victim)
     runs = tmp_path / "runs"

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests.io import CHECKSUMS_KEY
-from tests.commands import PRETRAIN_TINY, assert_one_message, files_under, pretrain
+from tests.commands import PRETRAIN_TINY, assert_one_message, files_under, pretrain, rewrite_image
 from tests.conftest import copy_stage
 
 
@@ -31,17 +31,6 @@ def flip_image_byte(shard: Path) -> None:
     assert at > 0
     data[at + len(image) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-
-
-def rewrite_image(shard: Path) -> None:
-    """The first row's view-1 JPEG altered by a tool that reads and rewrites the shard, keeping its schema metadata."""
-    table = pq.read_table(shard)
-    images = table.column("image1").to_pylist()
-    data = bytearray(images[0]["bytes"])
-    data[len(data) // 2] ^= 0xFF
-    images[0] = {**images[0], "bytes": bytes(data)}
-    column = pa.array(images, table.schema.field("image1").type)
-    pq.write_table(table.set_column(table.schema.get_field_index("image1"), "image1", column), shard)
 
 
 def strip_checksums(shard: Path) -> None:

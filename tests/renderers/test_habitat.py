@@ -503,6 +503,15 @@ def test_inside_a_room_both_backends_follow_double_sided(fake_habitat, outward_r
 
 # -- the real thing ------------------------------------------------------------------------
 
+
+def render_fixture_both(shared_fixtures, pose):
+    """The habitat fixture room seen from ``pose`` by the real habitat-sim and by raycast, 128x96 at 90 degrees."""
+    pytest.importorskip("habitat_sim")
+    scene = load_scene("gltf", shared_fixtures / "habitat" / "simple_room.glb", up="z")
+    w, h = 128, 96
+    return render_both(scene, pose, intrinsics_from_hfov(w, h, 90.0), w, h)
+
+
 REAL_POSES = {
     "table": look_at((-3.0, 1.6, 3.0), (0.25, 0.6, -0.25)),
     "box, rolled": look_at((-2.5, 1.4, -3.0), (2.4, 0.8, 1.4), roll_deg=8.0),
@@ -512,11 +521,7 @@ REAL_POSES = {
 
 @pytest.mark.parametrize("name", sorted(REAL_POSES))
 def test_real_habitat_agrees_with_raycast_on_simple_room(shared_fixtures, name):
-    pytest.importorskip("habitat_sim")
-    scene = load_scene("gltf", shared_fixtures / "habitat" / "simple_room.glb", up="z")
-    w, h = 128, 96
-    K = intrinsics_from_hfov(w, h, 90.0)
-    hab, ray = render_both(scene, REAL_POSES[name], K, w, h)
+    hab, ray = render_fixture_both(shared_fixtures, REAL_POSES[name])
     assert ray.valid_fraction > 0.4  # the view holds both floor and the void around the room
     valid_h, valid_r = hab.depth > 0, ray.depth > 0
     assert np.mean(valid_h == valid_r) > 0.98
@@ -536,11 +541,7 @@ INSIDE_POSES = {
 
 @pytest.mark.parametrize("name", sorted(INSIDE_POSES))
 def test_real_habitat_agrees_with_raycast_inside_the_room(shared_fixtures, name):
-    pytest.importorskip("habitat_sim")
-    scene = load_scene("gltf", shared_fixtures / "habitat" / "simple_room.glb", up="z")
-    w, h = 128, 96
-    K = intrinsics_from_hfov(w, h, 90.0)
-    hab, ray = render_both(scene, INSIDE_POSES[name], K, w, h)
+    hab, ray = render_fixture_both(shared_fixtures, INSIDE_POSES[name])
     assert ray.valid_fraction == 1.0  # walls all round, 0.2-2.5 m away
     assert hab.valid_fraction > 0.98
     both = (hab.depth > 0) & (ray.depth > 0)
