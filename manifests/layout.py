@@ -34,6 +34,8 @@ import os
 import re
 from pathlib import Path
 
+from manifests.io import OutputError
+
 __all__ = [
     "CARD_NAME",
     "CONTACT_SHEET",
@@ -46,7 +48,9 @@ __all__ = [
     "is_safe_name",
     "legacy_manifest_path",
     "manifest_path",
+    "data_folder_around",
     "name_problem",
+    "refuse_inside_data",
     "selections_dir",
     "state_dir",
     "temporaries_dir",
@@ -129,3 +133,25 @@ def temporaries_dir(folder: str | Path) -> Path:
 def selections_dir(pairs_folder: str | Path) -> Path:
     """``OUT/_pairgen/selections``: the filter's per-scene choices, ``<dataset>/<scene_id>.json``."""
     return state_dir(pairs_folder) / "selections"
+
+
+def data_folder_around(path: str | Path) -> Path | None:
+    """The pipeline folder ``path`` is, or lies in, that must hold nothing of another's: a data folder (one with
+    its ``<name>.manifest.json`` beside it, or pairgen 0.1's ``manifest.json`` inside) or a ``_pairgen`` state
+    folder; None when there is none (links resolved)."""
+    path = Path(os.path.realpath(path))
+    for folder in (path, *path.parents):
+        if folder.name == STATE_DIR or manifest_path(folder).is_file() or legacy_manifest_path(folder).is_file():
+            return folder
+    return None
+
+
+def refuse_inside_data(path: str | Path, what: str) -> None:
+    """Raise ``OutputError`` when ``path`` (where a command would write ``what``) is or lies in a pipeline folder
+    (:func:`data_folder_around`): a data folder holds Parquet only, and every Parquet reader fails on another file
+    there; the state folder is pairgen's own."""
+    folder = data_folder_around(path)
+    if folder is not None:
+        kind = "working state" if folder.name == STATE_DIR else "Parquet only"
+        raise OutputError(f"{path}: inside pairgen's folder {folder} ({kind}: another file there breaks its "
+                          f"readers); write {what} outside it")

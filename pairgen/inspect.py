@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.io import OutputError, atomic_path
-from manifests.layout import CONTACT_SHEET, is_safe_name, name_problem
+from manifests.layout import CONTACT_SHEET, is_safe_name, name_problem, refuse_inside_data
 from manifests.manifest import PairsManifest, SamplesManifest, sha256_file
 from manifests.options import ConfigError, check, option
 from manifests.pairs import META_KEY, PAIRS_SCHEMA, SHARD_GLOB
@@ -120,12 +120,15 @@ def sheet_path(given: str | Path | None, default: Path) -> Path:
     ConfigError
         ``given`` is a folder (refused, not filled with a default name: ``--sheet OUT/pairs`` would put an image
         into a data folder, which holds Parquet only), or its suffix names no format.
+    OutputError
+        ``given`` lies in a data folder or the state folder (:func:`manifests.layout.refuse_inside_data`).
     """
     path = default if given is None else Path(given)
     if path.is_dir():
         raise ConfigError("sheet", f"{path}: is a folder, not a file; give the contact sheet's file name, ending in "
                                    f".png, .jpg or .jpeg (default {default})")  # fmt: skip
     sheet_format(path)
+    refuse_inside_data(path, "the contact sheet")
     return path
 
 

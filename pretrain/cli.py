@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from manifests.commands import EXIT_OK
+from manifests.layout import refuse_inside_data
 
 __all__ = ["build_parser", "main"]
 
@@ -124,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     resume = args.resume
     run_dir = resume.parent if resume is not None else args.runs / (args.name or args.model)
+    refuse_inside_data(run_dir, "a run")
     config = from_args(TrainConfig, args, shards=str(args.shards), run_dir=str(run_dir))
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with folder_lock(run_dir) if rank0 else contextlib.nullcontext():  # one run per run folder
@@ -183,6 +185,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from pretrain.probe import ProbeConfig, probe, summary_line
 
     config = from_args(ProbeConfig, args)
+    refuse_inside_data(args.out if args.out is not None else args.checkpoint.parent, "the probe's results")
     record, path = probe(args.checkpoint, args.views, config, args.out)
     print(summary_line(record), file=sys.stderr)
     print(f"results: {path}  (depth PNG: {path.with_suffix('.png')})", file=sys.stderr)
@@ -195,6 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from manifests.io import atomic_path, remove_stale_temporaries
     from pretrain.checkpoint import checkpoint_model_args, croco_kwargs, load_checkpoint
 
+    refuse_inside_data(args.out, "exported weights")
     ckpt = load_checkpoint(args.checkpoint)
     kwargs = croco_kwargs(checkpoint_model_args(ckpt))  # the checkpoint's own, not today's preset
     state = ckpt["model"]

@@ -201,3 +201,11 @@ def test_a_sheet_that_is_a_folder_or_of_no_format_is_a_usage_error(out, tmp_path
     ran = pairgen("inspect", "--out", out, "--sheet", tmp_path / sheet)
     assert_one_message(ran, "argument --sheet: ", phrase, code=2)  # was a traceback (a folder), or PNG bytes
     assert list((tmp_path / "folder").iterdir()) == [] and not (tmp_path / sheet).is_file()
+
+
+@pytest.mark.parametrize("where", ["pairs", "views/synthetic", "_pairgen"])
+def test_a_sheet_inside_a_data_folder_is_refused(out, where):
+    before = sorted(p.name for p in (out / where).iterdir())
+    ran = pairgen("inspect", "--out", out, "--sheet", out / where / "sheet.png")
+    assert_one_message(ran, f"{out / where / 'sheet.png'}: inside pairgen's folder", "write the contact sheet outside")
+    assert sorted(p.name for p in (out / where).iterdir()) == before

@@ -126,3 +126,18 @@ def test_export_clears_the_temporaries_of_a_killed_export(checkpoint, tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.mark.parametrize("where", ["pairs", "views/synthetic", "_pairgen", "star5"])
+@pytest.mark.parametrize("command", ["run", "probe", "export"])
+def test_nothing_is_written_into_a_data_folder(small_pairs, small_samples, checkpoint, tmp_path, command, where):
+    """A data folder holds Parquet only (and _pairgen is pairgen's): run, probe and export refuse to write there."""
+    out = small_pairs if where != "star5" else small_samples
+    target = out / where / "x"
+    argv = {"run": ["run", "--shards", small_pairs / "pairs", *PRETRAIN_TINY, "--runs", target.parent, "--name", "x"],
+            "probe": ["probe", "--checkpoint", checkpoint, "--views", small_pairs / "views", "--out", target],
+            "export": ["export", checkpoint, "--out", target]}[command]  # fmt: skip
+    before = sorted(p.name for p in (out / where).iterdir())
+    ran = pretrain(*argv)
+    assert_one_message(ran, "inside pairgen's folder", "write ", code=1)
+    assert sorted(p.name for p in (out / where).iterdir()) == before
