@@ -224,6 +224,11 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
                 "position": position, "rng": rng_state(), "pairs_seen": step * effective,
             }, run_dir / name)  # fmt: skip
 
+    if rank == 0 and config.keep_checkpoints and config.ckpt_every and step and step % config.ckpt_every == 0:
+        kept = run_dir / f"checkpoint-{step:07d}.pt"  # the copy a full disk or a kill stopped, made on resuming
+        if not kept.is_file() and (run_dir / "checkpoint-last.pt").is_file():
+            copy_atomic(run_dir / "checkpoint-last.pt", kept)
+    saved = step if resume is not None else None  # the step checkpoint-last.pt holds
     timer, pairs_since = time.perf_counter(), 0
     shown = None  # the last step, for the reconstruction PNG
     try:
@@ -266,11 +271,13 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
                                        run_dir / f"recon-{step:07d}.png")
                 if config.ckpt_every and step % config.ckpt_every == 0:
                     save("checkpoint-last.pt")
+                    saved = step
                     if config.keep_checkpoints and rank == 0:
                         copy_atomic(run_dir / "checkpoint-last.pt", run_dir / f"checkpoint-{step:07d}.pt")
             if position >= per_epoch:
                 epoch, position = epoch + 1, 0
-        save("checkpoint-last.pt")
+        if saved != step:  # not written again for the step it holds (a second write only risks a full disk)
+            save("checkpoint-last.pt")
         if rank == 0 and shown is not None:
             reconstruction_png(model, shown.img1, shown.img2, shown.out, shown.mask, run_dir / "recon-last.png")
     finally:

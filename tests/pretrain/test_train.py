@@ -178,6 +178,21 @@ def test_a_rerun_clears_the_temporaries_of_killed_checkpoint_copies(small_pairs,
         live.wait()
 
 
+def test_a_kept_checkpoint_a_run_could_not_copy_is_made_by_the_rerun(small_pairs, tmp_path):
+    """A full disk (or a kill) between checkpoint-last.pt and its --keep-checkpoints copy: the same command again
+    makes the copy; the last checkpoint is written once a step, not again at the end."""
+    args = ["run", "--shards", str(small_pairs / "pairs"), *TINY, "--steps", "2", "--ckpt-every", "1",
+            "--keep-checkpoints", "--image-every", "0", "--runs", str(tmp_path), "--name", "k"]  # fmt: skip
+    assert main(args) == 0
+    run = tmp_path / "k"
+    last = (run / "checkpoint-last.pt").stat().st_mtime_ns
+    assert sorted(p.name for p in run.glob("checkpoint-0*.pt")) == ["checkpoint-0000001.pt", "checkpoint-0000002.pt"]
+    (run / "checkpoint-0000002.pt").unlink()  # the copy the disk had no room for
+    assert main(args) == 0
+    assert (run / "checkpoint-0000002.pt").read_bytes() == (run / "checkpoint-last.pt").read_bytes()
+    assert (run / "checkpoint-last.pt").stat().st_mtime_ns == last  # finished: not written again
+
+
 @pytest.mark.parametrize("why", ["failed", "interrupted"])
 def test_an_incomplete_pairs_manifest_is_a_warning(why, small_pairs, tmp_path, caplog):
     """Scenes failed in the filter, or the filter was interrupted: the listed shards train, with one warning."""
