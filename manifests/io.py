@@ -215,7 +215,14 @@ def atomic_path(path: str | Path, tmp_dir: str | Path | None = None, sync: bool 
         if sync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except IsADirectoryError as e:
+            raise OutputError(f"{path}: is a folder, where this file goes; move it away and run again") from e
+        except OSError as e:
+            if _is_full(e, tmp.parent):
+                raise
+            raise output_error(path, e, full=False) from e
     except BaseException as e:
         full = isinstance(e, Exception) and not isinstance(e, OutputError) and _is_full(e, tmp.parent)
         tmp.unlink(missing_ok=True)

@@ -83,3 +83,10 @@ def test_torch_save_on_a_real_full_disk(small_disk):
             torch.save(weights, tmp)
 
     _fill_and_expect(small_disk, save, "checkpoint-last.pt")
+
+
+def test_a_folder_under_the_final_name_is_named(tmp_path):
+    (tmp_path / "pairs.manifest.json").mkdir()
+    with pytest.raises(OutputError, match=r"pairs\.manifest\.json: is a folder, where this file goes"):
+        write_json_atomic(tmp_path / "pairs.manifest.json", {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.manifest.json"]  # no temporary left
