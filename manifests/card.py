@@ -40,7 +40,7 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from manifests.io import OutputError, atomic_path, read_json
+from manifests.io import DiskFull, OutputError, atomic_path, read_json
 from manifests.layout import CARD_NAME, MANIFEST_SUFFIX, is_safe_name
 
 __all__ = ["card_text", "features_yaml", "samples_folders", "write_card"]
@@ -361,7 +361,8 @@ def card_text(out_dir: str | Path) -> str | None:
 def write_card(out_dir: str | Path) -> Path | None:
     """Write ``out_dir/README.md`` atomically when its text changes; its path, or None when there is nothing to describe.
 
-    A card that cannot be written is logged, never raised: the outputs it describes are complete without it.
+    A card that cannot be written is logged, not raised: the outputs it describes are complete without it; but
+    a full disk is raised (:class:`~manifests.io.DiskFull`), as by every writer: the next write would fail too.
     """
     out_dir = Path(out_dir)
     text = card_text(out_dir)
@@ -373,6 +374,11 @@ def write_card(out_dir: str | Path) -> Path | None:
             return path
         with atomic_path(path) as tmp:
             tmp.write_text(text)
+    except DiskFull:
+        raise
+    except OutputError as e:  # names the file
+        log.warning("dataset card not written: %s", e)
+        return None
     except (OSError, UnicodeDecodeError) as e:
         log.warning("%s: dataset card not written (%s)", path, e)
         return None
