@@ -476,7 +476,8 @@ def _print_statistics(stats: dict, bar_width: int = 40) -> None:
     skipped = len(sheet.get("skipped", [])) if sheet else 0
     print(f"contact sheet: {sheet['path']} ({sheet[what]} {what}, seed {sheet['seed']}"
           f"{f'; {skipped} left out, their views unusable' if skipped else ''})" if sheet
-          else f"contact sheet: none (no {what})")  # fmt: skip
+          else f"contact sheet: none (no {what})" if not stats["totals"][what]
+          else "contact sheet: not drawn (the last problem below says why)")  # fmt: skip
 
 
 def _print_table(rows: list[dict], data_root: Path, triangles: bool) -> None:

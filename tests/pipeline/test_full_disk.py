@@ -77,6 +77,7 @@ def test_inspect_sheet(small_pairs, small_disk):
     # inspect prints its statistics, then its problems (on stderr), the sheet last: exit 1, no traceback
     assert ran.code == 1 and "Traceback" not in ran.err
     assert f"PROBLEM contact sheet not drawn: {sheet}: no space left on the device (" in ran.err
+    assert "contact sheet: not drawn (the last problem below says why)" in ran.out
     assert not sheet.exists()
 
 
