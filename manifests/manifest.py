@@ -278,6 +278,15 @@ class PairsManifest(StageManifest):
     def shards(self) -> list[dict]:
         return list(self.body.get("shards", []))
 
+    def incomplete_warning(self, doing: str) -> str | None:
+        """The one line of every reader that goes on with the shards an incomplete manifest lists (``doing``:
+        "Training on", "Exporting"), or None when it is complete (pairgen 0.1's, which says nothing of it, too).
+        The listed shards are whole either way: written atomically, checked."""
+        if self.body.get("complete", True) is not False:
+            return None
+        return (f"{self.path}: marked incomplete: {self.why_incomplete(shown=1)}. {doing} the {len(self.shards)} "
+                "shard(s) it lists")  # fmt: skip
+
     def why_incomplete(self, shown: int = 3) -> str:
         """Why this manifest is not marked complete: the scenes that failed (from its entries, the first
         ``shown`` with their reasons), or, with none failed, a `pairgen filter` that stopped before its end."""

@@ -137,10 +137,7 @@ def incomplete_warning(shards: str | list[str]) -> str | None:
         manifest = folder_manifest(shards)
     except (ManifestError, OSError):
         return None
-    if manifest.body.get("complete", True) is not False or not manifest.shards:  # no shard: find_shards refuses it
-        return None  # (pairgen 0.1's manifests say nothing of completeness: taken as they are)
-    return (f"{manifest.path}: marked incomplete: {manifest.why_incomplete(shown=1)}. Training on the "
-            f"{len(manifest.shards)} shard(s) it lists")  # fmt: skip
+    return manifest.incomplete_warning("Training on") if manifest.shards else None  # none: find_shards refuses it
 
 
 def warn_if_incomplete(shards: str | list[str]) -> None:

@@ -9,6 +9,8 @@ export shares (:mod:`pairgen.interchange.files`).
 
 from __future__ import annotations
 
+import logging
+
 import math
 import re
 from collections import defaultdict
@@ -28,6 +30,8 @@ from pairgen.interchange.files import (EXPORT_STATE, ExportState, camera_params,
                                       verified_shards, write_view)  # fmt: skip
 
 __all__ = ["EXPORT_STATE", "ExportSummary", "export_croco"]
+
+log = logging.getLogger(__name__)
 
 _PAIR_SUFFIX = re.compile(r"^(?P<label>.+)_(?P<o1>[0-9]+)-(?P<o2>[0-9]+)$")
 # the metadata keys CroCo's generate_from_metadata.py passes on to MultiviewHabitatSimGenerator (an
@@ -101,8 +105,10 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
 
     out_dir, dest = Path(out_dir), Path(dest)
     pairs = PairsManifest.read(out_dir / "pairs")
-    if not pairs.complete:
-        raise OutputError(f"{pairs.path}: the pairs are not complete; run the command that made them again")
+    if not pairs.complete and not pairs.shards:  # an interrupted filter lists none
+        raise OutputError(f"{pairs.path}: not marked complete: {pairs.why_incomplete()}")
+    if (warning := pairs.incomplete_warning("Exporting")) is not None:  # scenes failed: the others are whole
+        log.warning("%s", warning)
     views = ViewsManifest.read(out_dir / "views") if ViewsManifest.exists(out_dir / "views") else None
     source = {"pairs_config_hash": pairs.config_hash, "shards": [s.get("sha256") for s in pairs.shards]}
     summary = ExportSummary(dest=str(dest))

@@ -273,6 +273,32 @@ def croco_parse_pairs(dirname: Path) -> str:
     return "".join(f"{a[len(prefix):]} {b[len(prefix):]}\n" for a, b in pairs)[:-1]
 
 
+@pytest.mark.parametrize("why", ["a scene failed", "interrupted"])
+def test_export_of_an_incomplete_pairs_folder(small_pairs, tmp_path, caplog, why):
+    """Scenes failed: the shards listed are whole, exported with one warning; interrupted (none listed): refused."""
+    for name in ("views", "pairs"):
+        shutil.copytree(small_pairs / name, tmp_path / "pg" / name)
+        shutil.copy(small_pairs / f"{name}.manifest.json", tmp_path / "pg")
+    path = tmp_path / "pg" / "pairs.manifest.json"
+    doc = json.loads(path.read_text())
+    doc["complete"] = False
+    if why == "interrupted":
+        doc["shards"] = []
+    else:
+        doc["scenes"]["synthetic/broken"] = {"status": "failed", "reason": "broken.parquet: bad depth"}
+    path.write_text(json.dumps(doc))
+    ran = pairgen("export", "--format", "croco", tmp_path / "dest", "--out", tmp_path / "pg")
+    if why == "interrupted":
+        assert_one_message(ran, f"{path}: not marked complete: the `pairgen filter` that wrote it was interrupted")
+    else:
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # on stderr in a process
+        assert ran.code == 0, ran.err
+        assert warning == (f"{path}: marked incomplete: 1 scene(s) failed in `pairgen filter` (synthetic/broken: "
+                           "broken.parquet: bad depth), their pairs are not in the shards; the reasons are in the "
+                           f"manifest: fix them and run `pairgen filter` again. Exporting the {len(doc['shards'])} "
+                           "shard(s) it lists")  # fmt: skip
+
+
 def test_export_of_filtered_pairs(small_pairs, tmp_path):
     dest = tmp_path / "habitat_release"
     assert main(["export", "--format", "croco", str(dest), "--out", str(small_pairs)]) == 0
