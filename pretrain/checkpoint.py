@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from manifests.io import atomic_path
+from manifests.io import OutputError, atomic_path
 from pretrain.engine import TrainingError, param_groups
 from pretrain.model import MODEL_PRESETS, CroCoNet, preset
 
@@ -112,10 +112,17 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(ckpt: dict, path: Path) -> None:
-    """``torch.save`` to ``path`` atomically: Ctrl-C or a crash leaves the old file or none, never a truncated one."""
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+def save_checkpoint(ckpt: dict, path: Path, tmp_dir: Path | None = None) -> None:
+    """``torch.save`` to ``path`` atomically: Ctrl-C or a crash leaves the old file or none, never a truncated one.
+
+    A full disk is :class:`~manifests.io.DiskFull` (``atomic_path``); any other error of ``torch.save``'s
+    writer, which loses the errno (a quota, an I/O error), an ``OutputError`` naming the file, not a traceback.
+    """
+    try:
+        with atomic_path(path, tmp_dir) as tmp:
+            torch.save(ckpt, tmp)
+    except RuntimeError as e:
+        raise OutputError(f"{path}: cannot be written ({' '.join(str(e).split())}: a quota, or an I/O error?)") from e
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -193,10 +193,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import torch
-
-    from manifests.io import atomic_path, remove_stale_temporaries
-    from pretrain.checkpoint import checkpoint_model_args, croco_kwargs, load_checkpoint
+    from manifests.io import remove_stale_temporaries
+    from pretrain.checkpoint import checkpoint_model_args, croco_kwargs, load_checkpoint, save_checkpoint
 
     refuse_inside_data(args.out, "exported weights")
     ckpt = load_checkpoint(args.checkpoint)
@@ -209,8 +207,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if remove_stale_temporaries(temporaries):
         log.info("%s: removed the unfinished files of an interrupted export", temporaries)
     for name, weights in (("croco.pth", state), ("croco_encoder.pth", encoder)):
-        with atomic_path(args.out / name, tmp_dir=temporaries) as tmp:  # Ctrl-C: the old file or none, never half
-            torch.save({"model": weights, "croco_kwargs": kwargs, "step": ckpt["step"]}, tmp)
+        # Ctrl-C: the old file or none, never half
+        save_checkpoint({"model": weights, "croco_kwargs": kwargs, "step": ckpt["step"]}, args.out / name, temporaries)
     with contextlib.suppress(OSError):  # empty unless another export writes into --out meanwhile
         temporaries.rmdir()
     print(f"wrote {args.out / 'croco.pth'} ({len(state)} tensors) and {args.out / 'croco_encoder.pth'} "

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from manifests.io import OutputError
 from pretrain.checkpoint import MODEL_ARGS, croco_kwargs, load_checkpoint, model_from_checkpoint, preset_model_args
 from pretrain.cli import main
 from pretrain.engine import TrainingError
@@ -172,3 +173,19 @@ def test_damaged_model_args_are_one_message_naming_the_file(case, run, tmp_path,
     assert main(["export", str(path), "--out", str(tmp_path / "exp")]) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in lines[0], lines
+
+
+def test_an_error_of_torch_saves_writer_names_the_file(tmp_path, monkeypatch):
+    """torch.save's zip writer loses the errno (a quota, an I/O error): one message naming the file, nothing left."""
+    import pretrain.checkpoint as checkpoint
+
+    def failing(obj, f):
+        with open(f, "wb") as out:
+            out.write(b"PK half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing)
+    path = tmp_path / "checkpoint-last.pt"
+    with pytest.raises(OutputError, match=rf"^{path}: cannot be written \(\[enforce fail .*: a quota, or an I/O error\?\)"):
+        checkpoint.save_checkpoint({"step": 1}, path)
+    assert list(tmp_path.iterdir()) == []
