@@ -82,16 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "probe",
-        help="probe a checkpoint's frozen encoder for depth on held-out scenes, against a random-init encoder",
-        description="Freeze CHECKPOINT's encoder, train a small head on its patch features to predict depth on the "
-        "views of training scenes, evaluate it on held-out scenes (NYUv2 metrics, each prediction scale-aligned "
-        "per image by the median ratio), and measure the held-out cross-view completion loss with the true view 2 "
-        "and with another scene's. A randomly initialised encoder of the same architecture gets the same head "
-        "training, as the baseline. Writes OUT/probe-STEP-seedSEED.json and .png (predicted against true depth) "
-        "and prints one summary line. Views files are found as **/*.parquet under --views, each named by its "
-        "metadata.",
+        help="probe a checkpoint's frozen encoder on held-out scenes (depth, correspondence), against a random-init "
+        "encoder",
+        description="Freeze CHECKPOINT's encoder and probe it on held-out scenes (split by scene, never by view), "
+        "against a randomly initialised encoder of the same architecture in the same call. --task depth (the "
+        "default): train a small head on its patch features to predict depth on the views of training scenes, "
+        "evaluate it on held-out scenes (NYUv2 metrics, each prediction scale-aligned per image by the median "
+        "ratio), and measure the held-out cross-view completion loss with the true view 2 and with another "
+        "scene's. --task correspondence: pair held-out views by their covisibility (from their own depth, "
+        "intrinsics and poses), match each patch of view 1 to the patch of view 2 with the most similar features "
+        "(cosine), and report the share whose true position (reprojected with depth and poses) is within 1, 2 "
+        "and 4 patches, by covisibility band; raw pixels (normalised patches), the patch at the same place and "
+        "chance are the other baselines. --task depth,correspondence runs both. Writes "
+        "OUT/probe-STEP-seedSEED.json (and, for depth, .png: predicted against true depth) and prints the "
+        "summary lines. Views files are found as **/*.parquet under --views, each named by its metadata.",
         epilog="examples:\n"
         "  pretrain probe --checkpoint runs/demo/checkpoint-last.pt --views data/pairgen/views\n"
+        "  pretrain probe --checkpoint runs/demo/checkpoint-last.pt --views data/pairgen/views "
+        "--task depth,correspondence\n"
         "  pretrain probe --checkpoint runs/tiny/checkpoint-last.pt --views data/pairgen/views --holdout medium-3 "
         "--seed 1 --out probes/",
         formatter_class=_Formatter,
@@ -151,7 +159,8 @@ def _resume_and_train(config, run_dir: Path, resume: Path | None, overwrite: boo
     source = resume if resume is not None else (last_ckpt if last_ckpt.is_file() else None)
     checkpoint = load_checkpoint(source) if source is not None else None
     if checkpoint is not None:
-        drift = "; ".join(config_changes(checkpoint["config"], config.to_dict(), ignore=RESUMABLE))
+        before = {**ADDED_SINCE, **checkpoint["config"]}  # a checkpoint older than an option ran its default
+        drift = "; ".join(config_changes(before, config.to_dict(), ignore=RESUMABLE))
         if drift and resume is not None:
             raise ValueError(f"{resume}: written by a run of another config ({drift}); resume with the same options")
         if drift and not overwrite:
@@ -178,17 +187,22 @@ EXPORT_TEMPORARIES = ".pretrain-export.tmp"  # pretrain export's temporaries, a 
 # what may change between a run and its resumption (the rest decides the result)
 RESUMABLE = ("run_dir", "num_workers", "compile", "amp", "log_every", "ckpt_every", "image_every", "keep_checkpoints",
              "verify", "views")  # views: where they are; their SHA-256 pins what they are
+# options added after checkpoints were first written, with what those checkpoints' runs did (not resumable: a run
+# keeps its --view2)
+ADDED_SINCE = {"view2": "pair"}
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from manifests.options import from_args
-    from pretrain.probe import ProbeConfig, probe, summary_line
+    from pretrain.probe import ProbeConfig, probe, summary_lines
 
     config = from_args(ProbeConfig, args)
     refuse_inside_data(args.out if args.out is not None else args.checkpoint.parent, "the probe's results")
     record, path = probe(args.checkpoint, args.views, config, args.out)
-    print(summary_line(record), file=sys.stderr)
-    print(f"results: {path}  (depth PNG: {path.with_suffix('.png')})", file=sys.stderr)
+    for line in summary_lines(record):
+        print(line, file=sys.stderr)
+    png = f"  (depth PNG: {path.with_suffix('.png')})" if "png" in record else ""
+    print(f"results: {path}{png}", file=sys.stderr)
     return EXIT_OK
 
 

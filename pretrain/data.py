@@ -69,7 +69,9 @@ from pretrain.shards import (
     read_group,
 )
 
-__all__ = ["PairStream", "ShardError", "worker_context"]
+__all__ = ["VIEW2_MODES", "PairStream", "ShardError", "other_scene_rows", "other_scene_view2", "worker_context"]
+
+VIEW2_MODES = ("pair", "other-scene")  # pretrain run --view2: the pair's own view 2, or (the control) another scene's
 
 
 def worker_context():
@@ -294,3 +296,54 @@ class PairStream(IterableDataset):
         if self.index.kind(int(self.index.group_file[g])) == "pairs":
             return IMAGE_COLUMNS[view]
         return f"the image of view {view + 1}"
+
+
+# ---- the control: view 2 from another scene (pretrain run --view2 other-scene)
+
+
+def other_scene_rows(scenes: Sequence[str]) -> np.ndarray:
+    """For each pair of a batch, the batch row whose view 2 it takes instead of its own: always a pair of
+    another scene, and each view 2 used once whenever the batch allows.
+
+    The rows are sorted by scene (stably) and each takes the view 2 half the batch further along that order
+    (``floor(B / 2)``, cyclically): a permutation in which no pair meets its own scene whenever no scene holds
+    more than half the batch. A pair of a scene holding more than that (rare with shuffled, interleaved
+    shards) takes, in turn, the view 2 of the other scenes' rows, some of them twice. It depends on the
+    scene names and their order only, so a resumed run draws the same.
+
+    Parameters
+    ----------
+    scenes : (B,) str
+        Each pair's ``dataset/scene_id``.
+
+    Returns
+    -------
+    (B,) int64
+
+    Raises
+    ------
+    ValueError
+        Every pair of the batch is of one scene: there is no other scene to take view 2 from.
+    """
+    n = len(scenes)
+    if len(set(scenes)) < 2:
+        raise ValueError(f"a batch of {n} pair(s) of one scene ({scenes[0] if n else 'none'}): --view2 other-scene "
+                         "needs batches of two scenes at least (a larger --batch-size, or shards of more scenes)")
+    order = sorted(range(n), key=lambda i: (scenes[i], i))
+    src = np.empty(n, np.int64)
+    for k, i in enumerate(order):
+        src[i] = order[(k + n // 2) % n]
+    same = [i for i in order if scenes[src[i]] == scenes[i]]
+    for k, i in enumerate(same):  # a scene of more than half the batch: the other scenes' view 2, in turn
+        others = [j for j in order if scenes[j] != scenes[i]]
+        src[i] = others[k % len(others)]
+    return src
+
+
+def other_scene_view2(batch: dict) -> dict:
+    """``batch`` with each pair's view 2 replaced by another scene's (:func:`other_scene_rows`, from the
+    ``pair_id`` values, ``dataset/scene_id/...``); ``view2_of`` names the pair each view 2 came from."""
+    scenes = [pid.rsplit("/", 1)[0] for pid in batch["pair_id"]]
+    src = other_scene_rows(scenes)
+    return {**batch, "img2": batch["img2"][torch.from_numpy(src)],
+            "view2_of": [batch["pair_id"][j] for j in src.tolist()]}  # fmt: skip

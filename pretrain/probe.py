@@ -1,11 +1,18 @@
-"""Does a checkpoint's encoder know 3D? A frozen-encoder depth probe on held-out scenes.
+"""Does a checkpoint's encoder know 3D? Frozen-encoder probes on held-out scenes: depth and correspondence.
 
-``pretrain probe`` freezes the encoder of a ``pretrain run`` checkpoint,
-trains a small head on its patch features to predict depth on the views of
-training scenes, and evaluates it on the views of held-out scenes. The same
-head, trained the same way (same seed, same steps, same views), is trained on
-a randomly initialised encoder of the same architecture: the baseline, in
-the same call.
+``pretrain probe`` freezes the encoder of a ``pretrain run`` checkpoint and
+runs its tasks (``--task``, a comma list):
+
+* ``depth`` (the default): a small head trained on its patch features to
+  predict depth on the views of training scenes, evaluated on the views of
+  held-out scenes. The same head, trained the same way (same seed, same
+  steps, same views), is trained on a randomly initialised encoder of the
+  same architecture: the baseline, in the same call.
+* ``correspondence``: held-out pairs chosen by covisibility, each patch of
+  view 1 matched to its nearest patch of view 2 in feature space, scored
+  against the true position from depth and poses, by covisibility band
+  (:mod:`pretrain.correspondence`); baselines in the same call: the
+  random-init encoder, raw pixels, the patch at the same place, chance.
 
 Views
     Every ``**/*.parquet`` under the ``--views`` folders that is a views
@@ -41,13 +48,21 @@ Cross-view completion loss on held-out pairs
     same seeded masks for every model) with the true view 2 and with a view 2
     of another scene: the gap measures how much the model uses view 2.
 
+Correspondence pairs
+    Each held-out scene's chosen views (view 1) against every view of its
+    file (view 2): the pair covisibility of :func:`pretrain.correspondence.covisibility_of`
+    (pairgen's measure, on a grid of about 32 x 32 pixels a view), a pair
+    once; in each band of ``corr_bands`` up to ``corr_pairs`` pairs, a
+    seeded choice that takes one pair of each view 1 before a second of any.
+
 Everything is deterministic from ``seed``: the scene split, the views, the
-random-init encoder (drawn as ``pretrain run`` draws its initial weights, so
+correspondence pairs, the random-init encoder (drawn as ``pretrain run`` draws its initial weights, so
 with the run's own ``--seed`` it is exactly the model that run started from), the head's initialisation and batches, the masks.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -64,18 +79,33 @@ from manifests.codecs import decode_depth, decode_rgb
 from manifests.io import atomic_path, write_json_atomic
 from manifests.options import ConfigError, check, option
 from manifests.views import read_views, read_views_meta
+from pretrain.correspondence import (
+    RADII,
+    chance_recall,
+    covisibility_of,
+    fit_transform,
+    nearest_patches,
+    pair_recall,
+    patch_errors,
+    patch_features,
+    patch_matches,
+)
 
-__all__ = ["MIN_HELDOUT_VIEWS", "PROBE_FORMAT", "ProbeConfig", "ProbeError", "ProbeOptionError", "ProbeViews",
-           "depth_metrics", "find_views", "load_probe_views", "partner_rows", "probe", "split_scenes"]  # fmt: skip
+__all__ = ["MIN_HELDOUT_VIEWS", "PROBE_FORMAT", "TASKS", "HeldPairs", "ProbeConfig", "ProbeError", "ProbeOptionError",
+           "ProbeViews", "band_of", "correspondence_lines", "correspondence_scores", "depth_metrics", "find_views",
+           "held_pairs", "load_probe_views", "partner_rows", "probe", "split_scenes", "summary_line",
+           "summary_lines"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-PROBE_FORMAT = "pretrain-probe/1"
+PROBE_FORMAT = "pretrain-probe/2"  # 2: tasks; correspondence; depth only when asked for
 MIN_DEPTH = 1e-3  # metres: the NYUv2 evaluation's lower cap
 DELTA = 1.25  # the δ threshold
 PAIR_MIN_DISTANCE, PAIR_MAX_DISTANCE, PAIR_MAX_ANGLE = 0.1, 1.5, 30.0  # metres, metres, degrees
-SPLIT_SALT, VIEW_SALT, HEAD_SALT, PAIR_SALT = 0x5C1, 0x71E, 0x4EAD, 0xFA1  # separate the seeded draws
+SPLIT_SALT, VIEW_SALT, HEAD_SALT, PAIR_SALT, CORR_SALT = 0x5C1, 0x71E, 0x4EAD, 0xFA1, 0xC0CC  # separate the draws
 VIEW_COLUMNS = ["view_id", "image", "depth", "cam2world", "width", "height"]
+PAIR_COLUMNS = ["view_id", "image", "depth", "K", "cam2world"]  # what the correspondence pairs read
+TASKS = ("depth", "correspondence")
 # fewer held-out views than this, and the probe warns: the standard error of a mean over n images is the per-image
 # spread over sqrt(n), so below 32 it exceeds a sixth of that spread, about the gaps the probe is read for
 MIN_HELDOUT_VIEWS = 32
@@ -115,9 +145,28 @@ class ProbeConfig:
     cvc_pairs: int = option(64, min=0, max=1_000_000, help="held-out pairs for the cross-view completion loss "
                             "(0: skip it)")
     batch_size: int = option(32, min=1, max=65_536, help="views per forward pass of the encoder")
+    task: str = option("depth", metavar="TASKS", help="what to probe, a comma list: depth (a head on the frozen "
+                       "features predicts depth, NYUv2 metrics; with the held-out CVC loss), correspondence (each "
+                       "patch of view 1 of held-out pairs matched to its nearest patch of view 2 in feature space, "
+                       "recall within 1, 2, 4 patches of the true position from depth and poses, by covisibility "
+                       "band)")  # fmt: skip
+    corr_pairs: int = option(32, min=1, max=1_000_000, help="held-out pairs a covisibility band for --task "
+                             "correspondence, at most (a seeded choice)")
+    corr_bands: str = option("0.1,0.3,0.5,0.8,1.0", metavar="EDGES", help="covisibility band edges for --task "
+                             "correspondence: bands [a, b), the last [a, b]")
 
     def __post_init__(self) -> None:
         check(self)
+        names = [t.strip() for t in str(self.task).split(",")]
+        if not all(t in TASKS for t in names) or len(set(names)) != len(names):
+            raise ConfigError("task", f"must be a comma list of {', '.join(TASKS)}, each once, got {self.task!r}")
+        try:
+            edges = [float(e) for e in str(self.corr_bands).split(",")]
+        except ValueError:
+            edges = []
+        if len(edges) < 2 or not all(0 <= a < b <= 1 for a, b in zip(edges, edges[1:])):
+            raise ConfigError("corr_bands", "must be two or more increasing covisibilities in [0, 1], comma "
+                              f"separated (0.1,0.3,0.5,0.8,1.0), got {self.corr_bands!r}")  # fmt: skip
         if 16 % self.head_cells:  # pretrain.train.PATCH, the presets' 16-pixel patch
             raise ConfigError("head_cells", f"must divide the 16-pixel patch, got {self.head_cells}")
         for name in ("holdout", "train_scenes"):
@@ -127,6 +176,23 @@ class ProbeConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks asked for, in :data:`TASKS` order."""
+        names = {t.strip() for t in self.task.split(",")}
+        return tuple(t for t in TASKS if t in names)
+
+    @property
+    def bands(self) -> list[tuple[float, float]]:
+        """The correspondence probe's covisibility bands, ``[lo, hi)`` (the last ``[lo, hi]``)."""
+        edges = [float(e) for e in self.corr_bands.split(",")]
+        return list(zip(edges, edges[1:]))
+
+
+def band_label(band: tuple[float, float], last: bool) -> str:
+    """``[0.1, 0.3)``, or ``[0.8, 1]`` for the last band (closed)."""
+    return f"[{band[0]:g}, {band[1]:g}{']' if last else ')'}"
 
 
 # ---- views
@@ -224,13 +290,11 @@ def split_scenes(keys: list[str], config: ProbeConfig) -> tuple[list[str], list[
 
 
 def _fit(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
-    """Resize so the shorter side is ``size``, then crop the centre square: (H, W[, C]) -> (size, size[, C])."""
-    h, w = image.shape[:2]
-    if min(h, w) != size:
-        scale = size / min(h, w)
-        image = cv2.resize(image, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=interpolation)
-        h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
+    """Resize so the shorter side is ``size``, then crop the centre square: (H, W[, C]) -> (size, size[, C])
+    (:func:`pretrain.correspondence.fit_transform`, the one rule)."""
+    new_w, new_h, left, top = fit_transform(*image.shape[:2], size)
+    if (new_h, new_w) != image.shape[:2]:
+        image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     return image[top : top + size, left : left + size]
 
 
@@ -241,6 +305,7 @@ class ProbeViews:
     key: str  # dataset/scene_id
     path: Path
     view_ids: np.ndarray  # (V,) int64
+    rows: np.ndarray  # (V,) int64: their rows in the views file
     images: np.ndarray  # (V, S, S, 3) uint8 RGB
     depth: np.ndarray  # (V, S, S) float32 metres, 0 = invalid
     partners: np.ndarray | None = None  # (V, S, S, 3) uint8: each view's nearby-camera partner (held-out scenes)
@@ -273,6 +338,21 @@ def partner_rows(poses: np.ndarray, rows: np.ndarray) -> np.ndarray:
         ok = (dist >= PAIR_MIN_DISTANCE) & (dist <= PAIR_MAX_DISTANCE) & (axes @ axes[r] >= cos_max)
         if ok.any():
             out[k] = int(np.flatnonzero(ok)[np.argmin(dist[ok])])
+    return out
+
+
+def _matrices(table, column: str, path: Path) -> np.ndarray:
+    """Every view's ``cam2world`` (N, 4, 4) or ``K`` (N, 3, 3) float64; a null or non-finite one is a ProbeError."""
+    values = table.column(column).combine_chunks()
+    what = "pose" if column == "cam2world" else "intrinsics"
+    if values.null_count:
+        row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ProbeError(f"{path}: row {row}: no {what} ({column} is null): the probe pairs views by their cameras")
+    side = 4 if column == "cam2world" else 3
+    out = np.asarray(values.flatten(), np.float64).reshape(len(values), side, side)
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=(1, 2)))
+    if len(bad):
+        raise ProbeError(f"{path}: row {int(bad[0])}: {column} is not finite: the probe pairs views by their cameras")
     return out
 
 
@@ -312,16 +392,157 @@ def load_probe_views(key: str, path: Path, config: ProbeConfig, size: int, partn
     depth = np.stack(depths)  # (V, S, S)
     if not (depth > 0).any():
         raise ProbeError(f"{path}: no valid depth in any of its {len(rows)} chosen views (all zero)")
-    scene = ProbeViews(key, path, table.column("view_id").to_numpy()[rows].astype(np.int64), np.stack(images), depth)
+    scene = ProbeViews(key, path, table.column("view_id").to_numpy()[rows].astype(np.int64), rows.astype(np.int64),
+                       np.stack(images), depth)  # fmt: skip
     if partners:
-        poses = np.asarray(table.column("cam2world").combine_chunks().flatten(), np.float64).reshape(n, 4, 4)
-        mates = partner_rows(poses, rows)
+        mates = partner_rows(_matrices(table, "cam2world", path), rows)
         scene.has_partner = mates >= 0
         scene.partners = np.zeros_like(scene.images)
         for k, m in enumerate(mates.tolist()):
             if m >= 0:
                 scene.partners[k] = _fit(_image(table, m, path), size, cv2.INTER_AREA)
     return scene
+
+
+# ---- correspondence pairs
+
+
+@dataclass
+class HeldPairs:
+    """The correspondence probe's held-out pairs (:func:`held_pairs`), band by band."""
+
+    images: np.ndarray  # (U, S, S, 3) uint8 RGB: every view the pairs use, once, at the model's size
+    first: np.ndarray  # (P,) int64: view 1's row of images
+    second: np.ndarray  # (P,) int64: view 2's row of images
+    target: np.ndarray  # (P, N, 2) float64: where view 1's patches are in view 2 (x, y patches), NaN unmatched
+    covisibility: np.ndarray  # (P,) float64
+    band: np.ndarray  # (P,) int64: index into ProbeConfig.bands
+    ids: list[str]  # dataset/scene_id/VIEW1-VIEW2 (view ids)
+
+
+def _depth(table, row: int, path: Path) -> np.ndarray:
+    """The decoded depth of ``row`` of a views table (H, W) float32 metres; a null one is a ProbeError."""
+    item = table.column("depth")[row].as_py()
+    if item is None or item.get("bytes") is None:
+        raise ProbeError(f"{path}: row {row}: no depth (null): the probe needs views with depth")
+    return decode_depth(item["bytes"])
+
+
+def band_of(covisibility: np.ndarray, bands: list[tuple[float, float]]) -> np.ndarray:
+    """(P,) int64: the band of each covisibility, ``[lo, hi)`` (the last ``[lo, hi]``); -1 in none."""
+    c = np.asarray(covisibility, np.float64)
+    out = np.full(c.shape, -1, np.int64)
+    for i, (lo, hi) in enumerate(bands):
+        out[(c >= lo) & ((c < hi) | ((c == hi) & (i == len(bands) - 1)))] = i
+    return out
+
+
+def held_pairs(held: list[ProbeViews], config: ProbeConfig, size: int, patch: int, progress=None) -> HeldPairs | None:
+    """Up to ``corr_pairs`` held-out pairs a covisibility band (module docstring, "Correspondence pairs"),
+    with their images at the model's ``size`` and the true positions of view 1's patches in view 2
+    (:func:`pretrain.correspondence.patch_matches`); None when no pair falls in any band.
+
+    Raises
+    ------
+    ProbeError
+        A views file whose views lack depth, intrinsics or a pose.
+    """
+    bands = config.bands
+    cands, files = [], []  # (scene, k: view 1 among the scene's chosen views, row of view 2, covisibility)
+    for s, scene in enumerate(held):
+        table, _ = read_views(scene.path, columns=PAIR_COLUMNS)
+        Ks, poses = _matrices(table, "K", scene.path), _matrices(table, "cam2world", scene.path)
+        depth_of = functools.partial(_depth, table, path=scene.path)
+        covis = covisibility_of(depth_of, Ks, poses, scene.rows, keep_from=bands[0][0])  # (V, N)
+        chosen = set(scene.rows.tolist())
+        for k, a in enumerate(scene.rows.tolist()):
+            for b in np.flatnonzero(band_of(covis[k], bands) >= 0).tolist():
+                if not (b in chosen and b < a):  # a pair of two chosen views once
+                    cands.append((s, k, b, float(covis[k, b])))
+        files.append((table, Ks, poses, depth_of))
+        if progress is not None:
+            progress.update(1)
+    which = band_of(np.array([c[3] for c in cands]), bands)
+    picked = []
+    for i in range(len(bands)):
+        mine = [cands[j] for j in np.flatnonzero(which == i)]
+        order = np.random.default_rng([config.seed, CORR_SALT, i]).permutation(len(mine))
+        uses: dict[tuple[int, int], int] = {}  # one pair of each view 1 before a second of any
+        keyed = []
+        for pos, j in enumerate(order.tolist()):
+            view1 = mine[j][:2]
+            uses[view1] = uses.get(view1, 0) + 1
+            keyed.append((uses[view1], pos, j))
+        picked += [mine[j] for _, _, j in sorted(keyed)[: config.corr_pairs]]
+    if not picked:
+        return None
+    rows: dict[tuple[int, int], int] = {}  # (scene, file row) -> row of images: each view decoded once
+    images, first, second, targets, ids = [], [], [], [], []
+    for s, k, b, _ in picked:
+        scene, (table, Ks, poses, depth_of) = held[s], files[s]
+        a = int(scene.rows[k])
+        if (s, a) not in rows:
+            rows[(s, a)] = len(images)
+            images.append(scene.images[k])  # view 1: one of the scene's chosen views, already at the model's size
+        if (s, b) not in rows:
+            rows[(s, b)] = len(images)
+            images.append(_fit(_image(table, b, scene.path), size, cv2.INTER_AREA))
+        first.append(rows[(s, a)])
+        second.append(rows[(s, b)])
+        targets.append(patch_matches(depth_of(a), Ks[a], poses[a], depth_of(b), Ks[b], poses[b], size, patch))
+        view_ids = table.column("view_id")
+        ids.append(f"{scene.key}/{view_ids[a].as_py()}-{view_ids[b].as_py()}")
+    covis = np.array([c[3] for c in picked])
+    return HeldPairs(np.stack(images), np.array(first, np.int64), np.array(second, np.int64), np.stack(targets),
+                     covis, band_of(covis, bands), ids)  # fmt: skip
+
+
+def _recalls(per_pair: np.ndarray, pairs: HeldPairs, config: ProbeConfig) -> dict:
+    """(P, R) per-pair values -> ``{band label: {radius: mean over the band's pairs} or None, "all": ...}``."""
+    out = {}
+    bands = config.bands
+    for i, band in enumerate([*bands, None]):
+        mine = per_pair[pairs.band == i] if band is not None else per_pair
+        mine = mine[~np.isnan(mine[:, 0])]
+        label = band_label(band, i == len(bands) - 1) if band is not None else "all"
+        out[label] = {str(r): float(v) for r, v in zip(RADII, mine.mean(axis=0))} if len(mine) else None
+    return out
+
+
+def correspondence_scores(feats: torch.Tensor | None, pairs: HeldPairs, config: ProbeConfig, grid: int) -> dict:
+    """Recall within ``RADII`` patches by band (:mod:`pretrain.correspondence`): each matched patch of view 1
+    takes the nearest patch of view 2 in ``feats`` (U, N, E) (cosine; None: the patch at the same place)."""
+    g = torch.Generator().manual_seed(config.seed + CORR_SALT)  # ties: the same draws for every encoder
+    per_pair = np.full((len(pairs.first), len(RADII)), np.nan)
+    for p, (i, j) in enumerate(zip(pairs.first.tolist(), pairs.second.tolist())):
+        q = np.flatnonzero(~np.isnan(pairs.target[p, :, 0]))
+        if len(q):
+            chosen = q if feats is None else nearest_patches(feats[i][q], feats[j], g).numpy()
+            per_pair[p] = pair_recall(patch_errors(chosen, pairs.target[p, q], grid))
+    return _recalls(per_pair, pairs, config)
+
+
+def pairs_record(pairs: HeldPairs, config: ProbeConfig, grid: int) -> dict:
+    """What the results say of the pairs: per band the pairs, their matched patches and chance recall."""
+    matched = (~np.isnan(pairs.target[..., 0])).sum(axis=1)  # (P,)
+    chance = np.full((len(matched), len(RADII)), np.nan)
+    for p in np.flatnonzero(matched).tolist():
+        chance[p] = chance_recall(pairs.target[p][~np.isnan(pairs.target[p, :, 0])], grid)
+    bands = config.bands
+    counts = {}
+    for i, band in enumerate([*bands, None]):
+        sel = pairs.band == i if band is not None else np.ones(len(matched), bool)
+        label = band_label(band, i == len(bands) - 1) if band is not None else "all"
+        counts[label] = {"pairs": int(sel.sum()), "matched_pairs": int((matched[sel] > 0).sum()),
+                         "patches": int(matched[sel].sum())}  # fmt: skip
+    return {
+        "radii": list(RADII),
+        "grid": grid,
+        "bands": counts,
+        "chance": _recalls(chance, pairs, config),
+        "pairs": [{"id": pid, "covisibility": round(float(c), 4), "matched_patches": int(m)}
+                  for pid, c, m in zip(pairs.ids, pairs.covisibility, matched)],  # fmt: skip
+    }
 
 
 # ---- features, head, metrics
@@ -511,7 +732,8 @@ def _load_checkpoint(path: Path) -> dict:
 
 def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | None = None,
           progress_stream=None) -> tuple[dict, Path]:  # fmt: skip
-    """Probe ``checkpoint``'s encoder against a random-init one; write ``probe-*.json`` and ``.png`` under ``out``.
+    """Probe ``checkpoint``'s encoder for ``config.tasks`` against its baselines; write ``probe-*.json`` (and,
+    for depth, ``.png``) under ``out``.
 
     Returns the results and the JSON's path. Raises :class:`ProbeError` on an input it cannot use.
     """
@@ -520,6 +742,7 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     from pretrain.model import CroCoNet
 
     start = time.perf_counter()
+    depth_task, corr_task = "depth" in config.tasks, "correspondence" in config.tasks
     ckpt = _load_checkpoint(Path(checkpoint))
     name, size = ckpt["config"]["model"], ckpt["config"]["img_size"]
     files = find_views([Path(v) for v in views])
@@ -527,40 +750,65 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
     # no total: a bad scene's message is then not followed by a closing progress line (periodic lines remain)
     with Progress(None, "probe: reading views", "scene", stream=progress_stream) as bar:
         scenes = {}
-        for key in train_keys + held_keys:
-            scenes[key] = load_probe_views(key, files[key], config, size, partners=key in held_keys)
+        for key in (train_keys if depth_task else []) + held_keys:  # correspondence uses held-out scenes only
+            scenes[key] = load_probe_views(key, files[key], config, size,
+                                           partners=depth_task and config.cvc_pairs > 0 and key in held_keys)
             bar.update(1)
-    train_s, held_s = [scenes[k] for k in train_keys], [scenes[k] for k in held_keys]
-    train_img, held_img = np.concatenate([s.images for s in train_s]), np.concatenate([s.images for s in held_s])
-    train_depth = torch.from_numpy(np.concatenate([s.depth for s in train_s]))
-    held_depth = np.concatenate([s.depth for s in held_s])
+    train_s, held_s = [scenes[k] for k in train_keys if k in scenes], [scenes[k] for k in held_keys]
+    held_img, held_depth = np.concatenate([s.images for s in held_s]), np.concatenate([s.depth for s in held_s])
     if len(held_img) < MIN_HELDOUT_VIEWS:
         log.warning("only %d held-out view(s) (%d scene(s), --views-per-scene %d): too few for the metrics to tell "
                     "encoders apart (at least %d); hold out more scenes or views", len(held_img), len(held_keys),
                     config.views_per_scene, MIN_HELDOUT_VIEWS)  # fmt: skip
-    pairs = _held_pairs(held_s, train_s, config)
+    model_args = checkpoint_model_args(ckpt)
+    patch, grid = model_args["patch_size"], model_args["img_size"] // model_args["patch_size"]
+    pairs, corr = None, None
+    if depth_task:
+        train_img = np.concatenate([s.images for s in train_s])
+        train_depth = torch.from_numpy(np.concatenate([s.depth for s in train_s]))
+        pairs = _held_pairs(held_s, train_s, config)
+    if corr_task:
+        with Progress(None, "probe: choosing pairs", "scene", stream=progress_stream) as bar:  # no total: as above
+            corr = held_pairs(held_s, config, size, patch, bar)
+        if corr is None:
+            raise ProbeError(f"no held-out pair with a covisibility in [{config.bands[0][0]:g}, "
+                             f"{config.bands[-1][1]:g}]: the {len(held_img)} chosen view(s) of {', '.join(held_keys)} "
+                             "overlap no view of their scene (the correspondence probe needs views that overlap; "
+                             "--corr-bands)")  # fmt: skip
+        empty = [band_label(b, i == len(config.bands) - 1) for i, b in enumerate(config.bands)
+                 if not (corr.band == i).any()]  # fmt: skip
+        if empty:
+            log.warning("no held-out pair in the covisibility band(s) %s: no correspondence recall there",
+                        ", ".join(empty))  # fmt: skip
 
     torch.manual_seed(config.seed)  # as pretrain run: with the run's --seed, the baseline is the run's initial weights
-    baseline = CroCoNet(**checkpoint_model_args(ckpt))  # the checkpoint's architecture, freshly initialised
+    baseline = CroCoNet(**model_args)  # the checkpoint's architecture, freshly initialised
     encoders = {"pretrained": model_from_checkpoint(ckpt), "random_init": baseline}
     results, preds = {}, []
     for label, model in encoders.items():
         model.eval().requires_grad_(False)
-        views_n = len(train_img) + len(held_img)
-        with Progress(views_n + config.head_steps, f"probe: {label}", "item", stream=progress_stream) as bar:
-            feats = encode(model, train_img, config.batch_size, bar)
-            head = train_head(model, feats, train_depth, config, bar)
-            pred = predict(head, encode(model, held_img, config.batch_size, bar), config.batch_size)
-        results[label] = {"depth": depth_metrics(pred, held_depth, config.max_depth)}
+        results[label] = {}
+        work = ((len(train_img) + len(held_img) + config.head_steps if depth_task else 0)
+                + (len(corr.images) if corr is not None else 0))  # fmt: skip
+        with Progress(work, f"probe: {label}", "item", stream=progress_stream) as bar:
+            if depth_task:
+                feats = encode(model, train_img, config.batch_size, bar)
+                head = train_head(model, feats, train_depth, config, bar)
+                pred = predict(head, encode(model, held_img, config.batch_size, bar), config.batch_size)
+                results[label]["depth"] = depth_metrics(pred, held_depth, config.max_depth)
+                preds.append(pred)
+            if corr is not None:
+                feats = encode(model, corr.images, config.batch_size, bar)
+                results[label]["correspondence"] = correspondence_scores(feats, corr, config, grid)
         if pairs is not None:
             results[label]["cvc_loss"] = cvc_losses(model, *pairs, config.seed, config.batch_size)
-        preds.append(pred)
+    if corr is not None:  # the baselines that know nothing of learning: raw pixels, the same place, chance
+        results["pixels"] = {"correspondence": correspondence_scores(patch_features(corr.images, patch), corr, config,
+                                                                     grid)}  # fmt: skip
+        results["same_place"] = {"correspondence": correspondence_scores(None, corr, config, grid)}
 
     out = Path(out) if out is not None else Path(checkpoint).parent
     stem = f"probe-{ckpt['step']:07d}-seed{config.seed}"
-    rng = np.random.default_rng([config.seed, PAIR_SALT + 1])
-    shown = np.sort(rng.choice(len(held_img), size=min(4, len(held_img)), replace=False))
-    depth_png(out / f"{stem}.png", held_img[shown], held_depth[shown], [p[shown] for p in preds], config.max_depth)
     record = {
         "format": PROBE_FORMAT,
         "checkpoint": str(checkpoint),
@@ -568,29 +816,65 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
         "img_size": size,
         "step": ckpt["step"],
         "config": config.to_dict(),
+        "tasks": list(config.tasks),
         "train_scenes": train_keys,
         "heldout_scenes": held_keys,
-        "views": {"train": len(train_img), "heldout": len(held_img)},
-        "alignment": "per-image median ratio, then clipped to [0.001, max_depth]; valid pixels only",
-        **results,
-        "png": f"{stem}.png",
-        "seconds": round(time.perf_counter() - start, 2),
+        "views": {"train": len(train_img) if depth_task else 0, "heldout": len(held_img)},
     }
+    if depth_task:
+        rng = np.random.default_rng([config.seed, PAIR_SALT + 1])
+        shown = np.sort(rng.choice(len(held_img), size=min(4, len(held_img)), replace=False))
+        depth_png(out / f"{stem}.png", held_img[shown], held_depth[shown], [p[shown] for p in preds], config.max_depth)
+        record["alignment"] = "per-image median ratio, then clipped to [0.001, max_depth]; valid pixels only"
+        record["png"] = f"{stem}.png"
+    if corr is not None:
+        record["correspondence"] = pairs_record(corr, config, grid)
+    record.update(results)
+    record["seconds"] = round(time.perf_counter() - start, 2)
     path = out / f"{stem}.json"
     write_json_atomic(path, record)
     return record, path
 
 
+def _f(x: float | None) -> str:  # None: no held-out pixel within max_depth, no pair in a band
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def summary_line(record: dict) -> str:
-    """One line: the pretrained encoder's probe against the random-init one."""
+    """One line: the pretrained encoder's depth probe against the random-init one."""
     a, b = record["pretrained"], record["random_init"]
-
-    def f(x: float | None) -> str:  # None: no held-out pixel within max_depth
-        return "n/a" if x is None else f"{x:.3f}"
-
     text = (f"probe of step {record['step']} (seed {record['config']['seed']}, {len(record['heldout_scenes'])} held-out "
-            f"scene(s), {record['views']['heldout']} views): AbsRel {f(a['depth']['abs_rel'])} vs random-init "
-            f"{f(b['depth']['abs_rel'])}, δ<1.25 {f(a['depth']['delta1'])} vs {f(b['depth']['delta1'])}")  # fmt: skip
+            f"scene(s), {record['views']['heldout']} views): AbsRel {_f(a['depth']['abs_rel'])} vs random-init "
+            f"{_f(b['depth']['abs_rel'])}, δ<1.25 {_f(a['depth']['delta1'])} vs {_f(b['depth']['delta1'])}")  # fmt: skip
     if "cvc_loss" in a:
         text += f"; held-out CVC loss {a['cvc_loss']['true']:.3f} (other-scene view 2: {a['cvc_loss']['shuffled']:.3f})"
     return text
+
+
+CORR_COLUMNS = {"pretrained": "pretrained", "random_init": "random-init", "pixels": "pixels",
+                "same_place": "same place"}  # fmt: skip
+
+
+def correspondence_lines(record: dict) -> list[str]:
+    """A heading and a line a covisibility band (and all pairs): recall within 1/2/4 patches of each encoder,
+    the baselines and chance."""
+    c = record["correspondence"]
+    radii = [str(r) for r in c["radii"]]
+
+    def cell(values: dict | None) -> str:
+        return "n/a" if values is None else "/".join(_f(values[r]) for r in radii)
+
+    lines = [f"correspondence of step {record['step']} (seed {record['config']['seed']}, "
+             f"{len(record['heldout_scenes'])} held-out scene(s), {c['bands']['all']['pairs']} pairs, "
+             f"{c['grid']}x{c['grid']} patches a view): recall within {'/'.join(radii)} patches, "
+             + " | ".join(CORR_COLUMNS.values()) + " | chance"]  # fmt: skip
+    for label, n in c["bands"].items():
+        cells = [cell(record[key]["correspondence"][label]) for key in CORR_COLUMNS] + [cell(c["chance"][label])]
+        lines.append(f"  {label}: {n['pairs']} pairs, {n['patches']:,} patches: " + " | ".join(cells))
+    return lines
+
+
+def summary_lines(record: dict) -> list[str]:
+    """What ``pretrain probe`` prints: the depth line and the correspondence lines, as the tasks ran."""
+    lines = [summary_line(record)] if "depth" in record["pretrained"] else []
+    return lines + (correspondence_lines(record) if "correspondence" in record else [])

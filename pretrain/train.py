@@ -39,7 +39,7 @@ from pretrain.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from pretrain.data import PairStream, worker_context
+from pretrain.data import VIEW2_MODES, PairStream, other_scene_view2, worker_context
 from pretrain.engine import NonFiniteLoss, TrainingError, lr_at, param_groups, train_step
 from pretrain.model import CroCoNet, flops_per_pair
 from pretrain.outputs import RunLog, reconstruction_png
@@ -83,6 +83,9 @@ class TrainConfig:
     compile: bool = option(False, help="torch.compile the model")
     amp: str = option("auto", choices=("auto", "bf16", "off"), help="auto: bf16 autocast on CUDA, fp32 on CPU")
     jitter: bool = option(True, flag="--no-jitter", help="turn CroCo's colour jitter off")
+    view2: str = option("pair", choices=VIEW2_MODES, help="view 2 of each pair: its own (pair), or, as a control "
+                        "with no geometry to use, another scene's (other-scene: the view 2 of another pair of the "
+                        "batch, of another scene; the same images, steps and seeds)")  # fmt: skip
     log_every: int = option(20, min=1, max=10**9, help="steps between log lines")
     ckpt_every: int = option(1000, min=0, max=10**9, help="steps between checkpoints (0: only at the end)")
     keep_checkpoints: bool = option(False, help="keep every periodic checkpoint as checkpoint-NNNNNNN.pt besides "
@@ -237,6 +240,8 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
                                                  multiprocessing_context=worker_context() if config.num_workers
                                                  else None)  # fmt: skip
             batches = iter(loader)
+            if config.view2 == "other-scene":  # the control: no geometry between the views
+                batches = map(other_scene_view2, batches)
             while step < total and position < per_epoch:
                 lr = lr_at(step, total, peak_lr, warmup, config.min_lr)
                 for group in optimizer.param_groups:

@@ -20,8 +20,8 @@ echo "demo: a short CroCo run of the tiny model on the pairs (CPU)" >&2
 # for 60 steps to move the weights)
 "$VENV/bin/pretrain" run --shards "$OUT/pairs" --model tiny --img-size 224 --batch-size 16 --steps 60 \
     --base-lr 0.016 --workers 2 --log-every 10 --image-every 30 --runs "$RUNS" --name demo
-echo "demo: a depth probe of its encoder against a random one, on a held-out apartment" >&2
-"$VENV/bin/pretrain" probe --checkpoint "$RUNS/demo/checkpoint-last.pt" --views "$OUT/views"
+echo "demo: depth and correspondence probes of its encoder against a random one, on a held-out apartment" >&2
+"$VENV/bin/pretrain" probe --checkpoint "$RUNS/demo/checkpoint-last.pt" --views "$OUT/views" --task depth,correspondence
 echo "demo: outputs" >&2
 echo "  views:          $OUT/views/synthetic/*.parquet  (manifest: $OUT/views.manifest.json)" >&2
 echo "  pairs:          $OUT/pairs/shard-*.parquet  (manifest: $OUT/pairs.manifest.json)" >&2
@@ -29,4 +29,4 @@ echo "  dataset card:   $OUT/README.md  (datasets.load_dataset(\"$OUT\", \"pairs
 echo "  contact sheet:  $OUT/contact_sheet.png" >&2
 echo "  training run:   $RUNS/demo/  (checkpoint-last.pt, log.jsonl, tb/)" >&2
 echo "  reconstruction: $RUNS/demo/recon-last.png  (masked view 1 | view 2 | reconstruction | target)" >&2
-echo "  depth probe:    $RUNS/demo/probe-*.json, probe-*.png  (RGB | true depth | pretrained | random init)" >&2
+echo "  probes:         $RUNS/demo/probe-*.json (depth, correspondence), probe-*.png  (RGB | true depth | pretrained | random init)" >&2

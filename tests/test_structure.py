@@ -19,7 +19,7 @@ ALLOWED = {
     "renderers": {"manifests"},
     "covisibility": {"manifests", "renderers.camera"},
     "pairgen": {"manifests", "renderers", "covisibility"},
-    "pretrain": {"manifests"},
+    "pretrain": {"manifests", "covisibility.pixel_rule", "renderers.camera"},  # pure numpy: the probe's geometry
 }
 #: the comment that lets an import reach a private name: a test that pins a private kernel on purpose says why
 ON_PURPOSE = "# private on purpose:"

@@ -467,15 +467,18 @@ def test_the_shard_schema_names_come_from_manifests():
     assert fnmatch.fnmatch(shard_name(0), SHARD_GLOB) and fnmatch.fnmatch(shard_name(12345), SHARD_GLOB)
 
 
-def test_pretrain_imports_neither_pairgen_nor_renderers():
+def test_pretrain_imports_no_pairgen_and_of_renderers_the_camera_only():
+    """The trainer runs where no renderer does: of renderers it loads the camera's projection only (the probe's
+    geometry, with covisibility's pixel rule), and none of the renderers' engines (Open3D, numba) or Ray."""
     modules = ["pretrain.data", "pretrain.shards", "pretrain.plan", "pretrain.augment", "pretrain.memory",
                "pretrain.model", "pretrain.engine", "pretrain.checkpoint", "pretrain.outputs", "pretrain.train",
-               "pretrain.probe", "pretrain.cli"]  # fmt: skip
+               "pretrain.probe", "pretrain.correspondence", "pretrain.cli"]  # fmt: skip
     code = f"import sys\nfor m in {modules!r}: __import__(m)\n" + (
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pairgen', 'renderers')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pairgen', 'renderers')"
+        " and m not in ('renderers', 'renderers.camera')), [m for m in ('open3d', 'numba', 'ray') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])  # fmt: skip
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "[] []"
     for path in (Path(__file__).resolve().parents[2] / "pretrain").glob("*.py"):
         assert "torch._C" not in path.read_text() and "._new_shared" not in path.read_text(), path
