@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pretrain.cli import main
 from covisibility.pixel_rule import DEPTH_ABS_TOL, DEPTH_REL_TOL
+from pretrain.cli import main
 from pretrain.correspondence import (
     chance_recall,
     covisibility_of,
