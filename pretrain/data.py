@@ -343,6 +343,10 @@ def other_scene_rows(scenes: Sequence[str]) -> np.ndarray:
 def other_scene_view2(batch: dict) -> dict:
     """``batch`` with each pair's view 2 replaced by another scene's (:func:`other_scene_rows`, from the
     ``pair_id`` values, ``dataset/scene_id/...``); ``view2_of`` names the pair each view 2 came from."""
+    unnamed = [pid for pid in batch["pair_id"] if not isinstance(pid, str) or "/" not in pid]
+    if unnamed:  # a shard without pair_id (its rows named <file>#<row>): no scene to tell apart
+        raise ValueError(f"--view2 other-scene needs each pair's scene, from its pair_id (dataset/scene_id/...); "
+                         f"pair {unnamed[0]!r} has none (a shard without a pair_id column, or a null one)")
     scenes = [pid.rsplit("/", 1)[0] for pid in batch["pair_id"]]
     src = other_scene_rows(scenes)
     return {**batch, "img2": batch["img2"][torch.from_numpy(src)],

@@ -125,7 +125,7 @@ class ProbeConfig:
     """A probe's settings; each field is a ``pretrain probe`` flag, stored in the results."""
 
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of the scene split, the views chosen, the random-init "
-                       "encoder, the head's training and the masks")  # fmt: skip
+                       "encoder, the head's training and the masks, and the correspondence pairs and ties")  # fmt: skip
     holdout: str | None = option(None, metavar="SCENES", help="held-out scenes: a comma list of SCENE_ID or "
                                  "DATASET/SCENE_ID (None: a seeded split by scene, --holdout-fraction)")
     train_scenes: str | None = option(None, metavar="SCENES", help="scenes the head trains on, a comma list as "
@@ -756,7 +756,7 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
             bar.update(1)
     train_s, held_s = [scenes[k] for k in train_keys if k in scenes], [scenes[k] for k in held_keys]
     held_img, held_depth = np.concatenate([s.images for s in held_s]), np.concatenate([s.depth for s in held_s])
-    if len(held_img) < MIN_HELDOUT_VIEWS:
+    if depth_task and len(held_img) < MIN_HELDOUT_VIEWS:  # (correspondence counts pairs: it says per band)
         log.warning("only %d held-out view(s) (%d scene(s), --views-per-scene %d): too few for the metrics to tell "
                     "encoders apart (at least %d); hold out more scenes or views", len(held_img), len(held_keys),
                     config.views_per_scene, MIN_HELDOUT_VIEWS)  # fmt: skip
@@ -771,10 +771,10 @@ def probe(checkpoint: Path, views: list[Path], config: ProbeConfig, out: Path | 
         with Progress(None, "probe: choosing pairs", "scene", stream=progress_stream) as bar:  # no total: as above
             corr = held_pairs(held_s, config, size, patch, bar)
         if corr is None:
-            raise ProbeError(f"no held-out pair with a covisibility in [{config.bands[0][0]:g}, "
-                             f"{config.bands[-1][1]:g}]: the {len(held_img)} chosen view(s) of {', '.join(held_keys)} "
-                             "overlap no view of their scene (the correspondence probe needs views that overlap; "
-                             "--corr-bands)")  # fmt: skip
+            raise ProbeOptionError(f"no held-out pair with a covisibility in [{config.bands[0][0]:g}, "
+                                   f"{config.bands[-1][1]:g}] (--corr-bands) among the {len(held_img)} chosen view(s) "
+                                   f"of {', '.join(held_keys)} and the other views of their scene: widen "
+                                   "--corr-bands, or hold out scenes whose views overlap")  # fmt: skip
         empty = [band_label(b, i == len(config.bands) - 1) for i, b in enumerate(config.bands)
                  if not (corr.band == i).any()]  # fmt: skip
         if empty:

@@ -394,7 +394,7 @@ BAD = {
     "unknown scene": (None, None, ["--holdout", "no_such_scene"], "no scene 'no_such_scene'", 2),
     "all scenes held out": (None, None, ["--holdout-fraction", "0.99"], "no scene left to train the head", 2),
     "no covisible held-out pair": (None, "apart", ["--task", "correspondence"], "no held-out pair with a "
-                                   "covisibility in [0.1, 1]", 1),
+                                   "covisibility in [0.1, 1] (--corr-bands)", 2),
     "views without poses": (None, "no-pose", ["--task", "correspondence"], "no pose (cam2world is null)", 1),
     "no poses, depth task": (None, "no-pose", [], "no pose (cam2world is null)", 1),
     "checkpoint of another size": ("resized", None, ["--task", "depth,correspondence"], "not a checkpoint of "

@@ -47,6 +47,15 @@ def test_the_batch_keeps_view_1_and_moves_view_2():
                                                                                    "d/a/2-3"]  # fmt: skip
 
 
+@pytest.mark.parametrize("pair_id", ["shard-00000.parquet#3", None])
+def test_pairs_without_a_scene_in_their_id_are_refused(pair_id):
+    """A shard without pair_id names its rows <file>#<row>: no scene to tell apart, refused rather than guessed."""
+    batch = {"img1": torch.zeros(4, 1), "img2": torch.zeros(4, 1),
+             "pair_id": ["d/a/0-1", "d/b/2-3", "d/b/4-5", pair_id]}  # fmt: skip
+    with pytest.raises(ValueError, match=rf"needs each pair's scene, from its pair_id .*pair {pair_id!r} has none"):
+        other_scene_view2(batch)
+
+
 RUN = ["--model", "tiny", "--img-size", "64", "--batch-size", "8", "--workers", "0", "--image-every", "0",
        "--no-verify", "--log-every", "1"]  # fmt: skip
 
