@@ -68,7 +68,7 @@ def render_scene(record: SceneRecord, views_dir: str | Path, config: RenderConfi
         from pairgen.scenes import load_record
         path = views_path(Path(views_dir), record)
         result.file = path.relative_to(views_dir).as_posix()
-        done = complete_views_meta(path, config_hash)
+        done = complete_views_meta(path, config_hash, record)
         if done is not None:
             if done.format != VIEWS_FORMAT:  # an older format's file of this config: the new columns added
                 done = upgrade_views(path, tmp_dir=temporaries_dir(views_dir))

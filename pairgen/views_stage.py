@@ -24,7 +24,7 @@ import numpy as np
 from manifests import SceneRecord
 from manifests.card import write_card
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
-from manifests.io import OutputError
+from manifests.io import OutputError, path_inside
 from manifests.layout import name_problem, temporaries_dir
 from manifests.manifest import ViewsManifest, sha256_file
 from manifests.options import check, option
@@ -32,7 +32,7 @@ from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, views_
 from pairgen.stage import Stage, StageSummary, UnitResult
 from renderers.backends import ANTIALIAS, LIGHTING, RENDER_REVISION, available_backends, describe_backends
 
-__all__ = ["ImageConfig", "SceneViews", "ViewsStage", "complete_views_meta", "store_views", "views_path"]
+__all__ = ["ImageConfig", "SceneViews", "ViewsStage", "complete_views_meta", "file_stat", "store_views", "views_path"]
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +93,28 @@ def views_path(views_dir: Path, record: SceneRecord) -> Path:
     return views_dir / record.dataset / f"{record.scene_id}.parquet"
 
 
-def complete_views_meta(path: Path, config_hash: str) -> ViewsFileMeta | None:
-    """The metadata of ``path`` when it is a complete views file of this config (any format read), else None."""
+def file_stat(path: Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file, or None when it cannot be read: what says it was not touched."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def complete_views_meta(path: Path, config_hash: str, record: SceneRecord) -> ViewsFileMeta | None:
+    """The metadata of ``path`` when it is a complete views file of this config and of ``record``'s scene (any
+    format read), else None."""
     if not path.is_file():
         return None
     try:
         meta = read_views_meta(path)
     except OutputError as e:
         log.warning("%s: will render again (%s)", path, e)
+        return None
+    if (meta.dataset, meta.scene_id) != (record.dataset, record.scene_id):
+        log.warning("%s: the views of %s/%s, not of this scene (a file put in its place?); will render again", path,
+                    meta.dataset, meta.scene_id)  # fmt: skip
         return None
     return meta if meta.config_hash == config_hash else None
 
@@ -189,17 +203,32 @@ class ViewsStage(Stage):
             if not record.ok:
                 decided.append((task, SceneViews(reason="; ".join(record.problems))))
             elif entry.get("status") == "ok" and self.reusable(task, entry) and (
-                meta := complete_views_meta(views_path(self.folder, record), self.manifest.config_hash)
-            ) and meta.format == VIEWS_FORMAT:
+                meta := complete_views_meta(path := views_path(self.folder, record), self.manifest.config_hash, record)
+            ) and meta.format == VIEWS_FORMAT and self.recorded(path, entry):
                 decided.append((task, SceneViews(status="skipped", views=meta.views, file=entry.get("file"),
                                                  sha256=entry.get("sha256"), seconds=entry.get("seconds", 0.0))))
             else:
                 todo.append(task)
         return todo, decided
 
+    @staticmethod
+    def recorded(path: Path, entry: dict) -> bool:
+        """Whether the views file at ``path`` is the one ``entry`` records (its SHA-256): hashed only when its size
+        or modification time differ from the entry's ``stat``. A file replaced by another valid one of this scene
+        and config goes to the unit, which takes it and records its checksum, never keeping the old one; an entry
+        without a checksum is taken at its word."""
+        if not entry.get("sha256") or entry.get("stat") == file_stat(path):
+            return True
+        return sha256_file(path) == entry["sha256"]
+
     def on_result(self, task, result: SceneViews) -> None:
         if result.status == "ok":
             self.summary.counts["views"] += result.views
+        entry = self.manifest.scenes.get(self.key(task), {})
+        if result.ok and result.file and entry.get("sha256"):  # the file as its checksum was taken (or checked)
+            stat = file_stat(path_inside(self.folder, str(result.file)))
+            if stat is not None:
+                entry["stat"] = stat
 
     def publish(self) -> None:
         write_card(self.out_dir)  # OUT/README.md, the dataset card (manifests/card.py)

@@ -245,3 +245,39 @@ def test_overwrite_replaces_an_unreadable_manifest(rendered, tmp_path, capsys, d
     scenes = manifest(copy)["scenes"]
     assert {k: (e["status"], e["sha256"]) for k, e in scenes.items()} == {
         k: (e["status"], e["sha256"]) for k, e in recorded.items()}  # the views files kept, found complete, hashed
+
+
+@pytest.mark.parametrize("replacement", ["another scene's file", "the same scene, other bytes"])
+def test_a_views_file_replaced_by_another_valid_one_is_not_kept_under_the_old_checksum(rendered, tmp_path, capsys,
+                                                                                        caplog, replacement):
+    """A file of the same config put in a scene's place (found by its stat, then its SHA-256): another scene's is
+    rendered again; one of the same scene (other bytes) is taken with its own checksum, never the one it replaced,
+    which the filter would then refuse at every run."""
+    import shutil
+
+    from manifests.manifest import sha256_file
+
+    copy = tmp_path / "pg"
+    shutil.copytree(rendered, copy)
+    recorded = manifest(copy)["scenes"]
+    first, second = sorted(recorded)
+    victim = copy / "views" / recorded[first]["file"]
+    if replacement == "another scene's file":
+        shutil.copy(copy / "views" / recorded[second]["file"], victim)
+    else:  # the same scene's views, written again with another row order: valid, same config, other bytes
+        table = pq.read_table(victim)
+        pq.write_table(table.take(list(range(table.num_rows))[::-1]).replace_schema_metadata(table.schema.metadata),
+                       victim)  # fmt: skip
+    capsys.readouterr()
+    assert render(copy) == 0
+    err = capsys.readouterr().err
+    scenes = manifest(copy)["scenes"]
+    if replacement == "another scene's file":
+        assert "1 scenes rendered, 1 already done, 0 failed" in err
+        assert any("not of this scene" in r.getMessage() for r in caplog.records)  # a warning, on stderr in a process
+        assert scenes[first]["sha256"] == recorded[first]["sha256"]  # rendered again: deterministic, the same bytes
+    else:
+        assert "0 scenes rendered, 2 already done, 0 failed" in err
+        assert scenes[first]["sha256"] == sha256_file(victim) != recorded[first]["sha256"]
+    assert scenes[first]["stat"] == [victim.stat().st_size, victim.stat().st_mtime_ns]  # then kept, by its stat
+    assert main(["filter", "--min-covis", "0.1", "--out", str(copy), "--no-ray"]) == 0  # the views as recorded
