@@ -24,7 +24,7 @@ shard list, the histogram and the ``complete`` flag.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -33,7 +33,8 @@ from manifests.io import OutputError, path_inside, read_json, write_json_atomic
 from manifests.layout import legacy_manifest_path, manifest_path
 from manifests.version import VERSION
 
-__all__ = ["ManifestError", "PairsManifest", "StageManifest", "ViewsManifest", "sha256_file"]
+__all__ = ["ManifestError", "PairsManifest", "StageManifest", "ViewsManifest", "file_stat", "has_checksum",
+           "sha256_file"]
 
 
 class ManifestError(OutputError):
@@ -93,6 +94,23 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_stat(path: str | Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file, or None when it cannot be read: what says it was not touched since."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def has_checksum(path: str | Path, sha256: str, known: Iterable[list[int] | None] = ()) -> bool:
+    """Whether the file at ``path`` has the SHA-256 ``sha256``: at once when its :func:`file_stat` is one of
+    ``known`` (stats recorded when that checksum was taken or checked), else by hashing it; False when it
+    cannot be read."""
+    stat = file_stat(path)
+    return stat is not None and (stat in list(known) or sha256_file(path) == sha256)
 
 
 @dataclass

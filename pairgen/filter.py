@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from manifests.card import write_card
 from manifests.io import CHECKSUMS_KEY, OutputError, path_inside, write_json_atomic, write_parquet_atomic
 from manifests.layout import CONTACT_SHEET, is_safe_name, selections_dir, temporaries_dir
-from manifests.manifest import PairsManifest, ViewsManifest, sha256_file
+from manifests.manifest import PairsManifest, ViewsManifest, file_stat, has_checksum, sha256_file
 from manifests.options import ConfigError, check, option
 from manifests.pairs import PAIRS_SCHEMA, SHARD_GLOB, pairs_metadata, shard_name
 from manifests.views import CHECKED_COLUMNS, SCENE_COLUMNS, CheckedViews, check_views, read_views
@@ -446,10 +446,9 @@ class FilterStage(Stage):
     def _views_stat(self, key: str) -> list[int] | None:
         """``[size, mtime_ns]`` of a rendered scene's views file, or None when it cannot be read."""
         try:
-            stat = path_inside(self.views_dir, str(self.scenes[key]["file"])).stat()
+            return file_stat(path_inside(self.views_dir, str(self.scenes[key]["file"])))
         except (OSError, KeyError):
             return None
-        return [stat.st_size, stat.st_mtime_ns]
 
     def _views_files(self, keys) -> dict[str, list]:
         """``{key: [size, mtime_ns, sha256]}`` of the views files of ``keys`` (the manifest's ``views_files``)."""
@@ -464,18 +463,18 @@ class FilterStage(Stage):
         from the views manifest's). The file is hashed only when its size or
         modification time differ from those this manifest recorded when the
         pairs were made of it (``views_files``, as ``render`` records the
-        checksum), once a run.
+        checksum), or those ``render`` recorded with it (the entry's ``stat``), once a run.
         """
         if key not in self._unchanged:
             entry, seen = self.scenes.get(key, {}), self.manifest.body.get("views_files", {})
             stat = self._views_stat(key)
             if stat is None or not entry.get("sha256"):
                 self._unchanged[key] = stat is not None  # no checksum to compare: as before, by the manifest's word
-            elif seen.get(key) == [*stat, entry["sha256"]]:
-                self._unchanged[key] = True
             else:
                 path = path_inside(self.views_dir, str(entry["file"]))
-                self._unchanged[key] = sha256_file(path) == entry["sha256"]
+                ours = seen.get(key) or []
+                known = [entry.get("stat"), ours[:2] if ours[2:] == [entry["sha256"]] else None]
+                self._unchanged[key] = has_checksum(path, entry["sha256"], known)
                 if not self._unchanged[key]:
                     log.warning("%s: not the views file the views manifest records (replaced?); its pairs are made "
                                 "again", path)  # fmt: skip

@@ -26,13 +26,13 @@ from manifests.card import write_card
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
 from manifests.io import OutputError, path_inside
 from manifests.layout import name_problem, temporaries_dir
-from manifests.manifest import ViewsManifest, sha256_file
+from manifests.manifest import ViewsManifest, file_stat, has_checksum, sha256_file
 from manifests.options import check, option
 from manifests.views import VIEWS_FORMAT, ViewsFileMeta, read_views_meta, views_table, write_views
 from pairgen.stage import Stage, StageSummary, UnitResult
 from renderers.backends import ANTIALIAS, LIGHTING, RENDER_REVISION, available_backends, describe_backends
 
-__all__ = ["ImageConfig", "SceneViews", "ViewsStage", "complete_views_meta", "file_stat", "store_views", "views_path"]
+__all__ = ["ImageConfig", "SceneViews", "ViewsStage", "complete_views_meta", "store_views", "views_path"]
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,6 @@ def views_path(views_dir: Path, record: SceneRecord) -> Path:
         if problem is not None:
             raise OutputError(problem)
     return views_dir / record.dataset / f"{record.scene_id}.parquet"
-
-
-def file_stat(path: Path) -> list[int] | None:
-    """``[size, mtime_ns]`` of a file, or None when it cannot be read: what says it was not touched."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 def complete_views_meta(path: Path, config_hash: str, record: SceneRecord) -> ViewsFileMeta | None:
@@ -217,9 +208,7 @@ class ViewsStage(Stage):
         or modification time differ from the entry's ``stat``. A file replaced by another valid one of this scene
         and config goes to the unit, which takes it and records its checksum, never keeping the old one; an entry
         without a checksum is taken at its word."""
-        if not entry.get("sha256") or entry.get("stat") == file_stat(path):
-            return True
-        return sha256_file(path) == entry["sha256"]
+        return not entry.get("sha256") or has_checksum(path, entry["sha256"], [entry.get("stat")])
 
     def on_result(self, task, result: SceneViews) -> None:
         if result.status == "ok":
