@@ -137,6 +137,16 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+def _per_dataset(scenes: Counter, items: str) -> dict[str, dict]:
+    """``{dataset: {items: count, "scenes": count}}`` from each scene key's (``dataset/scene_id``) item count."""
+    datasets: dict[str, dict] = {}
+    for key, n in sorted(scenes.items()):
+        d = datasets.setdefault(key.split("/", 1)[0], {items: 0, "scenes": 0})
+        d[items] += n
+        d["scenes"] += 1
+    return datasets
+
+
 def _read_manifest(pairs_dir: Path) -> PairsManifest:
     if not PairsManifest.exists(pairs_dir):
         raise OutputError(f"{PairsManifest.path_in(pairs_dir)}: not found; run `pairgen filter --out {pairs_dir.parent}` first")
@@ -252,11 +262,7 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
         covis.append(table.column("covisibility").to_numpy().astype(np.float64))
     values = np.concatenate(covis) if covis else np.zeros(0)
     counts, _ = np.histogram(values, bins=bins)
-    datasets: dict[str, dict] = {}
-    for key, n in sorted(scenes.items()):
-        d = datasets.setdefault(key.split("/", 1)[0], {"pairs": 0, "scenes": 0})
-        d["pairs"] += n
-        d["scenes"] += 1
+    datasets = _per_dataset(scenes, "pairs")
 
     unread = any(shard["rows"] is None for shard in shards) or any("cannot be read" in p for p in problems)
     _against_manifest(manifest, problems, unread, "pairs", "pair", len(values), counts, scenes,
@@ -602,11 +608,7 @@ def samples_statistics(samples_dir: str | Path) -> dict:
     edge_values = np.concatenate(edges).astype(np.float64) if edges else np.zeros(0)
     other_values = np.concatenate(others).astype(np.float64) if others else np.zeros(0)
     counts, _ = np.histogram(edge_values, bins=bins)
-    datasets: dict[str, dict] = {}
-    for key, k in sorted(scenes.items()):
-        d = datasets.setdefault(key.split("/", 1)[0], {"samples": 0, "scenes": 0})
-        d["samples"] += k
-        d["scenes"] += 1
+    datasets = _per_dataset(scenes, "samples")
 
     if setup["embedded"]:
         views = {"referenced": False, "files": 0, "missing": [], "changed": []}
