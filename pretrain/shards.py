@@ -592,7 +592,7 @@ def verify_shards(path: str | Path | Sequence[str | Path], record: Path | None =
     unverified: list[Path] = []
     for file, recorded in shards:
         if manifest is not None and not file.is_file():
-            raise ShardError(f"{Path(path) / manifest.verify_shard({}, file)}")
+            raise ShardError(f"{Path(path) / manifest.missing_shard(file.name)}")
         stat = file.stat()
         key = f"{file.name}:{recorded or 'checksums'}:{stat.st_size}:{stat.st_mtime_ns}"
         if seen.get(str(file)) == key:
