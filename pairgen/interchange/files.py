@@ -32,6 +32,7 @@ left as it is; ``DEST`` holding an export of another source is refused.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +42,13 @@ import numpy as np
 from manifests.codecs import decode_rgb, encode_rgb
 from manifests.io import TMP_PREFIX, OutputError, atomic_path, read_json, write_json_atomic
 from manifests.lock import HOLDER_NAME, LOCK_NAME
+from manifests.manifest import PairsManifest
 
 __all__ = [
     "EXPORT_STATE",
     "ExportState",
     "camera_params",
+    "exportable",
     "jpeg_bytes",
     "read_depth_exr",
     "refuse_dest_inside",
@@ -54,6 +57,8 @@ __all__ = [
     "write_depth_exr",
     "write_view",
 ]
+
+log = logging.getLogger(__name__)
 
 EXPORT_STATE = ".pairgen-export.json"  # in DEST: which folder the export is of, and the shards done
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -126,6 +131,17 @@ def verified_shards(manifest) -> list[tuple[dict, Path]]:
         if (why := manifest.verify_shard(entry, path)) is not None:
             raise OutputError(f"{manifest.folder}/{why}")
     return shards
+
+
+def exportable(manifest: PairsManifest) -> PairsManifest:
+    """``manifest`` (pairs or samples), when its shards can be exported: complete, or with scenes failed (the
+    shards it lists are whole: exported, with the one warning every reader gives); one that lists no shard (an
+    interrupted filter) raises :class:`OutputError` saying why."""
+    if not manifest.complete and not manifest.shards:
+        raise OutputError(f"{manifest.path}: not marked complete: {manifest.why_incomplete()}")
+    if (warning := manifest.incomplete_warning("Exporting")) is not None:
+        log.warning("%s", warning)
+    return manifest
 
 
 def refuse_dest_inside(dest: Path, out_dir: Path) -> None:

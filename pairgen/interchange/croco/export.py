@@ -9,7 +9,6 @@ export shares (:mod:`pairgen.interchange.files`).
 
 from __future__ import annotations
 
-import logging
 
 import math
 import re
@@ -26,12 +25,10 @@ from manifests.lock import folder_lock
 from manifests.manifest import PairsManifest, ViewsManifest
 from pairgen.interchange.croco.cameras import cam2world_to_habitat, croco_intrinsics
 from pairgen.interchange.croco.metadata import METADATA_NAME
-from pairgen.interchange.files import (EXPORT_STATE, ExportState, camera_params, read_depth_exr, refuse_dest_inside,
-                                      verified_shards, write_view)  # fmt: skip
+from pairgen.interchange.files import (EXPORT_STATE, ExportState, camera_params, exportable, read_depth_exr,
+                                      refuse_dest_inside, verified_shards, write_view)  # fmt: skip
 
 __all__ = ["EXPORT_STATE", "ExportSummary", "export_croco"]
-
-log = logging.getLogger(__name__)
 
 _PAIR_SUFFIX = re.compile(r"^(?P<label>.+)_(?P<o1>[0-9]+)-(?P<o2>[0-9]+)$")
 # the metadata keys CroCo's generate_from_metadata.py passes on to MultiviewHabitatSimGenerator (an
@@ -104,11 +101,7 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
     import pyarrow.parquet as pq
 
     out_dir, dest = Path(out_dir), Path(dest)
-    pairs = PairsManifest.read(out_dir / "pairs")
-    if not pairs.complete and not pairs.shards:  # an interrupted filter lists none
-        raise OutputError(f"{pairs.path}: not marked complete: {pairs.why_incomplete()}")
-    if (warning := pairs.incomplete_warning("Exporting")) is not None:  # scenes failed: the others are whole
-        log.warning("%s", warning)
+    pairs = exportable(PairsManifest.read(out_dir / "pairs"))
     views = ViewsManifest.read(out_dir / "views") if ViewsManifest.exists(out_dir / "views") else None
     source = {"pairs_config_hash": pairs.config_hash, "shards": [s.get("sha256") for s in pairs.shards]}
     summary = ExportSummary(dest=str(dest))

@@ -40,7 +40,6 @@ split and sizes from ``DEST`` as it is.
 
 from __future__ import annotations
 
-import logging
 
 import hashlib
 from dataclasses import dataclass, field
@@ -55,13 +54,11 @@ from manifests.lock import folder_lock
 from manifests.manifest import SamplesManifest
 from manifests.options import ConfigError, check, option
 from manifests.samples import ViewsLookup
-from pairgen.interchange.files import (ExportState, camera_params, refuse_dest_inside, verified_shards,
+from pairgen.interchange.files import (ExportState, camera_params, exportable, refuse_dest_inside, verified_shards,
                                        write_view)  # fmt: skip
 
 __all__ = ["ALL_SCENES", "SHAPE", "VIEWS", "Dust3rOptions", "Dust3rSummary", "export_dust3r", "sample_key",
            "scenes_list_name", "split_of"]  # fmt: skip
-
-log = logging.getLogger(__name__)
 
 SHAPE, VIEWS = "star", 5  # what DUSt3R's Habitat reads: files _1 to _5, view 1 overlapping every other
 ALL_SCENES = "Habitat_all_scenes.txt"  # every sample: find_scenes.py's cache of the folder
@@ -148,11 +145,7 @@ def export_dust3r(out_dir: str | Path, dest: str | Path, options: Dust3rOptions 
     if not SamplesManifest.exists(folder):
         raise OutputError(f"{SamplesManifest.path_in(folder)}: not found; write the stars with `pairgen filter "
                           f"--views {VIEWS} --shape {SHAPE} --out {out_dir}` first")  # fmt: skip
-    manifest = SamplesManifest.read(folder)
-    if not manifest.complete and not manifest.shards:  # an interrupted filter lists none
-        raise OutputError(f"{manifest.path}: not marked complete: {manifest.why_incomplete()}")
-    if (warning := manifest.incomplete_warning("Exporting")) is not None:  # scenes failed: the others are whole
-        log.warning("%s", warning)
+    manifest = exportable(SamplesManifest.read(folder))
     shape, views = manifest.config.get("shape"), manifest.config.get("views")
     if (shape, views) != (SHAPE, VIEWS):
         raise OutputError(f"{folder}: {shape}s of {views} views; DUSt3R's Habitat loader reads stars of {VIEWS} views "
