@@ -42,6 +42,7 @@ import yaml
 
 from manifests.io import DiskFull, OutputError, atomic_path, read_json
 from manifests.layout import CARD_NAME, MANIFEST_SUFFIX, is_safe_name
+from manifests.store import local
 
 __all__ = ["card_text", "features_yaml", "samples_folders", "write_card"]
 
@@ -370,7 +371,7 @@ def write_card(out_dir: str | Path) -> Path | None:
         return None
     path = out_dir / CARD_NAME
     try:
-        if path.is_file() and path.read_text() == text:
+        if path.is_file() and local(path).read_text() == text:
             return path
         with atomic_path(path) as tmp:
             tmp.write_text(text)

@@ -18,6 +18,7 @@ import sys
 from argparse import Namespace
 from collections.abc import Callable
 
+from manifests import store
 from manifests.lock import FolderBusy
 from manifests.options import ConfigError
 
@@ -43,6 +44,7 @@ def run_command(
 ) -> int:
     """``func(args)``'s exit status, or the status and one line on stderr for an error it raised."""
     try:
+        store.resolve_args(args)  # folders given as URIs: their local mirrors (manifests.store)
         return func(args)
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
@@ -53,5 +55,7 @@ def run_command(
         if isinstance(e, ConfigError):
             print(f"{prog} {args.command}: error: {e.cli_message()}", file=sys.stderr)
         else:
-            print(f"{prog}: error: {e}", file=sys.stderr)
+            print(f"{prog}: error: {store.shown(str(e))}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, (ConfigError, FolderBusy, *usage)) else EXIT_FAILED
+    finally:
+        store.unmount_all()

@@ -215,6 +215,9 @@ def atomic_path(path: str | Path, tmp_dir: str | Path | None = None, sync: bool 
         if sync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+        from manifests import store  # (imports this module)
+
+        store.publish(tmp, path)  # a folder standing for a store: the object first, whole, then the local name
         try:
             os.replace(tmp, path)
         except IsADirectoryError as e:
@@ -247,9 +250,11 @@ def write_json_atomic(path: str | Path, obj, tmp_dir: str | Path | None = None) 
 
 def read_json(path: str | Path) -> dict:
     """Read a JSON object; a damaged file raises :class:`OutputError` naming it."""
+    from manifests.store import local
+
     path = Path(path)
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(local(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OutputError(f"{path}: cannot be read as JSON ({e})") from e
     if not isinstance(obj, dict):
@@ -368,7 +373,9 @@ def read_parquet_checked(path: str | Path, schema: pa.Schema, columns: list[str]
         The file cannot be read, or a field is missing or has another type;
         the message names the file and the field.
     """
-    path = Path(path)
+    from manifests.store import local
+
+    path = local(path)
     try:
         found = pq.read_schema(path)
     except (OSError, pa.ArrowException) as e:
@@ -465,7 +472,9 @@ def check_parquet(path: str | Path) -> bool:
         The file cannot be read, its checksums cannot be read, or they do
         not hold; the message names the file, row group and column.
     """
-    path = Path(path)
+    from manifests.store import local
+
+    path = local(path)
     try:
         with pq.ParquetFile(path) as pf:
             raw = (pf.metadata.metadata or {}).get(CHECKSUMS_KEY.encode())

@@ -14,7 +14,9 @@ names the holder; the command lines exit with status 2.
 
 ``flock`` is local to one machine on most network file systems: on a cluster,
 run each stage's driver on one node (the head), as the README says; workers
-never take the lock.
+never take the lock. A folder that stands for an object store's prefix
+(:mod:`manifests.store`) is held by a lease object in the store as well
+(``<state>/<folder name>.lease.json``), which a run on any machine respects.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from manifests import store
 from manifests.io import OutputError, output_error, write_json_atomic
 
 __all__ = ["FolderBusy", "folder_lock"]
@@ -82,7 +85,8 @@ def folder_lock(folder: str | Path, command: str | None = None, *, at: str | Pat
     try:
         write_json_atomic(holder, {"pid": os.getpid(), "host": socket.gethostname(),
                                    "command": command or " ".join(sys.argv), "since": time.time()})  # fmt: skip
-        yield
+        with store.lease(where / f"{folder.name}{store.LEASE_SUFFIX}", command):  # a store's prefix: any machine's
+            yield
     finally:
         with contextlib.suppress(OSError):  # removed while held: a later run makes its own (timeout 0: none waits)
             holder.unlink()

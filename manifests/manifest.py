@@ -32,6 +32,7 @@ from typing import ClassVar
 from manifests.io import OutputError, path_inside, read_json, write_json_atomic
 from manifests.layout import legacy_manifest_path, manifest_path
 from manifests.version import VERSION
+from manifests.store import local, remove
 
 __all__ = ["ManifestError", "PairsManifest", "StageManifest", "ViewsManifest", "file_stat", "has_checksum",
            "sha256_file"]
@@ -90,7 +91,7 @@ def check_fields(path: Path, obj: dict, fields: dict[str, str], of: str = "") ->
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(local(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -235,7 +236,7 @@ class StageManifest:
         old = legacy_manifest_path(self.folder)
         if not old.is_file() or not self.path_in(self.folder).is_file():
             return False
-        old.unlink()
+        remove(old)
         self.legacy = False
         return True
 

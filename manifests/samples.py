@@ -62,6 +62,7 @@ from manifests.io import OutputError
 from manifests.layout import name_problem
 from manifests.manifest import sha256_file
 from manifests.views import IMAGE_STRUCT, MAT3, MAT4, read_views, views_folder_problem
+from manifests.store import local
 
 __all__ = [
     "EMBEDDED_COLUMNS",
@@ -301,7 +302,7 @@ def read_samples(source: str | Path | Sequence[str | Path], views_dir: str | Pat
     lookup = ViewsLookup(views_dir, keep=keep)
     for path in files:
         try:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(local(path))
         except (OSError, pa.ArrowException) as e:
             raise SampleError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
         with pf:

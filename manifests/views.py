@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.io import OutputError, read_parquet_checked, write_parquet_atomic
+from manifests.store import ranged
 
 __all__ = [
     "CHECKED_COLUMNS",
@@ -202,7 +203,7 @@ def read_views_meta(path: str | Path) -> ViewsFileMeta:
     """
     path = Path(path)
     try:
-        raw = (pq.read_schema(path).metadata or {}).get(META_KEY.encode())
+        raw = (pq.read_schema(ranged(path)).metadata or {}).get(META_KEY.encode())
     except (OSError, pa.ArrowException) as e:
         raise OutputError(f"{path}: not a readable Parquet file ({_one_line(e)})") from e
     if raw is None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from manifests import DATASETS, DatasetError, SyntheticOptions, discover, parse_dataset_list
 from manifests.io import OutputError
+from manifests import store
+from manifests.store import location
 from manifests.layout import CONTACT_SHEET
 from manifests.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_command
 from manifests.options import ConfigError, add_options, from_args, with_flags
@@ -56,7 +58,7 @@ def _subcommand(sub, name: str, *, help: str, description: str, examples: list[s
 def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", default="synthetic", metavar="LIST",
                    help="datasets, one or a comma list: " + ", ".join(DATASETS))
-    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, type=Path,
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, type=location,
                    help="folder holding one folder per dataset (DATA_ROOT/hm3d, DATA_ROOT/scannet, ...)")
     p.add_argument("--split", default=None,
                    help="only this split, for datasets that have splits ("
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
     _add_dataset_options(p)
-    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: views go to OUT/views")
+    p.add_argument("--out", default=DEFAULT_OUT, type=location, help="working folder: views go to OUT/views")
     add_options(p, RenderConfig)
     p.add_argument("--overwrite", action="store_true",
                    help="replace views rendered with another config instead of refusing")
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
             "pairgen filter --views 12 --shape tree --min-covis 0.3 --max-covis 0.7   # MV-DUSt3R+'s trees: OUT/tree12",
         ],
     )
-    p.add_argument("--out", default=DEFAULT_OUT, type=Path,
+    p.add_argument("--out", default=DEFAULT_OUT, type=location,
                    help="working folder: reads OUT/views, writes OUT/pairs (samples: OUT/<shape><N>)")
     add_options(p, FilterConfig)
     add_options(p.add_argument_group("samples of N views"), SampleOptions)
@@ -163,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
             "pairgen inspect --samples star5 --pairs 6     # OUT/star5; sheet OUT/contact_sheet_star5.png",
         ],
     )
-    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: reads OUT/pairs")
+    p.add_argument("--out", default=DEFAULT_OUT, type=location, help="working folder: reads OUT/pairs")
     p.add_argument("--samples", default=None, metavar="FOLDER",
                    help="inspect the samples folder OUT/FOLDER (star5, chain8, tree12, pair2: what filter --views N "
                         "--shape S wrote) instead of OUT/pairs")  # fmt: skip
@@ -201,13 +203,13 @@ def _add_interchange(sub) -> None:
         ],
     )
     p.add_argument("format", choices=["croco"], help="the format of METADATA_DIR")
-    p.add_argument("metadata_dir", type=Path, metavar="METADATA_DIR",
+    p.add_argument("metadata_dir", type=location, metavar="METADATA_DIR",
                    help="folder searched for metadata.json files (or one metadata.json)")
-    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, type=Path,
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, type=location,
                    help="folder holding one folder per CroCo dataset label (DATA_ROOT/hm3d, DATA_ROOT/scannet, ...)")
     p.add_argument("--dataset-map", action="append", default=[], metavar="LABEL=FOLDER",
                    help="find CroCo's LABEL/... paths under FOLDER (relative to DATA_ROOT, or absolute); repeatable")
-    p.add_argument("--out", default=DEFAULT_OUT, type=Path, help="working folder: writes OUT/views and OUT/pairs")
+    p.add_argument("--out", default=DEFAULT_OUT, type=location, help="working folder: writes OUT/views and OUT/pairs")
     add_options(p, ImportConfig)
     add_options(p, ImportLimits)
     add_options(p, CrocoPairsConfig)
@@ -237,10 +239,10 @@ def _add_interchange(sub) -> None:
             "pairgen export --format dust3r /tmp/habitat_processed --val-share 0.1 --out /tmp/pg",
         ],
     )
-    p.add_argument("dest", type=Path, metavar="DEST",
+    p.add_argument("dest", type=location, metavar="DEST",
                    help="the folder written (CroCo's data/habitat_release, DUSt3R's data/habitat_processed)")
     p.add_argument("--format", default="croco", choices=["croco", "dust3r"], help="the layout written")
-    p.add_argument("--out", default=DEFAULT_OUT, type=Path,
+    p.add_argument("--out", default=DEFAULT_OUT, type=location,
                    help="working folder: reads OUT/pairs (croco) or OUT/star5 (dust3r), and OUT/views")
     add_options(p, Dust3rOptions)
     p.set_defaults(func=cmd_export)
@@ -412,6 +414,8 @@ def _with_sheet(stats: dict, draw, describe) -> None:
 
 def _report(stats: dict, folder: Path, as_json: bool) -> int:
     """Print a folder's statistics (as JSON, or as lines) and its problems; the exit status."""
+    stats = json.loads(store.shown(json.dumps(stats)))  # a store's folder: its paths as URIs, not the mirror's
+    folder = store.shown(str(folder))
     if as_json:
         print(json.dumps(stats))
     else:

@@ -108,6 +108,11 @@ def run_local(
     return 0
 
 
+def _apply(fn: Callable[..., Result], task: Task, **common) -> Result:
+    """``fn(task, **common)``: the Ray task, so that ``fn`` may be any callable (``ray.remote`` takes functions)."""
+    return fn(task, **common)
+
+
 def _init_ray(address: str | None, workers: int | None) -> bool:
     """Connect to ``address`` or start a local Ray; return whether we started it."""
     import ray
@@ -146,7 +151,8 @@ def run_ray(
     started = _init_ray(address, workers)
     retried = 0
     try:
-        remote = ray.remote(num_cpus=cpus_per_task, max_retries=0, retry_exceptions=False)(fn)
+        remote = ray.remote(num_cpus=cpus_per_task, max_retries=0, retry_exceptions=False)(_apply)
+        function = ray.put(fn)  # any callable (a partial too), shipped once
         shared = {k: ray.put(v) for k, v in (common or {}).items()}
         queue = list(enumerate(tasks))[::-1]  # popped from the end: in order
         attempts: dict[int, int] = {}
@@ -158,7 +164,7 @@ def run_ray(
 
         def submit(index: int, task: Task) -> None:
             attempts[index] = attempts.get(index, 0) + 1
-            running[remote.remote(task, **shared)] = (index, task, time.monotonic())
+            running[remote.remote(function, task, **shared)] = (index, task, time.monotonic())
 
         def again_or_fail(index: int, task: Task, error: BaseException) -> None:
             nonlocal retried

@@ -50,6 +50,8 @@ from manifests.options import ConfigError, check, option
 from manifests.pairs import PAIRS_SCHEMA, SHARD_GLOB, pairs_metadata, shard_name
 from manifests.views import CHECKED_COLUMNS, SCENE_COLUMNS, CheckedViews, check_views, read_views
 from pairgen.stage import Stage, StageSummary, UnitResult, run_unit
+from manifests import store
+from manifests.store import local, ranged
 
 __all__ = ["ChosenPair", "FilterConfig", "PairsConfig", "checked_views", "FilterStage", "ScenePairs", "select_scene_pairs", "write_shards"]
 
@@ -274,7 +276,7 @@ def _shard_is_current(path: Path, metadata: dict[str, str]) -> bool:
     """Whether the shard at ``path`` holds what it would be written with: the same ``pairgen`` metadata (digest too),
     and its checksums (a shard written before shards carried them is written again)."""
     try:
-        written = pq.read_schema(path).metadata or {}
+        written = pq.read_schema(ranged(path)).metadata or {}
         raw = written.get(b"pairgen")
         current = raw is not None and json.loads(raw) == json.loads(metadata["pairgen"])
         return current and CHECKSUMS_KEY.encode() in written
@@ -335,8 +337,9 @@ def write_shards(selections: dict[str, list], files: dict[str, Path], out_dir: P
                            "sha256": sha256_file(path)})  # fmt: skip
             if progress is not None:
                 progress.update(len(part))
+        store.trim()  # a store's views, read for this block: the cache stays within its bound
     for stale in sorted(out_dir.glob(SHARD_GLOB))[len(shards):]:  # fewer shards than an earlier run wrote
-        stale.unlink(missing_ok=True)
+        store.remove(stale)
     return shards
 
 
@@ -507,7 +510,7 @@ class FilterStage(Stage):
         if not _safe_key(key) or not entry.get("sha256") or not path.is_file() or not self.views_unchanged(key):
             return None
         try:
-            kept = json.loads(path.read_text())
+            kept = json.loads(local(path).read_text())
             if kept["config_hash"] != self.manifest.config_hash or kept["views_sha256"] != entry["sha256"]:
                 return None
             return self.result_cls(status="skipped", **{self.items: [self.decode(p) for p in kept[self.items]]},

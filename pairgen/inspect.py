@@ -49,6 +49,7 @@ from manifests.layout import CONTACT_SHEET, is_safe_name, name_problem, refuse_i
 from manifests.manifest import PairsManifest, SamplesManifest, sha256_file
 from manifests.options import ConfigError, check, option
 from manifests.pairs import META_KEY, PAIRS_SCHEMA, SHARD_GLOB
+from manifests.store import local, ranged
 
 __all__ = ["CAPTION_HEIGHT", "EDGE_COLOUR", "HEAT_MARGIN", "LABEL_HEIGHT", "MIN_PANEL", "PAD", "SAMPLE_PANEL", "SheetOptions",
            "contact_sheet", "heat_colours", "highlight", "pairs_statistics", "sample_panel_size",
@@ -179,7 +180,7 @@ def _shard_footers(pairs_dir: Path, manifest: PairsManifest, count: str = "pairs
             continue
         shard["bytes"] = path.stat().st_size
         try:
-            meta = pq.ParquetFile(path).metadata
+            meta = pq.ParquetFile(ranged(path)).metadata
         except (OSError, pa.ArrowException) as e:
             problems.append(f"{name}: not a readable Parquet file, truncated or damaged ({_one_line(e)})")
             continue
@@ -253,7 +254,7 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
             continue
         path = pairs_dir / shard["file"]
         try:
-            table = pq.read_table(path, columns=["dataset", "scene_id", "covisibility"])
+            table = pq.read_table(local(path), columns=["dataset", "scene_id", "covisibility"])
         except (OSError, pa.ArrowException) as e:
             problems.append(f"{shard['file']}: columns cannot be read ({_one_line(e)})")
             continue
@@ -330,7 +331,7 @@ def _draw_rows(pairs_dir: Path, shards: list[dict], n: int, seed: int, columns: 
     for g, ks in sorted(wanted.items()):
         name, group, _ = groups[g]
         if name not in files:
-            files[name] = pq.ParquetFile(pairs_dir / name)
+            files[name] = pq.ParquetFile(local(pairs_dir / name))
         table = files[name].read_row_group(group, columns=columns)
         taken = table.take(pa.array([int(picks[k] - starts[g]) for k in ks])).to_pylist()
         for k, row in zip(ks, taken):
@@ -588,7 +589,7 @@ def samples_statistics(samples_dir: str | Path) -> dict:
         if shard["rows"] is None or n is None:
             continue
         try:
-            table = pq.read_table(samples_dir / shard["file"], columns=SAMPLE_COLUMNS)
+            table = pq.read_table(local(samples_dir / shard["file"]), columns=SAMPLE_COLUMNS)
             values, bad = _sample_values(table, n, setup)
         except (OSError, pa.ArrowException, ValueError, TypeError, KeyError, IndexError) as e:
             problems.append(f"{shard['file']}: columns cannot be read ({_one_line(e)})")

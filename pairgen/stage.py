@@ -49,11 +49,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from manifests.commands import EXIT_FAILED, EXIT_OK, shorten
 from manifests.config import config_changes, config_hash
+from manifests import store
 from manifests.io import DiskFull, OutputError, output_error, remove_stale_temporaries
 from manifests.layout import state_dir, temporaries_dir
 from manifests.lock import LOCK_NAME, FolderBusy, folder_lock
@@ -247,7 +249,7 @@ class Stage(abc.ABC):
                 if not self.overwrite:
                     raise ManifestError(f"{e}; pass --overwrite to replace it") from None
                 log.warning("%s; replacing it (--overwrite)", e)
-                cls.find(self.folder).unlink()
+                store.remove(cls.find(self.folder))
         if old is not None:
             if old.config_hash == config_hash_:
                 return old
@@ -263,10 +265,10 @@ class Stage(abc.ABC):
             log.warning("%s: overwriting the outputs of config %s", old.path, old.config_hash)
             for relative in self.outputs(old):
                 try:
-                    old.file(relative).unlink(missing_ok=True)
+                    store.remove(old.file(relative))
                 except OutputError as e:
                     log.warning("ignoring %s", e)
-            old.path.unlink()
+            store.remove(old.path)
         config, identity = self.config.to_dict(), self.identity()
         return cls(self.folder, config_hash_, config, body={} if identity == config else {"identity": identity})
 
@@ -305,8 +307,9 @@ class Stage(abc.ABC):
             self._settle(manifest)
             return summary
         stale = remove_stale_temporaries(self.temporaries) + remove_stale_temporaries(self.folder)
+        stale += store.abort_uploads(self.folder)  # a store's counterpart: a killed run's unfinished uploads
         if stale:
-            log.info("removed %d unfinished temporary file(s) of an interrupted run", stale)
+            log.info("removed %d unfinished temporary file(s) or upload(s) of an interrupted run", stale)
         manifest.body["complete"] = False  # until every unit has succeeded
         manifest.write()  # fails early, with one message, if the folder is not writable
         try:
@@ -358,7 +361,10 @@ class Stage(abc.ABC):
         try:
             for task, result in decided:
                 on_result(task, result)
-            retried = self.distributor(type(self).work, todo, on_result, on_error, self.common(), on_tick=on_tick)
+            work = type(self).work
+            if store.mounts():  # a store's folders: each worker mounts them too (the same paths on every node)
+                work = partial(store.in_mounts, work, store.mounts())
+            retried = self.distributor(work, todo, on_result, on_error, self.common(), on_tick=on_tick)
             summary.counts["retries"] = retried or 0
         finally:
             if bar is not None:
@@ -377,15 +383,15 @@ def report(stage: Stage, summary: StageSummary, stream: TextIO) -> int:
     """Print the first failures, the summary line and where the outputs are; return the exit status."""
     failures = list(summary.failures.items())
     for key, reason in failures[:SHOWN_FAILURES]:
-        print(f"  FAILED {key}: {shorten(reason)}", file=stream)  # whole in the manifest
+        print(f"  FAILED {key}: {shorten(store.shown(reason))}", file=stream)  # whole in the manifest
     manifest = stage.manifest_cls.path_in(stage.folder)
     if len(failures) > SHOWN_FAILURES:
-        print(f"  ... and {len(failures) - SHOWN_FAILURES} more (see {manifest})", file=stream)
+        print(f"  ... and {len(failures) - SHOWN_FAILURES} more (see {store.shown(str(manifest))})", file=stream)
     print(stage.line(summary), file=stream)
     if summary.counts.get("retries"):
         print(f"  {summary.counts['retries']} retr{'y' if summary.counts['retries'] == 1 else 'ies'} "
               "(workers that died or scenes past --scene-timeout)", file=stream)  # fmt: skip
-    print(f"{stage.folder_name}: {stage.folder}  (manifest: {manifest})", file=stream)
+    print(store.shown(f"{stage.folder_name}: {stage.folder}  (manifest: {manifest})"), file=stream)
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from manifests.commands import EXIT_OK
 from manifests.layout import refuse_inside_data
+from manifests.store import location
 
 __all__ = ["build_parser", "main"]
 
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  torchrun --standalone --nproc_per_node 8 -m pretrain.cli run --shards data/pairgen/pairs",
         formatter_class=_Formatter,
     )
-    p.add_argument("--shards", required=True, type=Path,
+    p.add_argument("--shards", required=True, type=location,
                    help="a pairs folder (OUT/pairs), a samples folder (OUT/star5, OUT/pair2: one pair a sample, "
                    "view 1 its reference or a view's parent) or one shard file")
     p.add_argument("--name", default=None,
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by pretrain run")
-    p.add_argument("--views", required=True, type=Path, nargs="+", metavar="FOLDER",
+    p.add_argument("--views", required=True, type=location, nargs="+", metavar="FOLDER",
                    help="views folders (OUT/views): every **/*.parquet views file under them")
     p.add_argument("--out", type=Path, default=None, help="folder for the results (None: the checkpoint's folder)")
     add_options(p, ProbeConfig)

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from manifests import store
 from manifests.pairs import IMAGE_COLUMNS
 from pretrain.augment import JITTER_RANGE, Augment, decode_bgr, sample_uniforms
 from pretrain.memory import BatchMemory
@@ -174,6 +175,7 @@ class PairStream(IterableDataset):
         self.index = ShardIndex.build(find_shards(shards), views=views)
         self.views_keep = views_keep
         self._views: SampleViews | None = None  # made in the process that iterates (its own views files)
+        self._mounts = store.mounts()  # shards or views in a store: a worker mounts them too (manifests.store)
         for path, size in zip(self.index.files, self.index.min_sizes):
             if crop is not None and size is not None and min(size) < crop:
                 raise ShardError(f"{path}: images as small as {size[0]}x{size[1]} (width x height, footer "
@@ -237,6 +239,7 @@ class PairStream(IterableDataset):
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         if info is not None:
             cv2.setNumThreads(1)  # one core a worker
+            store.remount(self._mounts)
         plan = self.plan(lanes=workers)
         mine = [plan.batch(j) for j in range(self.position + worker, plan.batches, workers)]
         located = [self.index.locate(c) for c in mine]

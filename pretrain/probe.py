@@ -90,6 +90,7 @@ from pretrain.correspondence import (
     patch_features,
     patch_matches,
 )
+from manifests.store import ranged
 
 __all__ = ["MIN_HELDOUT_VIEWS", "PROBE_FORMAT", "TASKS", "HeldPairs", "ProbeConfig", "ProbeError", "ProbeOptionError",
            "ProbeViews", "band_of", "correspondence_lines", "correspondence_scores", "depth_metrics", "find_views",
@@ -226,7 +227,7 @@ def find_views(folders: list[Path]) -> dict[str, Path]:
                 log.info("skipping %s: %s", path, e)
                 continue
             key = f"{meta.dataset}/{meta.scene_id}"
-            if "depth" not in pq.read_schema(path).names:
+            if "depth" not in pq.read_schema(ranged(path)).names:
                 raise ProbeError(f"{path}: no depth column: the probe needs views with depth")
             if key in found:
                 raise ProbeError(f"scene {key!r} is in two views files: {found[key]} and {path}")

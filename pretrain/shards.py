@@ -71,6 +71,7 @@ from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, SHARD_GLOB, SIZE_COLUMNS
 from manifests.samples import ResolvedViews, SampleError, ViewsLookup, is_samples_schema
 from manifests.views import first_null_row
 from pretrain.augment import sample_uniforms
+from manifests.store import local, ranged
 
 __all__ = ["VIEWS_KEEP", "RowGroup", "SampleViews", "ShardError", "ShardIndex", "find_shards", "folder_manifest",
            "pick_views", "read_group", "verify_shards"]
@@ -235,7 +236,7 @@ class ShardIndex:
         has_ids, sizes, gf, gi, gr, kinds, images, dirs = [], [], [], [], [], [], [], []
         for k, path in enumerate(files):
             try:
-                with pq.ParquetFile(path) as pf:
+                with pq.ParquetFile(ranged(path)) as pf:  # the footer only: a store's shard is not fetched for it
                     schema, meta = pf.schema_arrow, pf.metadata
             except (OSError, pa.ArrowException) as e:
                 raise ShardError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
@@ -444,7 +445,7 @@ def read_group(index: ShardIndex, g: int, *, views_cache: SampleViews | None = N
 
 def _read(path: Path, rg: int, columns: list[str], expected: int) -> pa.Table:
     try:
-        with pq.ParquetFile(path) as pf:
+        with pq.ParquetFile(local(path)) as pf:
             table = pf.read_row_group(rg, columns=columns)
     except (OSError, pa.ArrowException) as e:
         raise ShardError(f"{path}: row group {rg} could not be read ({' '.join(str(e).split())})") from e  # one line
@@ -585,7 +586,7 @@ def verify_shards(path: str | Path | Sequence[str | Path], record: Path | None =
     seen: dict = {}
     if record is not None and record.is_file():
         try:
-            seen = json.loads(record.read_text())
+            seen = json.loads(local(record).read_text())
         except (OSError, ValueError):
             seen = {}
     hashed = checked = 0

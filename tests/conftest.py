@@ -101,3 +101,41 @@ def small_disk(tmp_path) -> SmallDisk:
         yield SmallDisk(mount)
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback for the session (``tests/s3.py``), stopped at the end."""
+    pytest.importorskip("moto", reason="moto (the dev extra) runs the tests' S3 server")
+    from tests.s3 import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, tmp_path):
+    """A fresh bucket; the server's variables and a fresh mirror cache (``tmp_path/cache``) set for the test.
+
+    ``s3.uri(prefix)`` is ``s3://<bucket>/<prefix>``; ``s3.keys(prefix)`` the objects under it."""
+    from manifests import store
+    from tests.s3 import s3_env
+
+    class Bucket:
+        server = s3_server
+        name = s3_server.bucket()
+        cache = tmp_path / "cache"
+
+        def uri(self, prefix: str = "") -> str:
+            return f"s3://{self.name}/{prefix}".rstrip("/")
+
+        def keys(self, prefix: str = "") -> list[str]:
+            return s3_server.keys(self.name, prefix)
+
+        def client(self):
+            return s3_server.client()
+
+    with s3_env(s3_server, str(Bucket.cache)):
+        yield Bucket()
+    store.unmount_all()

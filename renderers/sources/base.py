@@ -17,6 +17,7 @@ from typing import BinaryIO, ClassVar
 from manifests.io import resolve_inside  # the one containment rule, re-exported for the loaders
 from manifests.registry import Registry
 from renderers.scene import Scene, SceneFormatError
+from manifests.store import local
 
 __all__ = [
     "SceneSource",
@@ -112,6 +113,7 @@ def open_regular(path: str | Path, fail: FailFn | None = None) -> BinaryIO:
 
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
+        path = local(path)  # a store's scene file: fetched into the bounded cache first
         check(os.stat(path).st_mode)
         fd = os.open(path, flags)
     except FileNotFoundError:

@@ -294,3 +294,50 @@ def test_pretrain_takes_the_folder_a_glob_or_a_list(out):
     assert [p.name for p in find_shards(two)] == [folder[1], folder[0]]
     with pytest.raises(ValueError, match="no shard file matches"):
         find_shards(str(out / "pairs" / "nothing-*.parquet"))
+
+
+def _upload_folder(s3, out: Path, prefix: str) -> None:
+    client = s3.client()
+    for path in out.rglob("*"):
+        if path.is_file() and "_pairgen" not in path.parts:
+            client.upload_file(str(path), s3.name, f"{prefix}/{path.relative_to(out).as_posix()}")
+
+
+@pytest.mark.parametrize("reader", ["pyarrow", "polars", "ray", "duckdb", "datasets"])
+def test_the_readers_open_the_stored_folders_by_uri(out, reader, s3, request):
+    """The same folders in a store, opened by URI: pyarrow, Polars and Ray Data here; DuckDB's httpfs and
+    ``datasets``' s3fs are plug-ins this machine cannot install offline (skipped, saying so)."""
+    if reader == "duckdb":
+        pytest.skip("DuckDB reads s3:// through its httpfs extension, downloaded at first use (no network here)")
+    if reader == "datasets":
+        pytest.importorskip("s3fs", reason="datasets reads s3:// through s3fs (not a dependency)")
+    import pyarrow.fs as pafs
+
+    _upload_folder(s3, out, "stored")
+    endpoint = s3.server.endpoint
+    fs = pafs.S3FileSystem(endpoint_override=endpoint, access_key="testing", secret_key="testing",
+                           region="us-east-1", scheme="http")  # fmt: skip
+    expected = _counts(out)
+    got = {}
+    for name in expected:
+        uri = f"{s3.uri('stored')}/{name}"
+        if reader == "pyarrow":
+            import pyarrow.dataset as ds
+
+            got[name] = ds.dataset(uri, format="parquet").count_rows()  # the endpoint from AWS_ENDPOINT_URL
+        elif reader == "polars":
+            import polars as pl
+
+            options = {"aws_endpoint_url": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                       "aws_region": "us-east-1", "aws_allow_http": "true"}  # fmt: skip
+            got[name] = pl.scan_parquet(uri + "/", storage_options=options).select(pl.len()).collect().item()
+        elif reader == "ray":
+            request.getfixturevalue("ray_local")
+            import ray
+
+            got[name] = ray.data.read_parquet(uri, filesystem=fs).count()  # the workers' own filesystem object
+        else:
+            import datasets
+
+            got[name] = datasets.load_dataset("parquet", data_dir=uri, split="train").num_rows
+    assert got == expected

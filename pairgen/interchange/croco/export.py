@@ -27,6 +27,7 @@ from pairgen.interchange.croco.cameras import cam2world_to_habitat, croco_intrin
 from pairgen.interchange.croco.metadata import METADATA_NAME
 from pairgen.interchange.files import (EXPORT_STATE, ExportState, camera_params, exportable, read_depth_exr,
                                       refuse_dest_inside, verified_shards, write_view)  # fmt: skip
+from manifests.store import local
 
 __all__ = ["EXPORT_STATE", "ExportSummary", "export_croco"]
 
@@ -120,7 +121,7 @@ def export_croco(out_dir: str | Path, dest: str | Path, progress=None, *, sync_e
         try:
             for entry, path in shard_paths:
                 done = state.done(entry["file"])
-                light = pq.read_table(path, columns=LIGHT_COLUMNS).to_pylist()
+                light = pq.read_table(local(path), columns=LIGHT_COLUMNS).to_pylist()
                 full = None if done else pq.read_table(path, columns=["image1", "image2", "depth1", "depth2"]).to_pylist()
                 for i, row in enumerate(light):
                     label = _label(row["pair_id"])

@@ -34,6 +34,7 @@ from manifests.layout import is_safe_name, name_problem
 from manifests.manifest import sha256_file
 from manifests.options import check, option
 from pairgen.interchange.croco.cameras import habitat_to_cam2world
+from manifests.store import local
 
 __all__ = [
     "CROCO_LABELS",
@@ -190,7 +191,7 @@ def read_metadata(path: str | Path, max_views: int | None = None) -> CrocoScene:
     """
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(), object_pairs_hook=_object)
+        doc = json.loads(local(path).read_text(), object_pairs_hook=_object)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise MetadataError(f"{path}: cannot be read as JSON ({e})") from None
     if not isinstance(doc, dict):

@@ -56,6 +56,8 @@ from manifests.options import ConfigError, check, option
 from manifests.samples import ViewsLookup
 from pairgen.interchange.files import (ExportState, camera_params, exportable, refuse_dest_inside, verified_shards,
                                        write_view)  # fmt: skip
+from manifests import store
+from manifests.store import local
 
 __all__ = ["ALL_SCENES", "SHAPE", "VIEWS", "Dust3rOptions", "Dust3rSummary", "export_dust3r", "sample_key",
            "scenes_list_name", "split_of"]  # fmt: skip
@@ -198,7 +200,7 @@ def _export_shard(path: Path, dest: Path, lookup: ViewsLookup, keys: dict[tuple[
     Returns the shard's sample count. Referenced samples are taken scene by
     scene (each views file read once); embedded ones a row group at a time.
     """
-    with pq.ParquetFile(path) as pf:
+    with pq.ParquetFile(local(path)) as pf:
         embedded = all(name in pf.schema_arrow.names for name in EMBEDDED_COLUMNS)
         rows = pf.read(columns=LIGHT_COLUMNS).to_pylist()
         for row in rows:
@@ -261,5 +263,5 @@ def _write_lists(dest: Path, keys: dict[tuple[str, str], set[str]], val_share: f
         with atomic_path(dest / name) as tmp:  # as find_scenes.py writes: "\n".join, no newline after the last
             tmp.write_text("\n".join(content))
     for name in set(stale) - set(names):
-        (dest / name).unlink(missing_ok=True)
+        store.remove(dest / name)
     return {name: len(content) for name, content in names.items()}

@@ -1,0 +1,721 @@
+"""Object storage (``s3://``, ``gs://``, ...) behind the pipeline's folders: a local mirror, written through.
+
+Every command reads and writes folders (:mod:`manifests.io`'s atomic files,
+:mod:`manifests.layout`'s places). A folder given as a URI (``--out
+s3://bucket/run``, ``--data-root gs://bucket/scene_datasets``, ``--shards``,
+``--views``, an export's ``DEST``) is *mounted*: a local folder, the mirror,
+stands for the store's prefix, so every stage runs on paths as on a shared
+file system, with four rules (docs/design.md, "Object storage"):
+
+* **listing without bytes.** :func:`mount` lists the prefix and puts a *stub*
+  in the mirror for each object: a sparse file of the object's size whose
+  mtime is the object's (``st_blocks == 0``, zeros). ``is_file``, ``glob``,
+  ``stat`` (size, mtime) answer as for the store; what was the same object
+  when listed again is left alone, what changed becomes a stub again, what
+  the store no longer holds goes.
+* **bytes on first read.** Every reader of bytes calls :func:`local` on the
+  path first (the loaders' ``open_regular``, ``read_json``, the Parquet
+  readers, ``sha256_file``): a stub is fetched whole (to a temporary, then
+  renamed), so a reader never sees a partial file. Fetched files count
+  against a bound (``PAIRGEN_CACHE_GB``, default 50): :func:`trim` turns the
+  least recently read back into stubs.
+* **writes go to the store before the mirror.** :func:`manifests.io.atomic_path`
+  hands each finished temporary to :func:`publish` before its local rename:
+  the whole file is uploaded in one request (or one multipart upload that
+  S3 completes only when every part arrived, and that boto3 aborts on an
+  error), so no object is ever incomplete under its final name; a killed
+  upload leaves an unfinished multipart upload, never an object. Checksums
+  are taken from the bytes written, as on a folder.
+* **one run per folder** is a lease object (:func:`lease`), since ``flock``
+  cannot reach a store: ``_pairgen/<folder>.lease.json`` (holder, host, PID,
+  command, heartbeat), taken with S3's conditional write (``If-None-Match:
+  *``), renewed with ``If-Match`` every :data:`HEARTBEAT_S`; a lease whose
+  heartbeat is older than :data:`LEASE_TTL_S` is taken over (its holder is
+  gone). On stores without conditional writes (``gs://`` through pyarrow) the
+  lease is written and read back: two runs that start within the same second
+  may both think they hold it.
+
+Workers on other nodes mount the same URIs (:func:`in_mounts` wraps the unit
+of work): the mirror's path is the same on every node (``PAIRGEN_CACHE``,
+default ``~/.cache/pairgen``, ``/store/<digest of the URI>``), so the paths a
+stage ships to its workers mean the same place everywhere, with each node's
+own bytes.
+
+Credentials and endpoints come from where each library looks (``AWS_*``
+variables such as ``AWS_ENDPOINT_URL`` for MinIO or Ceph, ``~/.aws``,
+instance roles; Google's application default credentials), never from an
+option: nothing secret reaches a config hash or a manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+from manifests.io import TMP_PREFIX, OutputError
+
+__all__ = [
+    "CACHE_ENV",
+    "abort_uploads",
+    "LEASE_TTL_S",
+    "StoreError",
+    "in_mounts",
+    "is_stub",
+    "is_uri",
+    "lease",
+    "local",
+    "location",
+    "mount",
+    "mounted",
+    "mounts",
+    "publish",
+    "ranged",
+    "remount",
+    "remove",
+    "resolve_args",
+    "shown",
+    "trim",
+    "unmount_all",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("s3", "gs", "gcs", "abfs", "az", "hdfs", "viewfs")
+CACHE_ENV = "PAIRGEN_CACHE"
+CACHE_GB_ENV = "PAIRGEN_CACHE_GB"
+DEFAULT_CACHE_GB = 50.0
+LEASE_SUFFIX = ".lease.json"
+LEASE_TTL_S = 120.0  # a lease not renewed for this long is taken over: its holder is gone
+HEARTBEAT_S = 30.0
+FRESH_S = 5.0  # a file this node renamed into the mirror this recently is never taken for one gone from the store
+RECENT_S = 60.0  # a file read this recently is never turned back into a stub (a reader may be about to open it)
+LOCAL_ONLY_SUFFIXES = (".lock", ".lock-holder.json", LEASE_SUFFIX)  # this machine's own, never uploaded
+CHUNK = 8 << 20
+GCS_RETRY_S = 60.0  # how long pyarrow's GCS layer retries a failing request (its default: 15 minutes)
+
+
+class StoreError(OutputError):
+    """A store that cannot be reached, listed, read or written; the message names the URI."""
+
+
+def is_uri(text: object) -> bool:
+    """Whether ``text`` names a store (``s3://bucket/prefix``...) rather than a local path."""
+    if not isinstance(text, str) or "://" not in text:
+        return False
+    return urlparse(text).scheme.lower() in SCHEMES
+
+
+def location(text: str) -> Path | str:
+    """argparse ``type`` of a folder option: a ``Path``, or the URI as given (mounted by :func:`resolve_args`)."""
+    return text.rstrip("/") if is_uri(text) else Path(text)
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pairgen") / "store"
+
+
+def _cache_limit() -> int:
+    try:
+        gb = float(os.environ.get(CACHE_GB_ENV) or DEFAULT_CACHE_GB)
+    except ValueError:
+        gb = DEFAULT_CACHE_GB
+    return int(gb * (1 << 30))
+
+
+def _seconds(ns: int) -> int:
+    """An mtime cut to whole seconds, in ns: what every store lists (S3's listings and HEADs are to the second)."""
+    return ns // 1_000_000_000 * 1_000_000_000
+
+
+def _local_only(name: str) -> bool:
+    return name.startswith(TMP_PREFIX) or name.endswith(LOCAL_ONLY_SUFFIXES)
+
+
+@dataclass
+class Mount:
+    """A store prefix (``uri``) and the local folder standing for it (``local``)."""
+
+    uri: str
+    local: Path
+    fs: object = field(repr=False, default=None)  # pyarrow.fs.FileSystem
+    root: str = ""  # the prefix in ``fs``'s terms (``bucket/prefix``)
+    synced: str | None = None  # the run (generation) whose listing the mirror holds
+
+    def key(self, path: Path) -> str:
+        """The object's path in ``fs`` for the mirror's ``path``."""
+        return f"{self.root}/{path.relative_to(self.local).as_posix()}".rstrip("/")
+
+    def describe(self, path: Path) -> str:
+        return f"{self.uri}/{path.relative_to(self.local).as_posix()}"
+
+
+_MOUNTS: dict[Path, Mount] = {}
+_LOCK = threading.Lock()
+
+
+def _mirror_of(uri: str) -> Path:
+    return _cache_root() / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def _open_fs(uri: str):
+    """pyarrow's filesystem for ``uri`` and the prefix in its terms; the bucket must exist (pairgen makes none)."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, root = pafs.FileSystem.from_uri(uri)
+        if isinstance(fs, getattr(pafs, "GcsFileSystem", ())):  # its default retries a failing store for 15 min
+            fs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=GCS_RETRY_S))
+        root = root.rstrip("/")
+        bucket = fs.get_file_info(root.split("/")[0])
+    except Exception as e:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ValueError by scheme)
+        raise StoreError(f"{uri}: cannot open the store ({' '.join(str(e).split())})") from e
+    if bucket.type == pafs.FileType.NotFound:
+        raise StoreError(f"{uri}: the bucket {bucket.path!r} does not exist (pairgen makes none: create it, or check "
+                         "the URI and the endpoint, AWS_ENDPOINT_URL)")  # fmt: skip
+    return fs, root
+
+
+def mount(uri: str, generation: str | None = None, at: str | Path | None = None) -> Path:
+    """The local mirror of ``uri``, listed (stubs for what it holds); listed again when ``generation`` changes.
+
+    A URI inside one already mounted is that mount's subfolder. A command
+    mounts with a fresh ``generation`` (:func:`resolve_args`), a worker with
+    its driver's (:func:`in_mounts`), so each lists the store once a command.
+    ``at``: the mirror's folder (a worker: its driver's, so that the paths a
+    stage ships mean the same place on every node); default
+    ``$PAIRGEN_CACHE/store/<digest of the URI>``.
+
+    Raises
+    ------
+    StoreError
+        The store cannot be reached or listed (credentials, endpoint, a missing bucket).
+    """
+    uri = uri.rstrip("/")
+    folder = Path(at) if at is not None else _mirror_of(uri)
+    with _LOCK:
+        for m in _MOUNTS.values():
+            if (uri == m.uri or uri.startswith(m.uri + "/")) and (m.local == folder if at is not None
+                                                                    else m.local == _mirror_of(m.uri)):
+                if generation is not None and m.synced != generation:
+                    _sync(m)
+                    m.synced = generation
+                return m.local / uri[len(m.uri):].lstrip("/")
+        fs, root = _open_fs(uri)
+        m = Mount(uri, folder, fs, root)
+        _sync(m)
+        m.synced = generation or uuid.uuid4().hex
+        _MOUNTS[m.local] = m
+        log.info("mounted %s at %s", uri, m.local)
+        return m.local
+
+
+def unmount_all() -> None:
+    """Forget this process's mounts (the end of a command: its mirrors stay on disk as a cache)."""
+    with _LOCK:
+        _MOUNTS.clear()
+
+
+def shown(text: str) -> str:
+    """``text`` with each mirror's local path written as the URI it stands for (messages, summary lines)."""
+    for m in sorted(_MOUNTS.values(), key=lambda m: -len(str(m.local))):
+        text = text.replace(str(m.local), m.uri)
+    return text
+
+
+def mounts() -> dict[str, tuple[str, str]]:
+    """``{uri: (generation, mirror folder)}`` of this process's mounts: what a worker mounts (:func:`in_mounts`)."""
+    return {m.uri: (m.synced, str(m.local)) for m in _MOUNTS.values()}
+
+
+def remount(mounted_: dict[str, tuple[str, str]]) -> None:
+    """Mount here what :func:`mounts` gave in another process (a worker: the driver's mounts, at its mirror
+    folders, listed once for the driver's generation)."""
+    for uri, (generation, folder) in mounted_.items():
+        mount(uri, generation, at=folder)
+
+
+def in_mounts(fn, mounted_: dict[str, tuple[str, str]], task, **common):
+    """Run ``fn(task, **common)`` after mounting the driver's stores here (:func:`remount`: a worker on any
+    node), then trim the cache."""
+    remount(mounted_)
+    try:
+        return fn(task, **common)
+    finally:
+        trim()
+
+
+def resolve_args(args, inside: tuple[str, ...] = ("shards", "views")) -> None:
+    """Replace every URI among ``args``' values by its mirror (mounting it).
+
+    An option in ``inside`` names a data folder inside an output folder
+    (``s3://b/run/pairs``): its parent is mounted, so the manifest beside it
+    is in the mirror too.
+    """
+    generation = uuid.uuid4().hex  # a command lists each store once, even one an earlier command here mounted
+
+    def resolved(name: str, value):
+        if not is_uri(value):
+            return value
+        if name in inside and "/" in urlparse(value).path.strip("/"):
+            parent, _, leaf = value.rpartition("/")
+            return mount(parent, generation) / leaf
+        return mount(value, generation)
+
+    for name, value in vars(args).items():
+        if isinstance(value, list):
+            setattr(args, name, [resolved(name, v) for v in value])
+        else:
+            setattr(args, name, resolved(name, value))
+
+
+def mounted(path: str | Path) -> Mount | None:
+    """The mount ``path`` lies in, or None (a plain local path)."""
+    if not _MOUNTS:
+        return None
+    path = Path(os.path.abspath(path))
+    for parent in (path, *path.parents):
+        m = _MOUNTS.get(parent)
+        if m is not None:
+            return m
+    return None
+
+
+# -- stubs ------------------------------------------------------------------------------------
+
+
+def is_stub(path: Path, st: os.stat_result | None = None) -> bool:
+    """A stub: a sparse file (no block on disk) of zeros, standing for an object not fetched yet."""
+    try:
+        st = st or path.stat()
+    except OSError:
+        return False
+    if st.st_size == 0 or st.st_blocks != 0:
+        return False
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return not head.strip(b"\0")
+
+
+def _put_stub(path: Path, size: int, mtime_ns: int) -> None:
+    """``path`` becomes a stub of an object of ``size`` bytes and ``mtime_ns`` (an empty object: an empty file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_PREFIX}stub-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as f:
+        f.truncate(size)
+    os.utime(tmp, ns=(time.time_ns(), mtime_ns))
+    os.replace(tmp, path)
+
+
+def _sync(m: Mount) -> None:
+    """Bring the mirror's listing in line with the store's (stubs for new or changed objects)."""
+    import pyarrow.fs as pafs
+
+    started = time.time()
+    try:
+        m.local.mkdir(parents=True, exist_ok=True)
+        (m.local.parent / f"{m.local.name}.uri").write_text(m.uri + "\n")  # which store a mirror stands for
+    except OSError as e:
+        raise OutputError(f"{m.local}: cannot make the local mirror of {m.uri} here ({e.strerror or e}); "
+                          f"set {CACHE_ENV} to a writable folder") from e  # fmt: skip
+    try:
+        infos = m.fs.get_file_info(pafs.FileSelector(m.root, recursive=True, allow_not_found=True))
+    except Exception as e:  # noqa: BLE001
+        raise StoreError(f"{m.uri}: cannot list the store ({' '.join(str(e).split())})") from e
+    listed: set[Path] = set()
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        relative = info.path[len(m.root):].lstrip("/")
+        if not relative or any(_local_only(part) for part in relative.split("/")):
+            continue
+        path = m.local / relative
+        listed.add(path)
+        mtime = _seconds(info.mtime_ns or 0)
+        try:
+            st = path.stat()
+            if st.st_size == info.size and st.st_mtime_ns == mtime:
+                continue  # the same object: a stub, or its bytes fetched or written from here
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OutputError(f"{path}: cannot mirror {m.describe(path)} ({e.strerror or e})") from e
+        _put_stub(path, info.size, mtime)
+    for folder, _, names in os.walk(m.local):
+        for name in names:
+            path = Path(folder) / name
+            if path in listed or _local_only(name):
+                continue
+            with contextlib.suppress(OSError):  # gone from the store (removed by another run): gone here
+                if path.stat().st_ctime < started - FRESH_S:  # not one this node wrote while the listing ran
+                    path.unlink()
+
+
+def local(path: str | Path) -> Path:
+    """``path``, with its bytes here: a stub of a mounted store is fetched first (whole, then renamed).
+
+    A path outside every mount is returned as it is.
+
+    Raises
+    ------
+    StoreError
+        The object cannot be read from the store.
+    """
+    path = Path(path)
+    m = mounted(path)
+    if m is None:
+        return path
+    try:
+        st = path.stat()
+    except OSError:
+        return path  # not there: the caller's own message
+    if is_stub(path, st):
+        _fetch(m, path, st.st_mtime_ns)
+    with contextlib.suppress(OSError):  # read now: the last to go back to a stub
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+    return path
+
+
+def ranged(path: str | Path):
+    """What a reader of a few parts of ``path`` opens (a Parquet footer, one row group): a stub's object itself,
+    opened in the store (each read a ranged request: a footer costs two small ones, not the whole file); the
+    path otherwise. Use it with readers that take a file (``pq.read_schema``, ``pq.ParquetFile``)."""
+    path = Path(path)
+    m = mounted(path)
+    if m is None or not is_stub(path):
+        return path
+    try:
+        return m.fs.open_input_file(m.key(path))
+    except Exception as e:  # noqa: BLE001
+        raise StoreError(f"{m.describe(path)}: cannot be read from the store ({' '.join(str(e).split())})") from e
+
+
+def _fetch(m: Mount, path: Path, mtime_ns: int) -> None:
+    tmp = path.with_name(f"{TMP_PREFIX}fetch-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with m.fs.open_input_stream(m.key(path)) as source, open(tmp, "wb") as out:
+            while block := source.read(CHUNK):
+                out.write(block)
+        os.utime(tmp, ns=(time.time_ns(), mtime_ns))
+        os.replace(tmp, path)
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            from manifests.io import output_error
+
+            raise output_error(path, e) from e
+        raise StoreError(f"{m.describe(path)}: cannot be read from the store ({' '.join(str(e).split())})") from e
+    log.debug("fetched %s", m.describe(path))
+
+
+def trim(limit: int | None = None) -> int:
+    """Turn the least recently read fetched files back into stubs until the mirrors use at most ``limit`` bytes
+    (default ``PAIRGEN_CACHE_GB``); files read in the last minute stay. Return the bytes freed."""
+    limit = _cache_limit() if limit is None else limit
+    files = []
+    for m in list(_MOUNTS.values()):
+        for folder, _, names in os.walk(m.local):
+            for name in names:
+                if _local_only(name):
+                    continue
+                path = Path(folder) / name
+                with contextlib.suppress(OSError):
+                    st = path.stat()
+                    if st.st_blocks:
+                        files.append((st.st_atime_ns, st.st_blocks * 512, st, path))
+    used = sum(f[1] for f in files)
+    freed = 0
+    recent = time.time_ns() - int(RECENT_S * 1e9)
+    for atime, size, st, path in sorted(files, key=lambda f: f[0]):
+        if used - freed <= limit:
+            break
+        if atime > recent:
+            continue
+        with contextlib.suppress(OSError):
+            _put_stub(path, st.st_size, st.st_mtime_ns)
+            freed += size
+    return freed
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+
+_CLIENTS: dict[tuple, object] = {}
+
+
+def _s3_client():
+    """boto3's S3 client, one a process and configuration (making one takes tens of milliseconds)."""
+    import boto3
+
+    key = tuple(os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+                                            "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION"))  # fmt: skip
+    if key not in _CLIENTS:
+        _CLIENTS[key] = boto3.client("s3")
+    return _CLIENTS[key]
+
+
+def _bucket_key(m: Mount, path: Path) -> tuple[str, str]:
+    bucket, _, key = m.key(path).partition("/")
+    return bucket, key
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Upload the finished temporary ``tmp`` to the object ``path`` stands for (nothing for a local path).
+
+    Called by :func:`manifests.io.atomic_path` before its local rename, so
+    the store holds every file the mirror does. ``tmp``'s mtime becomes the
+    object's, so the renamed file is the same object to the next listing.
+    """
+    m = mounted(path)
+    if m is None or _local_only(path.name):
+        return
+    where = m.describe(path)
+    try:
+        if urlparse(m.uri).scheme == "s3":
+            bucket, key = _bucket_key(m, path)
+            client = _s3_client()
+            client.upload_file(str(tmp), bucket, key)  # multipart above 8 MiB: completed only whole, aborted on error
+            head = client.head_object(Bucket=bucket, Key=key)
+            mtime = int(head["LastModified"].timestamp()) * 1_000_000_000
+        else:
+            _upload_stream(m, tmp, path)
+            mtime = m.fs.get_file_info(m.key(path)).mtime_ns or 0
+    except OutputError:
+        raise
+    except Exception as e:  # noqa: BLE001  (botocore, pyarrow: one message naming the object)
+        raise StoreError(f"{where}: cannot be written to the store ({' '.join(str(e).split())})") from e
+    os.utime(tmp, ns=(time.time_ns(), _seconds(mtime)))
+    log.debug("uploaded %s", where)
+
+
+def _upload_stream(m: Mount, tmp: Path, path: Path) -> None:
+    """Upload through pyarrow (stores other than S3). Its stream completes the upload when closed, even by an
+    error: on one, the object is removed again (a reader may have seen it meanwhile; S3 goes through boto3)."""
+    key = m.key(path)
+    try:
+        with open(tmp, "rb") as source, m.fs.open_output_stream(key) as out:
+            while block := source.read(CHUNK):
+                out.write(block)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            m.fs.delete_file(key)
+        raise
+
+
+def _delete(m: Mount, path: Path) -> None:
+    """Delete the object ``path`` stands for (on S3 through boto3: pyarrow's delete leaves a folder marker)."""
+    if urlparse(m.uri).scheme == "s3":
+        bucket, key = _bucket_key(m, path)
+        _s3_client().delete_object(Bucket=bucket, Key=key)
+    else:
+        m.fs.delete_file(m.key(path))
+
+
+def abort_uploads(folder: str | Path) -> int:
+    """Abort the unfinished multipart uploads under ``folder``'s prefix (a killed run's); return how many.
+
+    Only for a folder whose lease this run holds: no live run uploads there.
+    An unfinished upload is no object (nothing lists or reads it), but the
+    store keeps and bills its parts until it is aborted. S3 only (other
+    stores: nothing; a lifecycle rule clears them).
+    """
+    folder = Path(folder)
+    m = mounted(folder)
+    if m is None or urlparse(m.uri).scheme != "s3":
+        return 0
+    bucket, prefix = _bucket_key(m, folder)
+    client, count = _s3_client(), 0
+    try:
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix + "/"):
+            for upload in page.get("Uploads", []):
+                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                count += 1
+    except Exception as e:  # noqa: BLE001  (not allowed to list them: left to a lifecycle rule)
+        log.warning("%s: unfinished uploads not cleared (%s)", m.describe(folder), e)
+    return count
+
+
+def remove(path: str | Path) -> None:
+    """Delete the file at ``path`` and, in a mount, its object (missing either way: nothing)."""
+    path = Path(path)
+    m = mounted(path)
+    if m is not None and not _local_only(path.name):
+        try:
+            _delete(m, path)
+        except FileNotFoundError:
+            pass
+        except Exception as e:  # noqa: BLE001
+            raise StoreError(f"{m.describe(path)}: cannot be removed from the store ({' '.join(str(e).split())})") from e
+    path.unlink(missing_ok=True)
+
+
+# -- the lease --------------------------------------------------------------------------------
+
+
+def _holder_line(record: dict) -> str:
+    try:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["since"])))
+        beat = time.time() - float(record["heartbeat"])
+        return (f"PID {record['pid']} on {record['host']}, `{record['command']}`, since {since}, "
+                f"last heartbeat {beat:.0f} s ago")  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return "another process (an unreadable lease)"
+
+
+class _Lease:
+    """The lease object's state and its heartbeat thread."""
+
+    def __init__(self, m: Mount, path: Path, command: str) -> None:
+        self.m, self.path, self.where = m, path, m.describe(path)
+        self.record = {"holder": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
+                       "command": command, "since": time.time(), "heartbeat": time.time()}  # fmt: skip
+        self.s3 = urlparse(m.uri).scheme == "s3"
+        self.etag: str | None = None
+        self.lost: str | None = None
+        self.stop = threading.Event()
+
+    def _body(self) -> bytes:
+        return json.dumps(self.record, indent=2).encode()
+
+    def _read(self) -> tuple[dict | None, str | None]:
+        if self.s3:
+            bucket, key = _bucket_key(self.m, self.path)
+            try:
+                got = _s3_client().get_object(Bucket=bucket, Key=key)
+            except Exception as e:  # noqa: BLE001
+                if _code(e) in ("NoSuchKey", "404"):
+                    return None, None
+                raise
+            raw, etag = got["Body"].read(), got["ETag"]
+        else:
+            try:
+                with self.m.fs.open_input_stream(self.m.key(self.path)) as f:
+                    raw, etag = f.read(), None
+            except FileNotFoundError:
+                return None, None
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            record = {}
+        return (record if isinstance(record, dict) else {}), etag
+
+    def _put(self, if_match: str | None = None, create: bool = False) -> bool:
+        """Write the record; False when the condition failed (another holder)."""
+        self.record["heartbeat"] = time.time()
+        if self.s3:
+            bucket, key = _bucket_key(self.m, self.path)
+            extra = {"IfNoneMatch": "*"} if create else {"IfMatch": if_match} if if_match else {}
+            try:
+                self.etag = _s3_client().put_object(Bucket=bucket, Key=key, Body=self._body(), **extra)["ETag"]
+            except Exception as e:  # noqa: BLE001
+                if _code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                    return False
+                raise
+            return True
+        with self.m.fs.open_output_stream(self.m.key(self.path)) as out:  # no conditional write: read back
+            out.write(self._body())
+        time.sleep(1.0)
+        found, _ = self._read()
+        return bool(found) and found.get("holder") == self.record["holder"]
+
+    def take(self) -> None:
+        if self._put(create=True):
+            return
+        found, etag = self._read()
+        if found is None:  # released meanwhile
+            if self._put(create=True):
+                return
+            found, etag = self._read()
+        why = _stale(found or {})
+        if found is not None and why and self._put(if_match=etag):
+            log.warning("%s: took over the lease of %s (%s)", self.where, _holder_line(found), why)
+            return
+        from manifests.lock import FolderBusy
+
+        raise FolderBusy(f"{self.where}: in use by another run ({_holder_line(found or {})}); wait for it to finish, "
+                         f"or use another output prefix (a lease not renewed for {LEASE_TTL_S:.0f} s is taken over)")
+
+    def beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                if not self._put(if_match=self.etag):
+                    self.lost = "taken by another run"
+                    log.error("%s: the lease was %s; this run's writes go on, but it no longer holds the prefix",
+                              self.where, self.lost)  # fmt: skip
+                    return
+            except Exception as e:  # noqa: BLE001  (a network blip: try again at the next beat)
+                log.warning("%s: the lease's heartbeat failed (%s); trying again", self.where, e)
+
+    def release(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(Exception):
+            found, _ = self._read()
+            if found is not None and found.get("holder") == self.record["holder"]:
+                _delete(self.m, self.path)
+
+
+def _stale(record: dict) -> str | None:
+    """Why a lease's holder is gone (no heartbeat for :data:`LEASE_TTL_S`; on this host, its process ended), or
+    None while it may live."""
+    beat = record.get("heartbeat")
+    if not isinstance(beat, (int, float)) or time.time() - beat > LEASE_TTL_S:
+        return f"no heartbeat for over {LEASE_TTL_S:.0f} s"
+    pid = record.get("pid")
+    if record.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"its process {pid} on this host has ended"
+        except OSError:
+            pass
+    return None
+
+
+def _code(error: BaseException) -> str | None:
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+    return None
+
+
+@contextlib.contextmanager
+def lease(path: str | Path, command: str | None = None) -> Iterator[None]:
+    """Hold the lease object ``path`` (in a mount) for the block; nothing outside a mount.
+
+    Raises
+    ------
+    FolderBusy
+        Another run holds it and renewed it within :data:`LEASE_TTL_S`; the message names the holder.
+    StoreError
+        The store cannot be written.
+    """
+    path = Path(path)
+    m = mounted(path)
+    if m is None:
+        yield
+        return
+    held = _Lease(m, path, command or " ".join(sys.argv))
+    try:
+        held.take()
+    except OutputError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise StoreError(f"{held.where}: cannot take the lease ({' '.join(str(e).split())})") from e
+    thread = threading.Thread(target=held.beat, name="pairgen-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        held.release()

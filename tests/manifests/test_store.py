@@ -1,0 +1,142 @@
+"""manifests.store: the local mirror of a store's prefix, against a real S3 API on loopback (moto's server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pyarrow as pa
+import pytest
+
+from manifests import store
+from manifests.io import read_json, write_json_atomic, write_parquet_atomic
+from manifests.lock import FolderBusy, folder_lock
+from manifests.store import StoreError
+
+
+def test_uris_and_paths():
+    assert store.is_uri("s3://bucket/run") and store.is_uri("gs://b/p") and not store.is_uri("data/pairgen")
+    assert not store.is_uri("http://example.com/x") and not store.is_uri(None)
+    assert store.location("s3://bucket/run/") == "s3://bucket/run"
+    assert str(store.location("data/pairgen")) == "data/pairgen"
+
+
+def _put(s3, key: str, body: bytes) -> None:
+    s3.client().put_object(Bucket=s3.name, Key=key, Body=body)
+
+
+def test_a_mount_lists_without_bytes_and_fetches_on_read(s3):
+    _put(s3, "run/views.manifest.json", b'{"a": 1}')
+    _put(s3, "run/views/synthetic/x.parquet", b"P" * 10_000)
+    mirror = store.mount(s3.uri("run"))
+    stub = mirror / "views" / "synthetic" / "x.parquet"
+    assert stub.stat().st_size == 10_000 and store.is_stub(stub)  # listed: size and mtime, no bytes
+    assert sorted(p.name for p in mirror.rglob("*.parquet")) == ["x.parquet"]
+    assert store.local(stub).read_bytes() == b"P" * 10_000 and not store.is_stub(stub)
+    assert read_json(mirror / "views.manifest.json") == {"a": 1}  # readers fetch through local()
+    assert store.mount(s3.uri("run/views")) == mirror / "views"  # a URI inside a mount: its subfolder
+
+
+def test_writes_reach_the_store_before_the_mirror_and_listing_again_keeps_them(s3):
+    mirror = store.mount(s3.uri("out"))
+    write_json_atomic(mirror / "pairs.manifest.json", {"x": 2})
+    table = pa.table({"a": list(range(100))})
+    write_parquet_atomic(mirror / "pairs" / "shard-00000.parquet", table, tmp_dir=mirror / "_pairgen" / "pairs.tmp")
+    assert s3.keys("out") == ["out/pairs.manifest.json", "out/pairs/shard-00000.parquet"]  # no temporary, no marker
+    body = s3.client().get_object(Bucket=s3.name, Key="out/pairs.manifest.json")["Body"].read()
+    assert json.loads(body) == {"x": 2}
+    before = (mirror / "pairs.manifest.json").stat()
+    store.mount(s3.uri("out"), generation="again")  # the same objects: the written files stay as they are
+    assert (mirror / "pairs.manifest.json").stat().st_mtime_ns == before.st_mtime_ns
+    assert not store.is_stub(mirror / "pairs" / "shard-00000.parquet")
+
+
+def test_what_changed_or_went_in_the_store_changes_in_the_mirror(s3, monkeypatch):
+    _put(s3, "run/a.json", b'{"v": 1}')
+    _put(s3, "run/b.json", b'{"v": 1}')
+    mirror = store.mount(s3.uri("run"))
+    assert read_json(mirror / "a.json") == {"v": 1}
+    time.sleep(1.1)  # the store's mtimes are to the second
+    _put(s3, "run/a.json", b'{"v": 22}')
+    s3.client().delete_object(Bucket=s3.name, Key="run/b.json")
+    monkeypatch.setattr(store, "FRESH_S", 0.0)
+    store.mount(s3.uri("run"), generation="later")
+    assert read_json(mirror / "a.json") == {"v": 22}
+    assert not (mirror / "b.json").exists()
+
+
+def test_remove_deletes_the_object_too(s3):
+    mirror = store.mount(s3.uri("run"))
+    write_json_atomic(mirror / "a.json", {})
+    store.remove(mirror / "a.json")
+    assert s3.keys("run") == [] and not (mirror / "a.json").exists()
+
+
+def test_trim_turns_the_least_recently_read_back_into_stubs(s3, monkeypatch):
+    for name in ("old", "new"):
+        _put(s3, f"run/{name}.bin", os.urandom(200_000))
+    mirror = store.mount(s3.uri("run"))
+    store.local(mirror / "old.bin")
+    time.sleep(0.05)
+    store.local(mirror / "new.bin")
+    monkeypatch.setattr(store, "RECENT_S", 0.0)
+    freed = store.trim(limit=250_000)  # room for one of the two
+    assert freed >= 200_000
+    assert store.is_stub(mirror / "old.bin") and not store.is_stub(mirror / "new.bin")
+    assert len(store.local(mirror / "old.bin").read_bytes()) == 200_000  # fetched again when read
+
+
+def test_a_store_that_cannot_be_reached_is_one_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("PAIRGEN_CACHE", str(tmp_path))
+    with pytest.raises(StoreError, match=r"s3://nowhere/run: cannot"):
+        store.mount("s3://nowhere/run")
+
+
+def _foreign_lease(s3, key: str, heartbeat: float) -> None:
+    record = {"holder": "other", "host": "node-b", "pid": 4242, "command": "pairgen render --out s3://x",
+              "since": heartbeat, "heartbeat": heartbeat}  # fmt: skip
+    _put(s3, key, json.dumps(record).encode())
+
+
+def test_a_live_lease_refuses_a_second_run_naming_its_holder(s3):
+    mirror = store.mount(s3.uri("run"))
+    _foreign_lease(s3, "run/_pairgen/views.lease.json", time.time())
+    with pytest.raises(FolderBusy, match=r"PID 4242 on node-b, `pairgen render --out s3://x`"):
+        with folder_lock(mirror / "views", at=mirror / "_pairgen"):
+            pass
+
+
+def test_a_lease_is_conditional_renewed_and_released(s3):
+    mirror = store.mount(s3.uri("run"))
+    with folder_lock(mirror / "views", at=mirror / "_pairgen"):
+        assert s3.keys("run/_pairgen") == ["run/_pairgen/views.lease.json"]
+        held = json.loads(s3.client().get_object(Bucket=s3.name, Key="run/_pairgen/views.lease.json")["Body"].read())
+        assert held["pid"] == os.getpid()
+        with pytest.raises(FolderBusy, match=f"PID {os.getpid()}"):  # the same process, as a second run would
+            with store.lease(mirror / "_pairgen" / "views.lease.json"):
+                pass
+    assert s3.keys("run") == []  # released: nothing left
+
+
+def test_a_stale_lease_is_taken_over(s3, caplog):
+    mirror = store.mount(s3.uri("run"))
+    _foreign_lease(s3, "run/_pairgen/views.lease.json", time.time() - store.LEASE_TTL_S - 5)
+    with folder_lock(mirror / "views", at=mirror / "_pairgen"):
+        held = json.loads(s3.client().get_object(Bucket=s3.name, Key="run/_pairgen/views.lease.json")["Body"].read())
+        assert held["pid"] == os.getpid()
+    assert "took over the lease of PID 4242 on node-b" in caplog.text and "no heartbeat for over" in caplog.text
+
+
+def test_unfinished_uploads_are_aborted(s3):
+    mirror = store.mount(s3.uri("run"))
+    client = s3.client()
+    client.create_multipart_upload(Bucket=s3.name, Key="run/views/synthetic/x.parquet")
+    client.create_multipart_upload(Bucket=s3.name, Key="run/pairs/shard-00000.parquet")
+    assert store.abort_uploads(mirror / "views") == 1
+    left = client.list_multipart_uploads(Bucket=s3.name).get("Uploads", [])
+    assert [u["Key"] for u in left] == ["run/pairs/shard-00000.parquet"]
