@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 HISTOGRAM_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)  # pairgen.filter's
 
 
-def _run(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+def timed_run(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """Run ``cmd``; return (wall seconds, the child's peak RSS in MiB, its output). Raises on failure."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -177,7 +177,7 @@ def main() -> None:
     rows: list[dict] = []
     for n in views:
         out = work / f"n{n}"
-        render_s, render_mib, _ = _run([sys.executable, "-m", "pairgen", "render", "--scenes", "synthetic",
+        render_s, render_mib, _ = timed_run([sys.executable, "-m", "pairgen", "render", "--scenes", "synthetic",
                                         "--synthetic-count", "1", "--synthetic-preset", args.preset,
                                         "--seed", str(args.scene_seed), "--views-per-scene", str(n),
                                         "--no-ray", "--out", str(out)])  # fmt: skip
@@ -193,7 +193,7 @@ def main() -> None:
             # the whole band too (last run, untimed part) where exhaustive found fewer in-band pairs than the target
             short = search != "exhaustive" and "exhaustive" in found and len(found["exhaustive"]["band"]) < args.pairs
             for k in range(repeat + short):  # the extra whole-band run last, not reported (it does more)
-                _, mib, _ = _run([sys.executable, __file__, "--filter-one", str(views_file), "--search", search,
+                _, mib, _ = timed_run([sys.executable, __file__, "--filter-one", str(views_file), "--search", search,
                                   "--out", str(result), "--min-covis", str(args.min_covis), "--max-covis",
                                   str(args.max_covis), "--pairs", str(args.pairs), "--per-view", str(args.per_view),
                                   "--seed", str(args.seed), *(["--whole-band"] if k == repeat else [])],
