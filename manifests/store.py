@@ -8,17 +8,18 @@ stands for the store's prefix, so every stage runs on paths as on a shared
 file system, with four rules (docs/design.md, "Object storage"):
 
 * **listing without bytes.** :func:`mount` lists the prefix and puts a *stub*
-  in the mirror for each object: a sparse file of the object's size whose
-  mtime is the object's (``st_blocks == 0``, zeros). ``is_file``, ``glob``,
-  ``stat`` (size, mtime) answer as for the store; what was the same object
-  when listed again is left alone, what changed becomes a stub again, what
-  the store no longer holds goes.
+  in the mirror for each object: a file of the object's size, whose mtime is
+  the object's, that begins with :data:`STUB_MAGIC` (the rest a hole).
+  ``is_file``, ``glob``, ``stat`` (size, mtime) answer as for the store; what
+  was the same object when listed again is left alone, what changed becomes
+  a stub again, what the store no longer holds (asked with a HEAD) goes.
 * **bytes on first read.** Every reader of bytes calls :func:`local` on the
   path first (the loaders' ``open_regular``, ``read_json``, the Parquet
   readers, ``sha256_file``): a stub is fetched whole (to a temporary, then
-  renamed), so a reader never sees a partial file. Fetched files count
-  against a bound (``PAIRGEN_CACHE_GB``, default 50): :func:`trim` turns the
-  least recently read back into stubs.
+  renamed), so a reader never sees a partial file; :func:`ranged` reads a
+  footer in place. Fetched files count against a bound
+  (``PAIRGEN_CACHE_GB``, default 50): :func:`trim` turns the least recently
+  read back into stubs.
 * **writes go to the store before the mirror.** :func:`manifests.io.atomic_path`
   hands each finished temporary to :func:`publish` before its local rename:
   the whole file is uploaded in one request (or one multipart upload that
@@ -29,17 +30,17 @@ file system, with four rules (docs/design.md, "Object storage"):
 * **one run per folder** is a lease object (:func:`lease`), since ``flock``
   cannot reach a store: ``_pairgen/<folder>.lease.json`` (holder, host, PID,
   command, heartbeat), taken with S3's conditional write (``If-None-Match:
-  *``), renewed with ``If-Match`` every :data:`HEARTBEAT_S`; a lease whose
-  heartbeat is older than :data:`LEASE_TTL_S` is taken over (its holder is
-  gone). On stores without conditional writes (``gs://`` through pyarrow) the
+  *``), renewed with ``If-Match`` every :data:`HEARTBEAT_S`; a lease older
+  than :data:`LEASE_TTL_S` by the store's clock is taken over (its holder is
+  gone), and a run that lost its lease uploads nothing more. On stores without conditional writes (``gs://`` through pyarrow) the
   lease is written and read back: two runs that start within the same second
   may both think they hold it.
 
 Workers on other nodes mount the same URIs (:func:`in_mounts` wraps the unit
-of work): the mirror's path is the same on every node (``PAIRGEN_CACHE``,
-default ``~/.cache/pairgen``, ``/store/<digest of the URI>``), so the paths a
-stage ships to its workers mean the same place everywhere, with each node's
-own bytes.
+of work) at the driver's mirror path (``$PAIRGEN_CACHE``, default
+``~/.cache/pairgen``, ``/store/<digest of the URI>``, made on each node's
+own disk), so the paths a stage ships to its workers mean the same place
+everywhere, with each node's own bytes.
 
 Credentials and endpoints come from where each library looks (``AWS_*``
 variables such as ``AWS_ENDPOINT_URL`` for MinIO or Ceph, ``~/.aws``,
@@ -81,6 +82,7 @@ __all__ = [
     "mount",
     "mounted",
     "mounts",
+    "process_space",
     "publish",
     "ranged",
     "remount",
@@ -100,10 +102,12 @@ DEFAULT_CACHE_GB = 50.0
 LEASE_SUFFIX = ".lease.json"
 LEASE_TTL_S = 120.0  # a lease not renewed for this long is taken over: its holder is gone
 HEARTBEAT_S = 30.0
-FRESH_S = 5.0  # a file this node renamed into the mirror this recently is never taken for one gone from the store
 RECENT_S = 60.0  # a file read this recently is never turned back into a stub (a reader may be about to open it)
 LOCAL_ONLY_SUFFIXES = (".lock", ".lock-holder.json", LEASE_SUFFIX)  # this machine's own, never uploaded
 CHUNK = 8 << 20
+STUB_MAGIC = b"\x00pairgen-stub/1\n"  # how a stub begins (docs/design.md, Object storage)
+STUB_BYTES = 4096  # a stub's disk: the block holding its magic
+TRIM_EVERY_S = 5.0  # fetches check the cache bound at most this often
 GCS_RETRY_S = 60.0  # how long pyarrow's GCS layer retries a failing request (its default: 15 minutes)
 
 
@@ -119,8 +123,25 @@ def is_uri(text: object) -> bool:
 
 
 def location(text: str) -> Path | str:
-    """argparse ``type`` of a folder option: a ``Path``, or the URI as given (mounted by :func:`resolve_args`)."""
-    return text.rstrip("/") if is_uri(text) else Path(text)
+    """argparse ``type`` of a folder option: a ``Path``, or a store's URI (mounted later by :func:`resolve_args`).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        A URI of a scheme pairgen does not read (``ftp://``, ``http://``), or one naming no bucket (``s3://``).
+    """
+    import argparse
+
+    scheme, sep, rest = text.partition("://")
+    if not sep or "/" in scheme or not scheme.isascii() or not scheme.replace("+", "").isalnum():
+        return Path(text)
+    if scheme.lower() not in SCHEMES:
+        raise argparse.ArgumentTypeError(f"{text}: pairgen reads folders on disk or in a store "
+                                         f"({', '.join(s + '://' for s in SCHEMES)}), not {scheme}://")  # fmt: skip
+    uri = f"{scheme.lower()}://{rest.strip('/')}"
+    if not urlparse(uri).netloc:
+        raise argparse.ArgumentTypeError(f"{text}: names no bucket ({scheme.lower()}://BUCKET/PREFIX)")
+    return uri
 
 
 def _cache_root() -> Path:
@@ -163,6 +184,7 @@ class Mount:
 
 
 _MOUNTS: dict[Path, Mount] = {}
+_TRIMMED = 0.0  # monotonic time of the last trim a fetch made
 _LOCK = threading.Lock()
 
 
@@ -262,23 +284,29 @@ def resolve_args(args, inside: tuple[str, ...] = ("shards", "views")) -> None:
 
     An option in ``inside`` names a data folder inside an output folder
     (``s3://b/run/pairs``): its parent is mounted, so the manifest beside it
-    is in the mirror too.
+    is in the mirror too. The shortest URIs are mounted first, so one inside
+    another is the other's subfolder (an export's ``DEST`` inside ``--out``
+    is refused as on disk).
     """
     generation = uuid.uuid4().hex  # a command lists each store once, even one an earlier command here mounted
 
-    def resolved(name: str, value):
-        if not is_uri(value):
-            return value
+    def target(name: str, value: str) -> tuple[str, str]:
         if name in inside and "/" in urlparse(value).path.strip("/"):
             parent, _, leaf = value.rpartition("/")
-            return mount(parent, generation) / leaf
-        return mount(value, generation)
+            return parent, leaf
+        return value, ""
 
-    for name, value in vars(args).items():
-        if isinstance(value, list):
-            setattr(args, name, [resolved(name, v) for v in value])
+    found = [(name, i, v) for name, value in vars(args).items()
+             for i, v in (enumerate(value) if isinstance(value, list) else [(None, value)]) if is_uri(v)]  # fmt: skip
+    for name, _, value in sorted(found, key=lambda f: len(target(f[0], f[2])[0])):
+        mount(target(name, value)[0], generation)
+    for name, i, value in found:
+        uri, leaf = target(name, value)
+        resolved = mount(uri, generation) / leaf if leaf else mount(uri, generation)
+        if i is None:
+            setattr(args, name, resolved)
         else:
-            setattr(args, name, resolved(name, value))
+            getattr(args, name)[i] = resolved
 
 
 def mounted(path: str | Path) -> Mount | None:
@@ -297,33 +325,48 @@ def mounted(path: str | Path) -> Mount | None:
 
 
 def is_stub(path: Path, st: os.stat_result | None = None) -> bool:
-    """A stub: a sparse file (no block on disk) of zeros, standing for an object not fetched yet."""
+    """A stub: a file of the object's size that begins with :data:`STUB_MAGIC` (the rest a hole), standing for an
+    object not fetched yet. The magic, not the hole, says so: a copy that fills holes (``cp``, ``tar``, ``rsync``
+    without ``-S``) keeps stubs stubs."""
     try:
         st = st or path.stat()
+        if st.st_size < len(STUB_MAGIC):
+            return False
+        with open(path, "rb") as f:
+            return f.read(len(STUB_MAGIC)) == STUB_MAGIC
     except OSError:
         return False
-    if st.st_size == 0 or st.st_blocks != 0:
-        return False
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    return not head.strip(b"\0")
 
 
-def _put_stub(path: Path, size: int, mtime_ns: int) -> None:
-    """``path`` becomes a stub of an object of ``size`` bytes and ``mtime_ns`` (an empty object: an empty file)."""
+def _put_stub(m: Mount, path: Path, size: int, mtime_ns: int) -> None:
+    """``path`` becomes a stub of an object of ``size`` bytes and ``mtime_ns``; an object too small to hold the
+    magic is fetched instead (a few bytes)."""
+    if size < len(STUB_MAGIC):
+        _fetch(m, path, mtime_ns)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TMP_PREFIX}stub-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     with open(tmp, "wb") as f:
-        f.truncate(size)
+        f.write(STUB_MAGIC)
+        f.truncate(size)  # the rest a hole: no disk
     os.utime(tmp, ns=(time.time_ns(), mtime_ns))
     os.replace(tmp, path)
+
+
+def _exists(m: Mount, path: Path) -> bool:
+    """Whether the store holds the object ``path`` stands for now (a HEAD)."""
+    import pyarrow.fs as pafs
+
+    try:
+        return m.fs.get_file_info(m.key(path)).type == pafs.FileType.File
+    except Exception as e:  # noqa: BLE001
+        raise StoreError(f"{m.describe(path)}: cannot be looked up in the store ({' '.join(str(e).split())})") from e
 
 
 def _sync(m: Mount) -> None:
     """Bring the mirror's listing in line with the store's (stubs for new or changed objects)."""
     import pyarrow.fs as pafs
 
-    started = time.time()
     try:
         m.local.mkdir(parents=True, exist_ok=True)
         (m.local.parent / f"{m.local.name}.uri").write_text(m.uri + "\n")  # which store a mirror stands for
@@ -352,15 +395,15 @@ def _sync(m: Mount) -> None:
             pass
         except OSError as e:
             raise OutputError(f"{path}: cannot mirror {m.describe(path)} ({e.strerror or e})") from e
-        _put_stub(path, info.size, mtime)
+        _put_stub(m, path, info.size, mtime)
     for folder, _, names in os.walk(m.local):
         for name in names:
             path = Path(folder) / name
             if path in listed or _local_only(name):
                 continue
-            with contextlib.suppress(OSError):  # gone from the store (removed by another run): gone here
-                if path.stat().st_ctime < started - FRESH_S:  # not one this node wrote while the listing ran
-                    path.unlink()
+            # not listed: removed from the store, or written there (by this node) after the listing began
+            if not _exists(m, path):
+                path.unlink(missing_ok=True)
 
 
 def local(path: str | Path) -> Path:
@@ -418,11 +461,15 @@ def _fetch(m: Mount, path: Path, mtime_ns: int) -> None:
             raise output_error(path, e) from e
         raise StoreError(f"{m.describe(path)}: cannot be read from the store ({' '.join(str(e).split())})") from e
     log.debug("fetched %s", m.describe(path))
+    global _TRIMMED
+    if time.monotonic() - _TRIMMED > TRIM_EVERY_S:  # every command that reads a store keeps the cache bound
+        _TRIMMED = time.monotonic()
+        trim()
 
 
 def trim(limit: int | None = None) -> int:
     """Turn the least recently read fetched files back into stubs until the mirrors use at most ``limit`` bytes
-    (default ``PAIRGEN_CACHE_GB``); files read in the last minute stay. Return the bytes freed."""
+    of disk (default ``PAIRGEN_CACHE_GB``); files read in the last minute stay. Return the bytes freed."""
     limit = _cache_limit() if limit is None else limit
     files = []
     for m in list(_MOUNTS.values()):
@@ -433,19 +480,18 @@ def trim(limit: int | None = None) -> int:
                 path = Path(folder) / name
                 with contextlib.suppress(OSError):
                     st = path.stat()
-                    if st.st_blocks:
-                        files.append((st.st_atime_ns, st.st_blocks * 512, st, path))
+                    files.append((st.st_atime_ns, st.st_blocks * 512, st, path, m))
     used = sum(f[1] for f in files)
     freed = 0
     recent = time.time_ns() - int(RECENT_S * 1e9)
-    for atime, size, st, path in sorted(files, key=lambda f: f[0]):
+    for atime, size, st, path, m in sorted(files, key=lambda f: f[0]):
         if used - freed <= limit:
             break
-        if atime > recent:
+        if atime > recent or size <= STUB_BYTES or is_stub(path, st):
             continue
         with contextlib.suppress(OSError):
-            _put_stub(path, st.st_size, st.st_mtime_ns)
-            freed += size
+            _put_stub(m, path, st.st_size, st.st_mtime_ns)
+            freed += size - STUB_BYTES
     return freed
 
 
@@ -482,6 +528,9 @@ def publish(tmp: Path, path: Path) -> None:
     if m is None or _local_only(path.name):
         return
     where = m.describe(path)
+    lost = _lost_lease(m)
+    if lost:
+        raise StoreError(f"{where}: not written: {lost}; two runs must not write one prefix")
     try:
         if urlparse(m.uri).scheme == "s3":
             bucket, key = _bucket_key(m, path)
@@ -564,14 +613,26 @@ def remove(path: str | Path) -> None:
 # -- the lease --------------------------------------------------------------------------------
 
 
-def _holder_line(record: dict) -> str:
+def process_space() -> str:
+    """This machine's boot and PID namespace: where a PID names one process (containers sharing a host name do not
+    share it), so a lease's holder can be asked whether it lives."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return f"{socket.gethostname()}/unknown"
+
+
+def _holder_line(record: dict, age: float | None) -> str:
     try:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["since"])))
-        beat = time.time() - float(record["heartbeat"])
-        return (f"PID {record['pid']} on {record['host']}, `{record['command']}`, since {since}, "
-                f"last heartbeat {beat:.0f} s ago")  # fmt: skip
+        beat = f", last heartbeat {age:.0f} s ago" if age is not None else ""
+        return f"PID {record['pid']} on {record['host']}, `{record['command']}`, since {since}{beat}"
     except (KeyError, TypeError, ValueError):
         return "another process (an unreadable lease)"
+
+
+_HELD: list[_Lease] = []  # the leases this process holds (publish refuses to write where one was lost)
 
 
 class _Lease:
@@ -580,7 +641,8 @@ class _Lease:
     def __init__(self, m: Mount, path: Path, command: str) -> None:
         self.m, self.path, self.where = m, path, m.describe(path)
         self.record = {"holder": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
-                       "command": command, "since": time.time(), "heartbeat": time.time()}  # fmt: skip
+                       "space": process_space(), "command": command, "since": time.time(),
+                       "heartbeat": time.time()}  # fmt: skip
         self.s3 = urlparse(m.uri).scheme == "s3"
         self.etag: str | None = None
         self.lost: str | None = None
@@ -589,30 +651,41 @@ class _Lease:
     def _body(self) -> bytes:
         return json.dumps(self.record, indent=2).encode()
 
-    def _read(self) -> tuple[dict | None, str | None]:
+    def _read(self) -> tuple[dict | None, str | None, float | None]:
+        """The lease found (None: none), its ETag, and its age in seconds: on S3 by the store's own clock (its
+        ``Date`` less the object's ``Last-Modified``), elsewhere by the heartbeat it records."""
+        age = None
         if self.s3:
             bucket, key = _bucket_key(self.m, self.path)
             try:
                 got = _s3_client().get_object(Bucket=bucket, Key=key)
             except Exception as e:  # noqa: BLE001
                 if _code(e) in ("NoSuchKey", "404"):
-                    return None, None
+                    return None, None, None
                 raise
             raw, etag = got["Body"].read(), got["ETag"]
+            now = got.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+            with contextlib.suppress(TypeError, ValueError):
+                from email.utils import parsedate_to_datetime
+
+                age = (parsedate_to_datetime(now) - got["LastModified"]).total_seconds()
         else:
             try:
                 with self.m.fs.open_input_stream(self.m.key(self.path)) as f:
                     raw, etag = f.read(), None
             except FileNotFoundError:
-                return None, None
+                return None, None, None
         try:
             record = json.loads(raw)
         except ValueError:
             record = {}
-        return (record if isinstance(record, dict) else {}), etag
+        record = record if isinstance(record, dict) else {}
+        if age is None and isinstance(record.get("heartbeat"), (int, float)):
+            age = time.time() - record["heartbeat"]
+        return record, etag, age
 
     def _put(self, if_match: str | None = None, create: bool = False) -> bool:
-        """Write the record; False when the condition failed (another holder)."""
+        """Write the record; False when the condition failed (another holder, or none to match)."""
         self.record["heartbeat"] = time.time()
         if self.s3:
             bucket, key = _bucket_key(self.m, self.path)
@@ -620,67 +693,75 @@ class _Lease:
             try:
                 self.etag = _s3_client().put_object(Bucket=bucket, Key=key, Body=self._body(), **extra)["ETag"]
             except Exception as e:  # noqa: BLE001
-                if _code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                if _code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"):
                     return False
                 raise
             return True
         with self.m.fs.open_output_stream(self.m.key(self.path)) as out:  # no conditional write: read back
             out.write(self._body())
         time.sleep(1.0)
-        found, _ = self._read()
+        found, _, _ = self._read()
         return bool(found) and found.get("holder") == self.record["holder"]
 
     def take(self) -> None:
         if self._put(create=True):
             return
-        found, etag = self._read()
+        found, etag, age = self._read()
         if found is None:  # released meanwhile
             if self._put(create=True):
                 return
-            found, etag = self._read()
-        why = _stale(found or {})
+            found, etag, age = self._read()
+        why = _stale(found or {}, age)
         if found is not None and why and self._put(if_match=etag):
-            log.warning("%s: took over the lease of %s (%s)", self.where, _holder_line(found), why)
+            log.warning("%s: took over the lease of %s (%s)", self.where, _holder_line(found, age), why)
             return
         from manifests.lock import FolderBusy
 
-        raise FolderBusy(f"{self.where}: in use by another run ({_holder_line(found or {})}); wait for it to finish, "
-                         f"or use another output prefix (a lease not renewed for {LEASE_TTL_S:.0f} s is taken over)")
+        raise FolderBusy(f"{self.where}: in use by another run ({_holder_line(found or {}, age)}); wait for it to "
+                         f"finish, or use another output prefix (a lease not renewed for {LEASE_TTL_S:.0f} s is "
+                         "taken over)")  # fmt: skip
 
     def beat(self) -> None:
         while not self.stop.wait(HEARTBEAT_S):
             try:
-                if not self._put(if_match=self.etag):
-                    self.lost = "taken by another run"
-                    log.error("%s: the lease was %s; this run's writes go on, but it no longer holds the prefix",
-                              self.where, self.lost)  # fmt: skip
-                    return
+                if self._put(if_match=self.etag):
+                    continue
+                found, _, age = self._read()
+                if found is None and self._put(create=True):  # removed by hand: held again
+                    continue
+                self.lost = f"taken over by {_holder_line(found or {}, age)}"
+                log.error("%s: this run's lease was %s; its writes into the prefix stop", self.where, self.lost)
+                return
             except Exception as e:  # noqa: BLE001  (a network blip: try again at the next beat)
                 log.warning("%s: the lease's heartbeat failed (%s); trying again", self.where, e)
 
     def release(self) -> None:
         self.stop.set()
         with contextlib.suppress(Exception):
-            found, _ = self._read()
+            found, _, _ = self._read()
             if found is not None and found.get("holder") == self.record["holder"]:
                 _delete(self.m, self.path)
 
 
-def _stale(record: dict) -> str | None:
-    """Why a lease's holder is gone (no heartbeat for :data:`LEASE_TTL_S`; on this host, its process ended), or
-    None while it may live."""
-    beat = record.get("heartbeat")
-    if not isinstance(beat, (int, float)) or time.time() - beat > LEASE_TTL_S:
+def _stale(record: dict, age: float | None) -> str | None:
+    """Why a lease's holder is gone (no heartbeat for :data:`LEASE_TTL_S`; on this machine, its process
+    ended), or None while it may live."""
+    if age is None or age > LEASE_TTL_S:
         return f"no heartbeat for over {LEASE_TTL_S:.0f} s"
     pid = record.get("pid")
-    if record.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
+    if record.get("space") == process_space() and isinstance(pid, int) and pid != os.getpid():
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return f"its process {pid} on this host has ended"
+            return f"its process {pid} on this machine has ended"
         except OSError:
             pass
     return None
+
+
+def _lost_lease(m: Mount) -> str | None:
+    """Why this process may no longer write into ``m`` (a lease of it taken over by another run), or None."""
+    return next((f"{held.where}: {held.lost}" for held in _HELD if held.m is m and held.lost), None)
 
 
 def _code(error: BaseException) -> str | None:
@@ -713,9 +794,14 @@ def lease(path: str | Path, command: str | None = None) -> Iterator[None]:
         raise
     except Exception as e:  # noqa: BLE001
         raise StoreError(f"{held.where}: cannot take the lease ({' '.join(str(e).split())})") from e
+    with _LOCK:  # listed again now that no other run writes here: what a run that just ended wrote is in it
+        _sync(m)
+        m.synced = uuid.uuid4().hex
+    _HELD.append(held)
     thread = threading.Thread(target=held.beat, name="pairgen-lease", daemon=True)
     thread.start()
     try:
         yield
     finally:
         held.release()
+        _HELD.remove(held)

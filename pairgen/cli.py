@@ -293,7 +293,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
         summary = export_croco(args.out, args.dest, progress=Progress)
-    print(summary.line(), file=sys.stderr)
+    print(store.shown(summary.line()), file=sys.stderr)
     return EXIT_OK
 
 
@@ -314,9 +314,9 @@ def cmd_scenes(args: argparse.Namespace) -> int:
         rows = describe(records, triangles=args.triangles, progress=bar)
     if args.json:
         for row in rows:
-            print(json.dumps(row))
+            print(store.shown(json.dumps(row)))
     else:
-        _print_table(rows, args.data_root, args.triangles)
+        _print_table(json.loads(store.shown(json.dumps(rows))), store.shown(str(args.data_root)), args.triangles)
     bad = sum(1 for r in rows if r["problems"])
     print(f"{len(rows)} scenes, {len(rows) - bad} usable, {bad} with problems", file=sys.stderr)
     return EXIT_FAILED if (args.strict and bad) else EXIT_OK

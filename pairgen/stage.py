@@ -322,6 +322,8 @@ class Stage(abc.ABC):
 
         def on_result(task, result: UnitResult) -> None:
             key = self.key(task)
+            if result.reason:  # a store's files by their URIs, in the manifest as in the messages
+                result.reason = store.shown(result.reason)
             entry = {**self.describe(task), **result.entry()}
             if result.status == "skipped":  # done by an earlier run: its entry stays, updated
                 summary.skipped += 1

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from manifests import SceneRecord
+from manifests import SceneRecord, store
 from manifests.card import write_card
 from manifests.codecs import IMAGE_FORMATS, encode_depth, encode_rgb
 from manifests.io import OutputError, path_inside
@@ -135,7 +135,7 @@ def store_views(
         raise OutputError(f"{path}: no views to write")
     table = views_table(list(range(len(images))), images, depths, Ks, poses, *size, valid,
                         image_ext=config.image_ext, dataset=record.dataset, scene_id=record.scene_id)  # fmt: skip
-    meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=str(record.mesh),
+    meta = ViewsFileMeta(dataset=record.dataset, scene_id=record.scene_id, source=store.shown(str(record.mesh)),
                          backend=config.backend, config_hash=config_hash, views=len(images))  # fmt: skip
     write_views(path, table, meta, tmp_dir=temporaries_dir(views_dir))
     return sha256_file(path)
@@ -180,7 +180,8 @@ class ViewsStage(Stage):
 
     def describe(self, task) -> dict:
         r = self.record(task)
-        return {"dataset": r.dataset, "split": r.split, "scene_id": r.scene_id, "source": r.mesh}
+        return {"dataset": r.dataset, "split": r.split, "scene_id": r.scene_id,
+                "source": store.shown(r.mesh) if r.mesh else r.mesh}  # a store's scene: its URI
 
     def common(self) -> dict:
         return {"views_dir": self.folder, "config": self.config, "config_hash": self.manifest.config_hash}

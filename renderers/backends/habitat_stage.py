@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from manifests.store import local
 from renderers.scene import Scene
 from renderers.sources.gltf import GltfReader, read_container, stage_config_path, triangles_from_mode
 
@@ -141,7 +142,7 @@ def double_sided_glb(path: Path, target: Path) -> Path | None:
         f.write(struct.pack("<II", len(blob), _CHUNK_BIN) + blob)
     config = stage_config_path(path)
     if config.is_file():
-        shutil.copyfile(config, stage_config_path(target))
+        shutil.copyfile(local(config), stage_config_path(target))  # a store's: fetched first
     log.info("%s: %d primitives of double-sided materials given both windings for habitat-sim (%s)",
              path, doubled, target)  # fmt: skip
     return target

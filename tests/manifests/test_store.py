@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pyarrow as pa
@@ -52,7 +54,7 @@ def test_writes_reach_the_store_before_the_mirror_and_listing_again_keeps_them(s
     assert not store.is_stub(mirror / "pairs" / "shard-00000.parquet")
 
 
-def test_what_changed_or_went_in_the_store_changes_in_the_mirror(s3, monkeypatch):
+def test_what_changed_or_went_in_the_store_changes_in_the_mirror(s3):
     _put(s3, "run/a.json", b'{"v": 1}')
     _put(s3, "run/b.json", b'{"v": 1}')
     mirror = store.mount(s3.uri("run"))
@@ -60,10 +62,20 @@ def test_what_changed_or_went_in_the_store_changes_in_the_mirror(s3, monkeypatch
     time.sleep(1.1)  # the store's mtimes are to the second
     _put(s3, "run/a.json", b'{"v": 22}')
     s3.client().delete_object(Bucket=s3.name, Key="run/b.json")
-    monkeypatch.setattr(store, "FRESH_S", 0.0)
-    store.mount(s3.uri("run"), generation="later")
+    store.mount(s3.uri("run"), generation="later")  # at once: read a moment ago, gone from the store all the same
     assert read_json(mirror / "a.json") == {"v": 22}
     assert not (mirror / "b.json").exists()
+
+
+def test_a_stub_stays_a_stub_when_a_copy_fills_its_hole_and_tiny_objects_are_fetched(s3, tmp_path):
+    _put(s3, "run/big.bin", b"B" * 50_000)
+    _put(s3, "run/tiny.txt", b"ok")
+    mirror = store.mount(s3.uri("run"))
+    assert (mirror / "tiny.txt").read_bytes() == b"ok"  # smaller than a stub's magic: its bytes at once
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes((mirror / "big.bin").read_bytes())  # as cp --sparse=never, tar or rsync without -S
+    assert copy.stat().st_blocks > 0 and store.is_stub(copy)
+    assert store.local(mirror / "big.bin").read_bytes() == b"B" * 50_000
 
 
 def test_remove_deletes_the_object_too(s3):
@@ -82,7 +94,7 @@ def test_trim_turns_the_least_recently_read_back_into_stubs(s3, monkeypatch):
     store.local(mirror / "new.bin")
     monkeypatch.setattr(store, "RECENT_S", 0.0)
     freed = store.trim(limit=250_000)  # room for one of the two
-    assert freed >= 200_000
+    assert freed >= 200_000 - store.STUB_BYTES
     assert store.is_stub(mirror / "old.bin") and not store.is_stub(mirror / "new.bin")
     assert len(store.local(mirror / "old.bin").read_bytes()) == 200_000  # fetched again when read
 
@@ -123,13 +135,44 @@ def test_a_lease_is_conditional_renewed_and_released(s3):
     assert s3.keys("run") == []  # released: nothing left
 
 
-def test_a_stale_lease_is_taken_over(s3, caplog):
+def test_a_stale_lease_is_taken_over(s3, caplog, monkeypatch):
+    """Stale by the store's clock: its Date less the lease object's Last-Modified, not the holder's own clock."""
     mirror = store.mount(s3.uri("run"))
-    _foreign_lease(s3, "run/_pairgen/views.lease.json", time.time() - store.LEASE_TTL_S - 5)
+    _foreign_lease(s3, "run/_pairgen/views.lease.json", time.time() + 3600)  # a holder whose clock runs an hour fast
+    monkeypatch.setattr(store, "LEASE_TTL_S", 1.0)
+    time.sleep(2.1)
     with folder_lock(mirror / "views", at=mirror / "_pairgen"):
         held = json.loads(s3.client().get_object(Bucket=s3.name, Key="run/_pairgen/views.lease.json")["Body"].read())
         assert held["pid"] == os.getpid()
-    assert "took over the lease of PID 4242 on node-b" in caplog.text and "no heartbeat for over" in caplog.text
+    assert "took over the lease of PID 4242 on node-b" in caplog.text and "no heartbeat for over 1 s" in caplog.text
+
+
+def test_a_lease_of_an_ended_process_on_this_machine_is_taken_over_at_once(s3, caplog):
+    mirror = store.mount(s3.uri("run"))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = {"holder": "x", "host": "anything", "pid": int(ended.stdout), "space": store.process_space(),
+              "command": "pairgen render", "since": time.time(), "heartbeat": time.time()}  # fmt: skip
+    _put(s3, "run/_pairgen/views.lease.json", json.dumps(record).encode())
+    with folder_lock(mirror / "views", at=mirror / "_pairgen"):
+        pass
+    assert f"its process {record['pid']} on this machine has ended" in caplog.text
+
+
+def test_a_run_that_lost_its_lease_writes_nothing_more(s3, monkeypatch):
+    mirror = store.mount(s3.uri("run"))
+    monkeypatch.setattr(store, "HEARTBEAT_S", 0.2)
+    with folder_lock(mirror / "views", at=mirror / "_pairgen"):
+        _foreign_lease(s3, "run/_pairgen/views.lease.json", time.time())  # another run took it over
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                write_json_atomic(mirror / "views" / "x.json", {})
+            except StoreError as e:
+                assert "not written" in str(e) and "PID 4242 on node-b" in str(e)
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("still writing after losing its lease")
 
 
 def test_unfinished_uploads_are_aborted(s3):
