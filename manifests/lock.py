@@ -33,7 +33,7 @@ from pathlib import Path
 from manifests import store
 from manifests.io import OutputError, output_error, write_json_atomic
 
-__all__ = ["FolderBusy", "folder_lock"]
+__all__ = ["FolderBusy", "command_line", "folder_lock"]
 
 LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock-holder.json"
@@ -41,6 +41,16 @@ HOLDER_NAME = ".lock-holder.json"
 
 class FolderBusy(OutputError):
     """Another live run holds the folder's lock."""
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as its user typed it, for a holder record: ``pairgen render ...``, not the path of
+    ``pairgen/__main__.py`` or of the console script."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        first = Path(argv[0])
+        argv[0] = first.parent.name if first.name == "__main__.py" else first.name
+    return " ".join(argv)
 
 
 def _holder(record: Path) -> str:
@@ -68,6 +78,7 @@ def folder_lock(folder: str | Path, command: str | None = None, *, at: str | Pat
     """
     from filelock import FileLock, Timeout
 
+    command = command or command_line()
     folder = Path(folder)
     where = folder if at is None else Path(at)
     lock_file, holder = (where / LOCK_NAME, where / HOLDER_NAME) if at is None else (
@@ -84,7 +95,7 @@ def folder_lock(folder: str | Path, command: str | None = None, *, at: str | Pat
         raise output_error(lock_file, e) from e
     try:
         write_json_atomic(holder, {"pid": os.getpid(), "host": socket.gethostname(),
-                                   "command": command or " ".join(sys.argv), "since": time.time()})  # fmt: skip
+                                   "command": command, "since": time.time()})  # fmt: skip
         with store.lease(where / f"{folder.name}{store.LEASE_SUFFIX}", command):  # a store's prefix: any machine's
             yield
     finally:

@@ -56,7 +56,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -787,7 +786,9 @@ def lease(path: str | Path, command: str | None = None) -> Iterator[None]:
     if m is None:
         yield
         return
-    held = _Lease(m, path, command or " ".join(sys.argv))
+    from manifests.lock import command_line
+
+    held = _Lease(m, path, command or command_line())
     try:
         held.take()
     except OutputError:

@@ -76,7 +76,12 @@ def test_render_filter_inspect_export_and_pretrain_on_s3(s3, tmp_path):
     _forget_mirrors(s3)
     ran = pretrain("run", "--shards", f"{out}/pairs", "--runs", tmp_path / "runs", *PRETRAIN_TINY)
     assert ran.code == 0, ran.err
-    assert (tmp_path / "runs").rglob("checkpoint-last.pt")
+    checkpoint = next((tmp_path / "runs").rglob("checkpoint-last.pt"))
+
+    _forget_mirrors(s3)
+    ran = pretrain("probe", "--checkpoint", checkpoint, "--views", f"{out}/views", "--views-per-scene", "8",
+                   "--head-steps", "20", "--cvc-pairs", "8", "--out", tmp_path / "probe")  # fmt: skip
+    assert ran.code == 0, ran.err
 
 
 def test_a_rerun_reads_no_bytes_it_does_not_need(s3):

@@ -488,3 +488,23 @@ def test_a_camera_far_out_or_seeing_nothing_fails_its_scene(croco_world, tmp_pat
     ran = pairgen(*import_args(meta, root, out))
     assert_one_message(ran, str(far), "key 'multiviews/00000009/positions/1': [1e+30, 1.3, 2.0]: more than 100000 m "
                        "from the origin", code=1)
+
+
+def test_import_from_and_into_a_store(croco_world, s3, tmp_path):
+    """The metadata, the data root and OUT all in the store: the same pairs as the local import."""
+    root, meta = croco_world
+    client = s3.client()
+    for local_root, prefix in ((root, "scene_datasets"), (meta, "metadata")):
+        for path in sorted(p for p in local_root.rglob("*") if p.is_file()):
+            client.upload_file(str(path), s3.name, f"{prefix}/{path.relative_to(local_root).as_posix()}")
+    ran = pairgen(*import_args(s3.uri("metadata"), s3.uri("scene_datasets"), s3.uri("out")))
+    assert ran.code == 1, ran.err  # the missing hm3d scene fails, the others are imported
+    assert "FAILED hm3d/val__00800-gone__gone" in ran.err and s3.uri("scene_datasets") in ran.err
+    local_out = tmp_path / "local-out"
+    assert main(import_args(meta, root, local_out)) == 1
+    shutil.rmtree(s3.cache)
+    for key in s3.keys("out/pairs/"):  # the stored shards, read as they are in the store
+        target = tmp_path / "fetched" / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(s3.name, key, str(target))
+    assert shard_rows(tmp_path / "fetched" / "out") == shard_rows(local_out)
