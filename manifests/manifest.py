@@ -248,7 +248,7 @@ class ViewsManifest(StageManifest):
     KIND: ClassVar[str] = "views"
     SCENE_FIELDS: ClassVar[dict[str, str]] = {
         **StageManifest.SCENE_FIELDS, "views": "int", "sha256": "str", "stat": "ints", "dataset": "str", "split": "str",
-        "scene_id": "str", "source": "str", "candidates": "int", "walks": "int", "rejected": "object", "floor": "str",
+        "scene_id": "str", "source": "str?", "candidates": "int", "walks": "int", "rejected": "object", "floor": "str",
         "floor_m2": "number", "metadata": "str", "metadata_sha256": "str", "croco": "object"}  # fmt: skip
     NESTED_FIELDS: ClassVar[dict[str, dict[str, str]]] = {
         "totals": {"scenes_ok": "int", "scenes_failed": "int", "views": "int"}}

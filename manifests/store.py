@@ -77,6 +77,7 @@ __all__ = [
     "is_uri",
     "lease",
     "local",
+    "local_path",
     "location",
     "mount",
     "mounted",
@@ -106,7 +107,8 @@ LOCAL_ONLY_SUFFIXES = (".lock", ".lock-holder.json", LEASE_SUFFIX)  # this machi
 CHUNK = 8 << 20
 STUB_MAGIC = b"\x00pairgen-stub/1\n"  # how a stub begins (docs/design.md, Object storage)
 STUB_BYTES = 4096  # a stub's disk: the block holding its magic
-TRIM_EVERY_S = 5.0  # fetches check the cache bound at most this often
+TRIM_EVERY_S = 5.0
+REQUESTS_IN_FLIGHT = 16  # a mount's lookups and small fetches, in parallel  # fetches check the cache bound at most this often
 GCS_RETRY_S = 60.0  # how long pyarrow's GCS layer retries a failing request (its default: 15 minutes)
 
 
@@ -121,30 +123,58 @@ def is_uri(text: object) -> bool:
     return urlparse(text).scheme.lower() in SCHEMES
 
 
+def _uri_like(text: str) -> str | None:
+    """The scheme ``text`` starts with when it looks like a URI (``s3://``, ``ftp://``) or a store's URI missing a
+    slash (``s3:/b/run``), else None."""
+    scheme, sep, _ = text.partition(":/")
+    if not sep or not scheme.isascii() or not scheme.replace("+", "").isalnum() or len(scheme) < 2:
+        return None  # C:/data is a Windows drive, not a scheme
+    return scheme.lower() if text.startswith(f"{scheme}://") or scheme.lower() in SCHEMES else None
+
+
 def location(text: str) -> Path | str:
     """argparse ``type`` of a folder option: a ``Path``, or a store's URI (mounted later by :func:`resolve_args`).
 
     Raises
     ------
     argparse.ArgumentTypeError
-        A URI of a scheme pairgen does not read (``ftp://``, ``http://``), or one naming no bucket (``s3://``).
+        A URI of a scheme pairgen does not read (``ftp://``, ``http://``), one naming no bucket (``s3://``), or a
+        store's URI missing a slash (``s3:/b/run``).
     """
     import argparse
 
-    scheme, sep, rest = text.partition("://")
-    if not sep or "/" in scheme or not scheme.isascii() or not scheme.replace("+", "").isalnum():
+    scheme = _uri_like(text)
+    if scheme is None:
         return Path(text)
-    if scheme.lower() not in SCHEMES:
+    if scheme not in SCHEMES:
         raise argparse.ArgumentTypeError(f"{text}: pairgen reads folders on disk or in a store "
                                          f"({', '.join(s + '://' for s in SCHEMES)}), not {scheme}://")  # fmt: skip
-    uri = f"{scheme.lower()}://{rest.strip('/')}"
+    rest = text.partition(":/")[2]
+    if not rest.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text}: did you mean {scheme}:/{rest.rstrip('/')}? (a store's URI is "
+                                         f"{scheme}://BUCKET/PREFIX)")  # fmt: skip
+    uri = f"{scheme}://{rest.strip('/')}"
     if not urlparse(uri).netloc:
-        raise argparse.ArgumentTypeError(f"{text}: names no bucket ({scheme.lower()}://BUCKET/PREFIX)")
+        raise argparse.ArgumentTypeError(f"{text}: names no bucket ({scheme}://BUCKET/PREFIX)")
     return uri
 
 
+def local_path(text: str) -> Path:
+    """argparse ``type`` of a path that must be on this machine (a run folder, a checkpoint): a URI, or what looks
+    like one, is refused rather than made a local folder named ``s3:``."""
+    import argparse
+
+    if _uri_like(text) is not None:
+        raise argparse.ArgumentTypeError(f"{text}: takes a path on this machine, not a store's URI (a run's "
+                                         "checkpoints, logs and results are written in place)")  # fmt: skip
+    return Path(text)
+
+
 def _cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pairgen") / "store"
+    """``$PAIRGEN_CACHE/store`` (``~`` expanded, made absolute: workers run in other folders), default
+    ``~/.cache/pairgen/store``."""
+    given = os.environ.get(CACHE_ENV)
+    return Path(os.path.abspath(os.path.expanduser(given) if given else Path.home() / ".cache" / "pairgen")) / "store"
 
 
 def _cache_limit() -> int:
@@ -225,7 +255,7 @@ def mount(uri: str, generation: str | None = None, at: str | Path | None = None)
         The store cannot be reached or listed (credentials, endpoint, a missing bucket).
     """
     uri = uri.rstrip("/")
-    folder = Path(at) if at is not None else _mirror_of(uri)
+    folder = Path(os.path.abspath(at)) if at is not None else _mirror_of(uri)
     with _LOCK:
         for m in _MOUNTS.values():
             if (uri == m.uri or uri.startswith(m.uri + "/")) and (m.local == folder if at is not None
@@ -278,19 +308,19 @@ def in_mounts(fn, mounted_: dict[str, tuple[str, str]], task, **common):
         trim()
 
 
-def resolve_args(args, inside: tuple[str, ...] = ("shards", "views")) -> None:
+def resolve_args(args, inside: tuple[str, ...] = ("shards", "views", "sheet", "metadata_dir")) -> None:
     """Replace every URI among ``args``' values by its mirror (mounting it).
 
-    An option in ``inside`` names a data folder inside an output folder
-    (``s3://b/run/pairs``): its parent is mounted, so the manifest beside it
-    is in the mirror too. The shortest URIs are mounted first, so one inside
+    An option in ``inside`` names a data folder or a file inside an output
+    folder (``s3://b/run/pairs``, a single shard, ``--sheet``): its parent is
+    mounted, so the manifest beside it is in the mirror too. The shortest URIs are mounted first, so one inside
     another is the other's subfolder (an export's ``DEST`` inside ``--out``
     is refused as on disk).
     """
     generation = uuid.uuid4().hex  # a command lists each store once, even one an earlier command here mounted
 
     def target(name: str, value: str) -> tuple[str, str]:
-        if name in inside and "/" in urlparse(value).path.strip("/"):
+        if name in inside and urlparse(value).path.strip("/"):  # a folder or file in a prefix: the prefix mounted
             parent, _, leaf = value.rpartition("/")
             return parent, leaf
         return value, ""
@@ -362,8 +392,22 @@ def _exists(m: Mount, path: Path) -> bool:
         raise StoreError(f"{m.describe(path)}: cannot be looked up in the store ({' '.join(str(e).split())})") from e
 
 
+def _parallel(fn, items: list) -> list:
+    """``fn`` over ``items`` on a few threads (each a request to the store, mostly waiting)."""
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(REQUESTS_IN_FLIGHT, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 def _sync(m: Mount) -> None:
-    """Bring the mirror's listing in line with the store's (stubs for new or changed objects)."""
+    """Bring the mirror's listing in line with the store's (stubs for new or changed objects).
+
+    A key that cannot name a file inside the mirror (``..``, an empty part)
+    is skipped with a warning: a shared bucket must not write outside it.
+    """
     import pyarrow.fs as pafs
 
     try:
@@ -377,11 +421,16 @@ def _sync(m: Mount) -> None:
     except Exception as e:  # noqa: BLE001
         raise StoreError(f"{m.uri}: cannot list the store ({' '.join(str(e).split())})") from e
     listed: set[Path] = set()
+    tiny: list[tuple[Path, int]] = []
     for info in infos:
         if info.type != pafs.FileType.File:
             continue
         relative = info.path[len(m.root):].lstrip("/")
-        if not relative or any(_local_only(part) for part in relative.split("/")):
+        parts = relative.split("/")
+        if not relative or any(part in ("", ".", "..") for part in parts):
+            log.warning("%s/%s: skipped (a key that names no file inside the mirror)", m.uri, relative)
+            continue
+        if any(_local_only(part) for part in parts):
             continue
         path = m.local / relative
         listed.add(path)
@@ -394,15 +443,35 @@ def _sync(m: Mount) -> None:
             pass
         except OSError as e:
             raise OutputError(f"{path}: cannot mirror {m.describe(path)} ({e.strerror or e})") from e
-        _put_stub(m, path, info.size, mtime)
+        if info.size < len(STUB_MAGIC):
+            tiny.append((path, mtime))  # too small to hold the magic: fetched, below
+        else:
+            _put_stub(m, path, info.size, mtime)
+
+    def fetch_tiny(item: tuple[Path, int]) -> None:
+        try:
+            _fetch(m, *item)
+        except OutputError as e:  # the reader of it names it; the others' mount goes on
+            log.warning("%s", e)
+
+    _parallel(fetch_tiny, tiny)
+    unlisted = []
     for folder, _, names in os.walk(m.local):
         for name in names:
             path = Path(folder) / name
             if path in listed or _local_only(name):
                 continue
-            # not listed: removed from the store, or written there (by this node) after the listing began
-            if not _exists(m, path):
+            if is_stub(path):  # made from an earlier listing: gone from the store
                 path.unlink(missing_ok=True)
+            else:  # bytes here: removed from the store, or written there (from here) after the listing began
+                unlisted.append(path)
+    for path, there in zip(unlisted, _parallel(lambda p: _exists(m, p), unlisted)):
+        if not there:
+            path.unlink(missing_ok=True)
+    for folder, subfolders, names in os.walk(m.local, topdown=False):  # folders left empty: a scene gone, say
+        if Path(folder) != m.local and not names and not subfolders:
+            with contextlib.suppress(OSError):  # another process writing into it now
+                os.rmdir(folder)
 
 
 def local(path: str | Path) -> Path:
@@ -645,7 +714,9 @@ class _Lease:
         self.s3 = urlparse(m.uri).scheme == "s3"
         self.etag: str | None = None
         self.lost: str | None = None
+        self.renewed = time.monotonic()  # the last write of the lease the store acknowledged
         self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
 
     def _body(self) -> bytes:
         return json.dumps(self.record, indent=2).encode()
@@ -695,12 +766,16 @@ class _Lease:
                 if _code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"):
                     return False
                 raise
+            self.renewed = time.monotonic()
             return True
         with self.m.fs.open_output_stream(self.m.key(self.path)) as out:  # no conditional write: read back
             out.write(self._body())
         time.sleep(1.0)
         found, _, _ = self._read()
-        return bool(found) and found.get("holder") == self.record["holder"]
+        ours = bool(found) and found.get("holder") == self.record["holder"]
+        if ours:
+            self.renewed = time.monotonic()
+        return ours
 
     def take(self) -> None:
         if self._put(create=True):
@@ -725,7 +800,10 @@ class _Lease:
             try:
                 if self._put(if_match=self.etag):
                     continue
-                found, _, age = self._read()
+                found, etag, age = self._read()
+                if found is not None and found.get("holder") == self.record["holder"]:
+                    self.etag = etag  # our own write, whose answer was lost on the way: still ours
+                    continue
                 if found is None and self._put(create=True):  # removed by hand: held again
                     continue
                 self.lost = f"taken over by {_holder_line(found or {}, age)}"
@@ -736,6 +814,8 @@ class _Lease:
 
     def release(self) -> None:
         self.stop.set()
+        if self.thread is not None:  # a beat in flight ends before the lease goes (it would make it again)
+            self.thread.join()
         with contextlib.suppress(Exception):
             found, _, _ = self._read()
             if found is not None and found.get("holder") == self.record["holder"]:
@@ -759,8 +839,18 @@ def _stale(record: dict, age: float | None) -> str | None:
 
 
 def _lost_lease(m: Mount) -> str | None:
-    """Why this process may no longer write into ``m`` (a lease of it taken over by another run), or None."""
-    return next((f"{held.where}: {held.lost}" for held in _HELD if held.m is m and held.lost), None)
+    """Why this process may no longer write into ``m`` (a lease of it taken over by another run, or not renewed
+    for so long that another run may take it over), or None."""
+    for held in _HELD:
+        if held.m is not m:
+            continue
+        if held.lost:
+            return f"{held.where}: {held.lost}"
+        silent = time.monotonic() - held.renewed
+        if silent > LEASE_TTL_S - HEARTBEAT_S:
+            return (f"{held.where}: the lease was not renewed for {silent:.0f} s (the store did not take its "
+                    f"heartbeats), and another run may take it over after {LEASE_TTL_S:.0f} s")  # fmt: skip
+    return None
 
 
 def _code(error: BaseException) -> str | None:
@@ -799,8 +889,8 @@ def lease(path: str | Path, command: str | None = None) -> Iterator[None]:
         _sync(m)
         m.synced = uuid.uuid4().hex
     _HELD.append(held)
-    thread = threading.Thread(target=held.beat, name="pairgen-lease", daemon=True)
-    thread.start()
+    held.thread = threading.Thread(target=held.beat, name="pairgen-lease", daemon=True)
+    held.thread.start()
     try:
         yield
     finally:

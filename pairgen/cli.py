@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", default=None, metavar="FOLDER",
                    help="inspect the samples folder OUT/FOLDER (star5, chain8, tree12, pair2: what filter --views N "
                         "--shape S wrote) instead of OUT/pairs")  # fmt: skip
-    p.add_argument("--sheet", default=None, type=Path, metavar="PATH",
+    p.add_argument("--sheet", default=None, type=location, metavar="PATH",
                    help="the contact sheet's file: .png, .jpg or .jpeg, the suffix names the format (None: "
                         "OUT/contact_sheet.png; with --samples FOLDER, OUT/contact_sheet_FOLDER.png)")  # fmt: skip
     add_options(p, SheetOptions)

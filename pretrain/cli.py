@@ -25,7 +25,7 @@ from pathlib import Path
 
 from manifests.commands import EXIT_OK
 from manifests.layout import refuse_inside_data
-from manifests.store import location
+from manifests.store import local_path, location
 
 __all__ = ["build_parser", "main"]
 
@@ -72,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="run name: outputs go to RUNS/NAME (None: the model's name). Running the same command "
                    "again resumes from RUNS/NAME/checkpoint-last.pt")
-    p.add_argument("--runs", default=Path("runs"), type=Path, help="folder holding the runs")
+    p.add_argument("--runs", default=Path("runs"), type=local_path, help="folder holding the runs")
     add_options(p, TrainConfig)
-    p.add_argument("--resume", type=Path, default=None,
+    p.add_argument("--resume", type=local_path, default=None,
                    help="continue from this checkpoint, in its folder (a run folder's last checkpoint is used "
                    "without this option)")
     p.add_argument("--overwrite", action="store_true",
@@ -105,10 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed 1 --out probes/",
         formatter_class=_Formatter,
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by pretrain run")
+    p.add_argument("--checkpoint", required=True, type=local_path, help="a checkpoint written by pretrain run")
     p.add_argument("--views", required=True, type=location, nargs="+", metavar="FOLDER",
                    help="views folders (OUT/views): every **/*.parquet views file under them")
-    p.add_argument("--out", type=Path, default=None, help="folder for the results (None: the checkpoint's folder)")
+    p.add_argument("--out", type=local_path, default=None, help="folder for the results (None: the checkpoint's folder)")
     add_options(p, ProbeConfig)
     p.set_defaults(func=cmd_probe)
 
@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  pretrain export runs/croco/checkpoint-last.pt --out exported/",
         formatter_class=_Formatter,
     )
-    p.add_argument("checkpoint", type=Path, help="a checkpoint written by pretrain run")
-    p.add_argument("--out", type=Path, default=Path("exported"), help="folder to write into")
+    p.add_argument("checkpoint", type=local_path, help="a checkpoint written by pretrain run")
+    p.add_argument("--out", type=local_path, default=Path("exported"), help="folder to write into")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -18,11 +18,11 @@ SHARD = "shard-00000.parquet"
 def _document(cls: type[StageManifest]) -> dict:
     """A manifest of ``cls`` holding every field it declares, each of its kind."""
     doc = {"format": cls.format_name(), "pairgen_version": "0", "config_hash": "h", "config": {},
-           **{name: GOOD[kind] for name, kind in cls.BODY_FIELDS.items()},
-           **{name: {k: GOOD[kind] for k, kind in fields.items()} for name, fields in cls.NESTED_FIELDS.items()},
-           "scenes": {SCENE: {name: GOOD[kind] for name, kind in cls.SCENE_FIELDS.items()}}}  # fmt: skip
+           **{name: GOOD[kind.rstrip("?")] for name, kind in cls.BODY_FIELDS.items()},
+           **{name: {k: GOOD[kind.rstrip("?")] for k, kind in fields.items()} for name, fields in cls.NESTED_FIELDS.items()},
+           "scenes": {SCENE: {name: GOOD[kind.rstrip("?")] for name, kind in cls.SCENE_FIELDS.items()}}}  # fmt: skip
     if issubclass(cls, PairsManifest):
-        doc["shards"] = [{**{name: GOOD[kind] for name, kind in cls.SHARD_FIELDS.items()}, "file": SHARD}]
+        doc["shards"] = [{**{name: GOOD[kind.rstrip("?")] for name, kind in cls.SHARD_FIELDS.items()}, "file": SHARD}]
         doc["inputs"] = {SCENE: "abc", "synthetic/not_rendered": None}
     return doc
 
@@ -94,3 +94,11 @@ def test_a_listed_shard_that_is_missing_is_named_with_what_to_do(tmp_path, cls):
     assert problem == (f"{SHARD}: listed in {folder.name}.manifest.json but missing from {folder.name}/; run the "
                        "`pairgen filter` that wrote the folder again (same options): it writes the missing shards")
     assert "Errno" not in problem
+
+
+def test_a_scene_that_had_no_mesh_has_no_source(tmp_path):
+    """A scene discovered without its mesh fails in render with ``source`` null; the filter reads that manifest."""
+    doc = _document(ViewsManifest)
+    doc["scenes"][SCENE] = {"status": "failed", "reason": "no mesh", "source": None}
+    _write(tmp_path / "folder", ViewsManifest, doc)
+    assert ViewsManifest.read(tmp_path / "folder").scenes[SCENE]["source"] is None

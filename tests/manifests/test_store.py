@@ -183,3 +183,82 @@ def test_unfinished_uploads_are_aborted(s3):
     assert store.abort_uploads(mirror / "views") == 1
     left = client.list_multipart_uploads(Bucket=s3.name).get("Uploads", [])
     assert [u["Key"] for u in left] == ["run/pairs/shard-00000.parquet"]
+
+
+def test_a_relative_cache_is_made_absolute(s3, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAIRGEN_CACHE", "relcache")
+    mirror = store.mount(s3.uri("run"))
+    assert mirror.is_absolute() and mirror.is_relative_to(tmp_path / "relcache")
+    write_json_atomic(mirror / "a.json", {})
+    assert s3.keys("run") == ["run/a.json"]  # in a mount, so uploaded
+
+
+def test_a_key_out_of_the_prefix_writes_nothing_outside_the_mirror(s3, tmp_path, caplog):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    escape = os.path.relpath(victim, s3.cache / "store" / "x")  # ../../.. up to tmp_path, from inside a mirror
+    _put(s3, f"run/{escape}", b"Z" * 5000)
+    _put(s3, "run/ok.json", b"{}")
+    mirror = store.mount(s3.uri("run"))
+    assert victim.read_text() == "mine"
+    assert [p.name for p in mirror.rglob("*") if p.is_file()] == ["ok.json"]
+    assert "a key that names no file inside the mirror" in caplog.text
+
+
+def test_a_folder_emptied_in_the_store_goes_from_the_mirror(s3):
+    _put(s3, "data/scannet/scans/scene0000_00/mesh.ply", b"P" * 100)
+    _put(s3, "data/scannet/scans/scene0001_00/mesh.ply", b"P" * 100)
+    mirror = store.mount(s3.uri("data"))
+    store.local(mirror / "scannet/scans/scene0001_00/mesh.ply")
+    s3.client().delete_object(Bucket=s3.name, Key="data/scannet/scans/scene0001_00/mesh.ply")
+    store.mount(s3.uri("data"), generation="again")
+    assert sorted(p.name for p in (mirror / "scannet" / "scans").iterdir()) == ["scene0000_00"]
+
+
+def test_uploads_stop_when_the_heartbeats_do_not_get_through(s3, monkeypatch):
+    """No renewal for longer than the lease's life less a beat: another run may take it over, so no upload."""
+    mirror = store.mount(s3.uri("run"))
+    monkeypatch.setattr(store, "HEARTBEAT_S", 3600.0)  # no beat gets through during the test
+    monkeypatch.setattr(store, "LEASE_TTL_S", 3600.5)  # uploads stop 0.5 s after the last renewal
+    with folder_lock(mirror / "views", at=mirror / "_pairgen"):
+        time.sleep(0.6)
+        with pytest.raises(StoreError, match="the lease was not renewed for"):
+            write_json_atomic(mirror / "views" / "b.json", {})
+    assert "run/views/b.json" not in s3.keys("run")
+
+
+def test_a_heartbeat_whose_answer_was_lost_keeps_the_lease(s3, monkeypatch, caplog):
+    from botocore.client import BaseClient
+
+    mirror = store.mount(s3.uri("run"))
+    call = BaseClient._make_api_call
+    lost = []
+
+    def answer_lost_once(client, operation, params):
+        answer = call(client, operation, params)
+        if operation == "PutObject" and params.get("IfMatch") and not lost:
+            lost.append(time.monotonic())
+            raise ConnectionError("the answer was lost on the way")
+        return answer
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", answer_lost_once)
+    monkeypatch.setattr(store, "HEARTBEAT_S", 0.2)
+    with folder_lock(mirror / "views", at=mirror / "_pairgen"):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (not lost or time.monotonic() - lost[0] < 0.6):
+            time.sleep(0.1)
+        assert lost
+        write_json_atomic(mirror / "views" / "a.json", {})  # still its lease: it writes
+    assert "run/views/a.json" in s3.keys("run")
+    assert "taken over" not in caplog.text
+
+
+def test_a_stub_the_listing_lacks_goes_without_a_lookup(s3, monkeypatch):
+    _put(s3, "run/a.bin", b"A" * 1000)
+    mirror = store.mount(s3.uri("run"))
+    s3.client().delete_object(Bucket=s3.name, Key="run/a.bin")
+    looked_up = []
+    monkeypatch.setattr(store, "_exists", lambda m, p: looked_up.append(p) or False)
+    store.mount(s3.uri("run"), generation="again")
+    assert not (mirror / "a.bin").exists() and looked_up == []

@@ -65,6 +65,8 @@ def test_render_filter_inspect_export_and_pretrain_on_s3(s3, tmp_path):
     ran = pairgen("inspect", "--out", out, "--sheet", tmp_path / "sheet.png")
     assert ran.code == 0, ran.err
     assert f"{out}/pairs  (config" in ran.out and (tmp_path / "sheet.png").is_file()
+    ran = pairgen("inspect", "--out", out, "--sheet", s3.uri("sheets/pairs.png"))  # the sheet into the store too
+    assert ran.code == 0 and s3.keys("sheets/") == ["sheets/pairs.png"], ran.err
 
     _forget_mirrors(s3)
     dest = s3.uri("croco")
@@ -77,6 +79,12 @@ def test_render_filter_inspect_export_and_pretrain_on_s3(s3, tmp_path):
     ran = pretrain("run", "--shards", f"{out}/pairs", "--runs", tmp_path / "runs", *PRETRAIN_TINY)
     assert ran.code == 0, ran.err
     checkpoint = next((tmp_path / "runs").rglob("checkpoint-last.pt"))
+    ran = pretrain("run", "--shards", f"{out}/pairs", "--runs", s3.uri("runs"), *PRETRAIN_TINY)
+    assert ran.code == 2 and "takes a path on this machine, not a store's URI" in ran.err, ran.err  # written in place
+    single = s3.keys("run/pairs/")[0]  # one shard, alone at the bucket's root
+    s3.client().copy_object(Bucket=s3.name, Key="shard-00000.parquet", CopySource={"Bucket": s3.name, "Key": single})
+    ran = pretrain("run", "--shards", s3.uri("shard-00000.parquet"), "--runs", tmp_path / "one", *PRETRAIN_TINY)
+    assert ran.code == 0, ran.err
 
     _forget_mirrors(s3)
     ran = pretrain("probe", "--checkpoint", checkpoint, "--views", f"{out}/views", "--views-per-scene", "8",
