@@ -72,6 +72,7 @@ __all__ = [
     "abort_uploads",
     "LEASE_TTL_S",
     "StoreError",
+    "environment",
     "in_mounts",
     "is_stub",
     "is_uri",
@@ -82,6 +83,7 @@ __all__ = [
     "mount",
     "mounted",
     "mounts",
+    "path_of",
     "process_space",
     "publish",
     "ranged",
@@ -291,9 +293,21 @@ def mounts() -> dict[str, tuple[str, str]]:
     return {m.uri: (m.synced, str(m.local)) for m in _MOUNTS.values()}
 
 
-def remount(mounted_: dict[str, tuple[str, str]]) -> None:
+STORE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "AZURE_")  # where boto3 and pyarrow's filesystems look
+
+
+def environment() -> dict[str, str]:
+    """The variables that say how to reach a store (endpoint, region, credentials): what a process of this
+    machine that was started earlier (a DataLoader's forkserver) needs to read the same store."""
+    return {k: v for k, v in os.environ.items() if k.startswith(STORE_ENV_PREFIXES)}
+
+
+def remount(mounted_: dict[str, tuple[str, str]], env: dict[str, str] | None = None) -> None:
     """Mount here what :func:`mounts` gave in another process (a worker: the driver's mounts, at its mirror
-    folders, listed once for the driver's generation)."""
+    folders, listed once for the driver's generation). ``env``: :func:`environment` of the process that mounted
+    them, set here first (a worker of this machine only: Ray workers take each node's own)."""
+    if env:
+        os.environ.update(env)
     for uri, (generation, folder) in mounted_.items():
         mount(uri, generation, at=folder)
 
@@ -336,6 +350,17 @@ def resolve_args(args, inside: tuple[str, ...] = ("shards", "views", "sheet", "m
             setattr(args, name, resolved)
         else:
             getattr(args, name)[i] = resolved
+
+
+def path_of(text: str | None, inside: bool = True) -> str | None:
+    """A folder recorded by its URI (a run's config), as the path of this process's mirror of it; other text as
+    it is. ``inside``: as for :func:`resolve_args` (a data folder or file: its prefix's mirror)."""
+    if not is_uri(text):
+        return text
+    if inside and urlparse(text).path.strip("/"):
+        parent, _, leaf = text.rpartition("/")
+        return str(mount(parent) / leaf)
+    return str(mount(text))
 
 
 def mounted(path: str | Path) -> Mount | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from manifests.commands import EXIT_OK
 from manifests.layout import refuse_inside_data
+from manifests import store
 from manifests.store import local_path, location
 
 __all__ = ["build_parser", "main"]
@@ -135,7 +136,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     resume = args.resume
     run_dir = resume.parent if resume is not None else args.runs / (args.name or args.model)
     refuse_inside_data(run_dir, "a run")
-    config = from_args(TrainConfig, args, shards=str(args.shards), run_dir=str(run_dir))
+    # a store's folders recorded by their URIs (a resume elsewhere is the same run), read through the mirrors
+    config = from_args(TrainConfig, args, shards=store.shown(str(args.shards)), run_dir=str(run_dir),
+                       views=store.shown(str(args.views)) if args.views is not None else None)  # fmt: skip
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with folder_lock(run_dir) if rank0 else contextlib.nullcontext():  # one run per run folder
         last = _resume_and_train(config, run_dir, resume, args.overwrite)
@@ -176,7 +179,7 @@ def _resume_and_train(config, run_dir: Path, resume: Path | None, overwrite: boo
         elif resume is None:
             print(f"pretrain: resuming from {last_ckpt}", file=sys.stderr)
     if config.verify and int(os.environ.get("RANK", "0")) == 0:
-        checked = verify_shards(config.shards, Path(run_dir) / "verified-shards.json")
+        checked = verify_shards(store.path_of(config.shards), Path(run_dir) / "verified-shards.json")
         if checked:
             log.info("verified the SHA-256 of %d shard(s) against their manifest", checked)
     with Progress(None, "training", "step") as bar:

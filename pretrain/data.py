@@ -175,7 +175,8 @@ class PairStream(IterableDataset):
         self.index = ShardIndex.build(find_shards(shards), views=views)
         self.views_keep = views_keep
         self._views: SampleViews | None = None  # made in the process that iterates (its own views files)
-        self._mounts = store.mounts()  # shards or views in a store: a worker mounts them too (manifests.store)
+        self._mounts = store.mounts()  # shards or views in a store: a worker mounts them too (manifests.store),
+        self._store_env = store.environment() if self._mounts else {}  # reached as this process reaches them
         for path, size in zip(self.index.files, self.index.min_sizes):
             if crop is not None and size is not None and min(size) < crop:
                 raise ShardError(f"{path}: images as small as {size[0]}x{size[1]} (width x height, footer "
@@ -239,7 +240,7 @@ class PairStream(IterableDataset):
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         if info is not None:
             cv2.setNumThreads(1)  # one core a worker
-            store.remount(self._mounts)
+            store.remount(self._mounts, self._store_env)
         plan = self.plan(lanes=workers)
         mine = [plan.batch(j) for j in range(self.position + worker, plan.batches, workers)]
         located = [self.index.locate(c) for c in mine]

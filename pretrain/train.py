@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from manifests import store
 from manifests.config import config_changes
 from manifests.io import copy_atomic, remove_stale_temporaries
 from manifests.options import ConfigError, check, option
@@ -173,7 +174,7 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
         stale = remove_stale_temporaries(run_dir)
         if stale:
             log.info("%s: removed %d unfinished temporary file(s) of an interrupted run", run_dir, stale)
-        warn_if_incomplete(config.shards)
+        warn_if_incomplete(store.path_of(config.shards))
     amp = torch.bfloat16 if (config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")) else None
 
     torch.manual_seed(config.seed + rank)
@@ -191,10 +192,10 @@ def train(config: TrainConfig, *, resume: dict | None = None, progress=None) -> 
 
     # the batch order depends on the number of lanes: keep the run's first worker count across resumes
     lanes = max(1, (ckpt["config"] if ckpt else config.to_dict())["num_workers"])
-    shards = find_shards(config.shards)
+    shards = find_shards(store.path_of(config.shards))  # a store's (recorded by URI): its mirror
     data = PairStream(shards, batch_size=config.batch_size, crop=config.img_size, seed=config.seed, rank=rank,
                       world_size=world, jitter=config.jitter, lanes=lanes, output="uint8",
-                      views=config.views)  # fmt: skip
+                      views=store.path_of(config.views))  # fmt: skip
     per_epoch = data.batches_per_epoch() // config.accum  # optimizer steps an epoch
     if per_epoch < 1:
         raise TrainingError(
