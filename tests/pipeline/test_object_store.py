@@ -79,6 +79,9 @@ def test_render_filter_inspect_export_and_pretrain_on_s3(s3, tmp_path):
     ran = pretrain("run", "--shards", f"{out}/pairs", "--runs", tmp_path / "runs", *PRETRAIN_TINY)
     assert ran.code == 0, ran.err
     checkpoint = next((tmp_path / "runs").rglob("checkpoint-last.pt"))
+    from pretrain.checkpoint import load_checkpoint
+
+    assert load_checkpoint(checkpoint)["config"]["shards"] == f"{out}/pairs"  # by URI: resumable from any cache
     ran = pretrain("run", "--shards", f"{out}/pairs", "--runs", s3.uri("runs"), *PRETRAIN_TINY)
     assert ran.code == 2 and "takes a path on this machine, not a store's URI" in ran.err, ran.err  # written in place
     single = s3.keys("run/pairs/")[0]  # one shard, alone at the bucket's root
