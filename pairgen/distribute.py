@@ -113,6 +113,14 @@ def _apply(fn: Callable[..., Result], task: Task, **common) -> Result:
     return fn(task, **common)
 
 
+def _task_name(fn: Callable) -> str:
+    """The name Ray shows for ``fn``'s tasks: the unit of work's (``render_scene``), through the partials that
+    wrap it (``manifests.store.in_mounts``)."""
+    while isinstance(fn, partial):
+        fn = next((a for a in fn.args if callable(a)), fn.func)
+    return getattr(fn, "__name__", "task")
+
+
 def _init_ray(address: str | None, workers: int | None) -> bool:
     """Connect to ``address`` or start a local Ray; return whether we started it."""
     import ray
@@ -151,7 +159,8 @@ def run_ray(
     started = _init_ray(address, workers)
     retried = 0
     try:
-        remote = ray.remote(num_cpus=cpus_per_task, max_retries=0, retry_exceptions=False)(_apply)
+        remote = ray.remote(num_cpus=cpus_per_task, max_retries=0, retry_exceptions=False)(_apply).options(
+            name=_task_name(fn))
         function = ray.put(fn)  # any callable (a partial too), shipped once
         shared = {k: ray.put(v) for k, v in (common or {}).items()}
         queue = list(enumerate(tasks))[::-1]  # popped from the end: in order
