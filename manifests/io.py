@@ -43,6 +43,7 @@ __all__ = [
     "atomic_path",
     "check_parquet",
     "copy_atomic",
+    "one_line",
     "output_error",
     "path_inside",
     "read_json",
@@ -163,6 +164,11 @@ def output_error(
     if isinstance(error, OutputError):
         return error
     return OutputError(f"{folder}: cannot write here ({getattr(error, 'strerror', None) or error})")
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (pyarrow's and botocore's span several)."""
+    return " ".join(str(error).split())
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -502,5 +508,5 @@ def check_parquet(path: str | Path) -> bool:
     except (OSError, pa.ArrowException) as e:
         if isinstance(e, OutputError):
             raise
-        raise OutputError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
+        raise OutputError(f"{path}: not a readable Parquet file ({one_line(e)})") from e
     return True

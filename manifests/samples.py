@@ -58,7 +58,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.codecs import decode_depth, decode_rgb
-from manifests.io import OutputError
+from manifests.io import OutputError, one_line
 from manifests.layout import name_problem
 from manifests.manifest import sha256_file
 from manifests.views import IMAGE_STRUCT, MAT3, MAT4, read_views, views_folder_problem
@@ -304,7 +304,7 @@ def read_samples(source: str | Path | Sequence[str | Path], views_dir: str | Pat
         try:
             pf = pq.ParquetFile(local(path))
         except (OSError, pa.ArrowException) as e:
-            raise SampleError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
+            raise SampleError(f"{path}: not a readable Parquet file ({one_line(e)})") from e
         with pf:
             if not is_samples_schema(pf.schema_arrow):
                 raise SampleError(f"{path}: not a samples shard (no {', '.join(REFERENCE_COLUMNS)} columns)")
@@ -313,7 +313,7 @@ def read_samples(source: str | Path | Sequence[str | Path], views_dir: str | Pat
                 try:
                     rows = pf.read_row_group(g).to_pylist()
                 except (OSError, pa.ArrowException) as e:
-                    raise SampleError(f"{path}: row group {g} could not be read ({' '.join(str(e).split())})") from e
+                    raise SampleError(f"{path}: row group {g} could not be read ({one_line(e)})") from e
                 for row in rows:
                     yield _embedded(row) if embedded else _resolved(row, lookup)
 

@@ -65,13 +65,13 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
-from manifests.io import TMP_PREFIX, OutputError
+from manifests.io import TMP_PREFIX, OutputError, one_line
 
 __all__ = [
     "CACHE_ENV",
-    "abort_uploads",
     "LEASE_TTL_S",
     "StoreError",
+    "abort_uploads",
     "environment",
     "in_mounts",
     "is_stub",
@@ -109,8 +109,8 @@ LOCAL_ONLY_SUFFIXES = (".lock", ".lock-holder.json", LEASE_SUFFIX)  # this machi
 CHUNK = 8 << 20
 STUB_MAGIC = b"\x00pairgen-stub/1\n"  # how a stub begins (docs/design.md, Object storage)
 STUB_BYTES = 4096  # a stub's disk: the block holding its magic
-TRIM_EVERY_S = 5.0
-REQUESTS_IN_FLIGHT = 16  # a mount's lookups and small fetches, in parallel  # fetches check the cache bound at most this often
+TRIM_EVERY_S = 5.0  # fetches check the cache bound at most this often
+REQUESTS_IN_FLIGHT = 16  # a mount's lookups and small fetches, in parallel
 GCS_RETRY_S = 60.0  # how long pyarrow's GCS layer retries a failing request (its default: 15 minutes)
 
 
@@ -234,7 +234,7 @@ def _open_fs(uri: str):
         root = root.rstrip("/")
         bucket = fs.get_file_info(root.split("/")[0])
     except Exception as e:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ValueError by scheme)
-        raise StoreError(f"{uri}: cannot open the store ({' '.join(str(e).split())})") from e
+        raise StoreError(f"{uri}: cannot open the store ({one_line(e)})") from e
     if bucket.type == pafs.FileType.NotFound:
         raise StoreError(f"{uri}: the bucket {bucket.path!r} does not exist (pairgen makes none: create it, or check "
                          "the URI and the endpoint, AWS_ENDPOINT_URL)")  # fmt: skip
@@ -332,24 +332,26 @@ def resolve_args(args, inside: tuple[str, ...] = ("shards", "views", "sheet", "m
     is refused as on disk).
     """
     generation = uuid.uuid4().hex  # a command lists each store once, even one an earlier command here mounted
-
-    def target(name: str, value: str) -> tuple[str, str]:
-        if name in inside and urlparse(value).path.strip("/"):  # a folder or file in a prefix: the prefix mounted
-            parent, _, leaf = value.rpartition("/")
-            return parent, leaf
-        return value, ""
-
     found = [(name, i, v) for name, value in vars(args).items()
              for i, v in (enumerate(value) if isinstance(value, list) else [(None, value)]) if is_uri(v)]  # fmt: skip
-    for name, _, value in sorted(found, key=lambda f: len(target(f[0], f[2])[0])):
-        mount(target(name, value)[0], generation)
+    for name, _, value in sorted(found, key=lambda f: len(_prefix(f[2], f[0] in inside)[0])):
+        mount(_prefix(value, name in inside)[0], generation)
     for name, i, value in found:
-        uri, leaf = target(name, value)
-        resolved = mount(uri, generation) / leaf if leaf else mount(uri, generation)
+        uri, leaf = _prefix(value, name in inside)
+        resolved = mount(uri, generation) / leaf
         if i is None:
             setattr(args, name, resolved)
         else:
             getattr(args, name)[i] = resolved
+
+
+def _prefix(uri: str, inside: bool) -> tuple[str, str]:
+    """``(the URI to mount, the path under it)``: a data folder or file in a prefix (``inside``) is its prefix's
+    (``s3://b/run/pairs``: ``s3://b/run`` and ``pairs``); a folder, or a bucket, is its own (and ``""``)."""
+    if inside and urlparse(uri).path.strip("/"):
+        parent, _, leaf = uri.rpartition("/")
+        return parent, leaf
+    return uri, ""
 
 
 def path_of(text: str | None, inside: bool = True) -> str | None:
@@ -357,10 +359,8 @@ def path_of(text: str | None, inside: bool = True) -> str | None:
     it is. ``inside``: as for :func:`resolve_args` (a data folder or file: its prefix's mirror)."""
     if not is_uri(text):
         return text
-    if inside and urlparse(text).path.strip("/"):
-        parent, _, leaf = text.rpartition("/")
-        return str(mount(parent) / leaf)
-    return str(mount(text))
+    uri, leaf = _prefix(text, inside)
+    return str(mount(uri) / leaf)
 
 
 def mounted(path: str | Path) -> Mount | None:
@@ -414,7 +414,7 @@ def _exists(m: Mount, path: Path) -> bool:
     try:
         return m.fs.get_file_info(m.key(path)).type == pafs.FileType.File
     except Exception as e:  # noqa: BLE001
-        raise StoreError(f"{m.describe(path)}: cannot be looked up in the store ({' '.join(str(e).split())})") from e
+        raise StoreError(f"{m.describe(path)}: cannot be looked up in the store ({one_line(e)})") from e
 
 
 def _parallel(fn, items: list) -> list:
@@ -444,7 +444,7 @@ def _sync(m: Mount) -> None:
     try:
         infos = m.fs.get_file_info(pafs.FileSelector(m.root, recursive=True, allow_not_found=True))
     except Exception as e:  # noqa: BLE001
-        raise StoreError(f"{m.uri}: cannot list the store ({' '.join(str(e).split())})") from e
+        raise StoreError(f"{m.uri}: cannot list the store ({one_line(e)})") from e
     listed: set[Path] = set()
     tiny: list[tuple[Path, int]] = []
     for info in infos:
@@ -518,9 +518,9 @@ def local(path: str | Path) -> Path:
     except OSError:
         return path  # not there: the caller's own message
     if is_stub(path, st):
-        _fetch(m, path, st.st_mtime_ns)
+        _fetch(m, path, st.st_mtime_ns)  # the object's mtime kept
     with contextlib.suppress(OSError):  # read now: the last to go back to a stub
-        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+        os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))
     return path
 
 
@@ -535,7 +535,7 @@ def ranged(path: str | Path):
     try:
         return m.fs.open_input_file(m.key(path))
     except Exception as e:  # noqa: BLE001
-        raise StoreError(f"{m.describe(path)}: cannot be read from the store ({' '.join(str(e).split())})") from e
+        raise StoreError(f"{m.describe(path)}: cannot be read from the store ({one_line(e)})") from e
 
 
 def _fetch(m: Mount, path: Path, mtime_ns: int) -> None:
@@ -552,7 +552,7 @@ def _fetch(m: Mount, path: Path, mtime_ns: int) -> None:
             from manifests.io import output_error
 
             raise output_error(path, e) from e
-        raise StoreError(f"{m.describe(path)}: cannot be read from the store ({' '.join(str(e).split())})") from e
+        raise StoreError(f"{m.describe(path)}: cannot be read from the store ({one_line(e)})") from e
     log.debug("fetched %s", m.describe(path))
     global _TRIMMED
     if time.monotonic() - _TRIMMED > TRIM_EVERY_S:  # every command that reads a store keeps the cache bound
@@ -637,7 +637,7 @@ def publish(tmp: Path, path: Path) -> None:
     except OutputError:
         raise
     except Exception as e:  # noqa: BLE001  (botocore, pyarrow: one message naming the object)
-        raise StoreError(f"{where}: cannot be written to the store ({' '.join(str(e).split())})") from e
+        raise StoreError(f"{where}: cannot be written to the store ({one_line(e)})") from e
     os.utime(tmp, ns=(time.time_ns(), _seconds(mtime)))
     log.debug("uploaded %s", where)
 
@@ -699,7 +699,7 @@ def remove(path: str | Path) -> None:
         except FileNotFoundError:
             pass
         except Exception as e:  # noqa: BLE001
-            raise StoreError(f"{m.describe(path)}: cannot be removed from the store ({' '.join(str(e).split())})") from e
+            raise StoreError(f"{m.describe(path)}: cannot be removed from the store ({one_line(e)})") from e
     path.unlink(missing_ok=True)
 
 
@@ -909,7 +909,7 @@ def lease(path: str | Path, command: str | None = None) -> Iterator[None]:
     except OutputError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise StoreError(f"{held.where}: cannot take the lease ({' '.join(str(e).split())})") from e
+        raise StoreError(f"{held.where}: cannot take the lease ({one_line(e)})") from e
     with _LOCK:  # listed again now that no other run writes here: what a run that just ended wrote is in it
         _sync(m)
         m.synced = uuid.uuid4().hex

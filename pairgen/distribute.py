@@ -44,6 +44,7 @@ from functools import partial
 from typing import Any
 
 from manifests.commands import shorten
+from manifests.io import one_line
 from manifests.options import check, option
 
 __all__ = ["ClusterOptions", "TaskTimeout", "run_local", "run_ray", "time_limit"]
@@ -61,7 +62,7 @@ class TaskTimeout(RuntimeError):
 
 def _short(error: BaseException) -> BaseException:
     """The error with its message cut to one line (:func:`manifests.commands.shorten`: Ray's are long and repeat)."""
-    short = RuntimeError(shorten(" ".join(str(error).split())))
+    short = RuntimeError(shorten(one_line(error)))
     short.kind = type(error).__name__  # type: ignore[attr-defined]
     return short
 

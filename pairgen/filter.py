@@ -337,7 +337,6 @@ def write_shards(selections: dict[str, list], files: dict[str, Path], out_dir: P
                            "sha256": sha256_file(path)})  # fmt: skip
             if progress is not None:
                 progress.update(len(part))
-        store.trim()  # a store's views, read for this block: the cache stays within its bound
     for stale in sorted(out_dir.glob(SHARD_GLOB))[len(shards):]:  # fewer shards than an earlier run wrote
         store.remove(stale)
     return shards

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.io import OutputError, atomic_path
+from manifests.io import OutputError, atomic_path, one_line
 from manifests.layout import CONTACT_SHEET, is_safe_name, name_problem, refuse_inside_data
 from manifests.manifest import PairsManifest, SamplesManifest, sha256_file
 from manifests.options import ConfigError, check, option
@@ -133,11 +133,6 @@ def sheet_path(given: str | Path | None, default: Path) -> Path:
     return path
 
 
-def _one_line(error: BaseException) -> str:
-    """An exception's message on one line (pyarrow's span several)."""
-    return " ".join(str(error).split())
-
-
 def _per_dataset(scenes: Counter, items: str) -> dict[str, dict]:
     """``{dataset: {items: count, "scenes": count}}`` from each scene key's (``dataset/scene_id``) item count."""
     datasets: dict[str, dict] = {}
@@ -182,7 +177,7 @@ def _shard_footers(pairs_dir: Path, manifest: PairsManifest, count: str = "pairs
         try:
             meta = pq.ParquetFile(ranged(path)).metadata
         except (OSError, pa.ArrowException) as e:
-            problems.append(f"{name}: not a readable Parquet file, truncated or damaged ({_one_line(e)})")
+            problems.append(f"{name}: not a readable Parquet file, truncated or damaged ({one_line(e)})")
             continue
         changed = manifest.verify_shard(entry, path)
         if changed:
@@ -256,7 +251,7 @@ def pairs_statistics(pairs_dir: str | Path) -> dict:
         try:
             table = pq.read_table(local(path), columns=["dataset", "scene_id", "covisibility"])
         except (OSError, pa.ArrowException) as e:
-            problems.append(f"{shard['file']}: columns cannot be read ({_one_line(e)})")
+            problems.append(f"{shard['file']}: columns cannot be read ({one_line(e)})")
             continue
         keys = [f"{d}/{s}" for d, s in zip(table.column("dataset").to_pylist(), table.column("scene_id").to_pylist())]
         scenes.update(keys)
@@ -592,7 +587,7 @@ def samples_statistics(samples_dir: str | Path) -> dict:
             table = pq.read_table(local(samples_dir / shard["file"]), columns=SAMPLE_COLUMNS)
             values, bad = _sample_values(table, n, setup)
         except (OSError, pa.ArrowException, ValueError, TypeError, KeyError, IndexError) as e:
-            problems.append(f"{shard['file']}: columns cannot be read ({_one_line(e)})")
+            problems.append(f"{shard['file']}: columns cannot be read ({one_line(e)})")
             shard["clean"], unread = False, True
             continue
         rows_read += table.num_rows
@@ -806,7 +801,7 @@ def samples_contact_sheet(samples_dir: str | Path, out_png: str | Path, n: int =
                 raise ValueError("its parents are not a tree rooted at view 1")
             images = _sample_images(row, lookup)
         except (SampleError, ValueError, TypeError, KeyError, OSError) as e:
-            skipped.append({"sample_id": row.get("sample_id"), "reason": _one_line(e)})
+            skipped.append({"sample_id": row.get("sample_id"), "reason": one_line(e)})
             continue
         edges = [float(combine_directions(m[i, p], m[p, i], setup["rule"])) if p >= 0 else None
                  for i, p in enumerate(parents)]  # fmt: skip

@@ -363,9 +363,9 @@ class Stage(abc.ABC):
         try:
             for task, result in decided:
                 on_result(task, result)
-            work = type(self).work
-            if store.mounts():  # a store's folders: each worker mounts them too (the same paths on every node)
-                work = partial(store.in_mounts, work, store.mounts())
+            work, mounted = type(self).work, store.mounts()
+            if mounted:  # a store's folders: each worker mounts them too (the same paths on every node)
+                work = partial(store.in_mounts, work, mounted)
             retried = self.distributor(work, todo, on_result, on_error, self.common(), on_tick=on_tick)
             summary.counts["retries"] = retried or 0
         finally:
@@ -385,7 +385,7 @@ def report(stage: Stage, summary: StageSummary, stream: TextIO) -> int:
     """Print the first failures, the summary line and where the outputs are; return the exit status."""
     failures = list(summary.failures.items())
     for key, reason in failures[:SHOWN_FAILURES]:
-        print(f"  FAILED {key}: {shorten(store.shown(reason))}", file=stream)  # whole in the manifest
+        print(f"  FAILED {key}: {shorten(reason)}", file=stream)  # whole in the manifest (URIs: on_result)
     manifest = stage.manifest_cls.path_in(stage.folder)
     if len(failures) > SHOWN_FAILURES:
         print(f"  ... and {len(failures) - SHOWN_FAILURES} more (see {store.shown(str(manifest))})", file=stream)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from manifests.io import OutputError, atomic_path
+from manifests.io import OutputError, atomic_path, one_line
 from pretrain.engine import TrainingError, param_groups
 from pretrain.model import MODEL_PRESETS, CroCoNet, preset
 
@@ -122,7 +122,7 @@ def save_checkpoint(ckpt: dict, path: Path, tmp_dir: Path | None = None) -> None
         with atomic_path(path, tmp_dir) as tmp:
             torch.save(ckpt, tmp)
     except RuntimeError as e:
-        raise OutputError(f"{path}: cannot be written ({' '.join(str(e).split())}: a quota, or an I/O error?)") from e
+        raise OutputError(f"{path}: cannot be written ({one_line(e)}: a quota, or an I/O error?)") from e
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -65,7 +65,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from manifests.io import OutputError, check_parquet, read_json, write_json_atomic
+from manifests.io import OutputError, check_parquet, one_line, read_json, write_json_atomic
 from manifests.manifest import ManifestError, PairsManifest, SamplesManifest
 from manifests.pairs import ID_COLUMN, IMAGE_COLUMNS, SHARD_GLOB, SIZE_COLUMNS
 from manifests.samples import ResolvedViews, SampleError, ViewsLookup, is_samples_schema
@@ -239,7 +239,7 @@ class ShardIndex:
                 with pq.ParquetFile(ranged(path)) as pf:  # the footer only: a store's shard is not fetched for it
                     schema, meta = pf.schema_arrow, pf.metadata
             except (OSError, pa.ArrowException) as e:
-                raise ShardError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
+                raise ShardError(f"{path}: not a readable Parquet file ({one_line(e)})") from e
             if is_samples_schema(schema):
                 kind, image_path, folder = _samples_shard(Path(path), schema, meta, views)
                 ids = True
@@ -448,7 +448,7 @@ def _read(path: Path, rg: int, columns: list[str], expected: int) -> pa.Table:
         with pq.ParquetFile(local(path)) as pf:
             table = pf.read_row_group(rg, columns=columns)
     except (OSError, pa.ArrowException) as e:
-        raise ShardError(f"{path}: row group {rg} could not be read ({' '.join(str(e).split())})") from e  # one line
+        raise ShardError(f"{path}: row group {rg} could not be read ({one_line(e)})") from e  # one line
     if table.num_rows != expected:
         raise ShardError(f"{path}: row group {rg} holds {table.num_rows} rows, its footer said {expected}")
     return table
